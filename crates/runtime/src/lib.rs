@@ -1,0 +1,27 @@
+//! VSR's inference runtime: loads ncnn-format super-resolution models (`.param` + `.bin`) and
+//! runs them on the CPU.
+//!
+//! The data flow is `param`/`weights` (bytes) -> [`graph::Graph`] (typed, validated IR) ->
+//! [`plan::Plan`] (fused ops, prepared weights, buffer lifetimes) -> [`Plan::run`] on a
+//! channels-last [`Tensor`]. [`upscaler::Upscaler`] adds the per-model image conventions
+//! (padding, value range) and tiling for frames of any size.
+
+pub mod error;
+pub mod graph;
+pub mod kernels;
+pub mod param;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{LoadError, LoadErrorKind, RunError};
+pub use graph::Graph;
+pub use kernels::Isa;
+pub use tensor::Tensor;
+pub mod ops;
+pub mod plan;
+
+pub use plan::Plan;
+pub use tensor::Shape;
+pub mod upscaler;
+
+pub use upscaler::{ModelSpec, Options, PadMode, Upscaler};

@@ -1,0 +1,282 @@
+//! Operators that move data without arithmetic (Crop, Concat, PixelShuffle) and resampling
+//! (Interp), all on channels-last tensors.
+
+use crate::graph::{CropSpec, InterpMode};
+use crate::tensor::{Shape, Tensor};
+
+/// A crop as ranges on (h, w, c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropRegion {
+    pub y: usize,
+    pub x: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ch: usize,
+}
+
+/// Resolves a crop against the input (and optional reference) shape; `None` if out of range.
+pub fn crop_region(spec: &CropSpec, input: Shape, reference: Option<Shape>) -> Option<CropRegion> {
+    let (h, w, c) = (input.h, input.w, input.c);
+    let region = match spec {
+        CropSpec::Offsets { w: wo, h: ho, c: co, out_w, out_h, out_c, w2, h2, c2 } => {
+            let (rw, rh, rc) = match reference {
+                Some(r) => (r.w, r.h, if r.dims == 3 { r.c } else { c - co }),
+                None => (
+                    if *out_w == 0 { w.checked_sub(wo + w2)? } else { *out_w },
+                    if *out_h == 0 { h.checked_sub(ho + h2)? } else { *out_h },
+                    if *out_c == 0 { c.checked_sub(co + c2)? } else { *out_c },
+                ),
+            };
+            let (co, rc) = if input.dims == 3 { (*co, rc) } else { (0, c) };
+            CropRegion { y: *ho, x: *wo, c: co, h: rh, w: rw, ch: rc }
+        }
+        CropSpec::Ranges { starts, ends, axes } => {
+            // Axis numbers as in ncnn for a 3-D blob: 0 = channels, 1 = rows, 2 = columns.
+            let mut r = CropRegion { y: 0, x: 0, c: 0, h, w, ch: c };
+            for (i, (&s, &e)) in starts.iter().zip(ends).enumerate() {
+                let axis = axes.get(i).copied().unwrap_or(i as i32);
+                let axis = if axis < 0 { axis + input.dims as i32 } else { axis };
+                let axis = axis + 3 - input.dims as i32;
+                let size = match axis {
+                    0 => c,
+                    1 => h,
+                    2 => w,
+                    _ => return None,
+                } as i64;
+                let resolve = |v: i32| if v < 0 { (size + v as i64).max(0) } else { (v as i64).min(size) };
+                let (s, e) = (resolve(s), resolve(e));
+                if e <= s {
+                    return None;
+                }
+                let (s, len) = (s as usize, (e - s) as usize);
+                match axis {
+                    0 => (r.c, r.ch) = (s, len),
+                    1 => (r.y, r.h) = (s, len),
+                    _ => (r.x, r.w) = (s, len),
+                }
+            }
+            r
+        }
+    };
+    let fits = region.h > 0
+        && region.w > 0
+        && region.ch > 0
+        && region.y + region.h <= h
+        && region.x + region.w <= w
+        && region.c + region.ch <= c;
+    fits.then_some(region)
+}
+
+pub fn crop(input: &Tensor, r: CropRegion, out: &mut Tensor) {
+    let c = input.c;
+    for y in 0..r.h {
+        for x in 0..r.w {
+            let src = ((r.y + y) * input.w + r.x + x) * c + r.c;
+            let dst = (y * r.w + x) * r.ch;
+            out.data[dst..dst + r.ch].copy_from_slice(&input.data[src..src + r.ch]);
+        }
+    }
+}
+
+/// ncnn's concat axis for a blob with `dims` dimensions, as an index into (c, h, w).
+pub fn concat_axis(axis: i32, dims: u8) -> Option<usize> {
+    let a = if axis < 0 { axis + dims as i32 } else { axis };
+    let a = a + 3 - dims as i32;
+    (0..3).contains(&a).then_some(a as usize)
+}
+
+pub fn concat_shape(inputs: &[Shape], axis: usize) -> Option<Shape> {
+    let f = inputs[0];
+    let same = |t: &Shape| match axis {
+        0 => t.h == f.h && t.w == f.w,
+        1 => t.w == f.w && t.c == f.c,
+        _ => t.h == f.h && t.c == f.c,
+    };
+    if !inputs.iter().all(same) {
+        return None;
+    }
+    let sum = |g: fn(&Shape) -> usize| inputs.iter().map(g).sum();
+    let (h, w, c) = match axis {
+        0 => (f.h, f.w, sum(|t| t.c)),
+        1 => (sum(|t| t.h), f.w, f.c),
+        _ => (f.h, sum(|t| t.w), f.c),
+    };
+    Some(Shape { h, w, c, dims: f.dims })
+}
+
+pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
+    match axis {
+        0 => {
+            let oc = out.c;
+            let mut c0 = 0;
+            for t in inputs {
+                for (p, src) in t.data.chunks_exact(t.c).enumerate() {
+                    out.data[p * oc + c0..p * oc + c0 + t.c].copy_from_slice(src);
+                }
+                c0 += t.c;
+            }
+        }
+        1 => {
+            let mut at = 0;
+            for t in inputs {
+                out.data[at..at + t.len()].copy_from_slice(&t.data);
+                at += t.len();
+            }
+        }
+        _ => {
+            let row = out.w * out.c;
+            let mut x0 = 0;
+            for t in inputs {
+                let tr = t.w * t.c;
+                for y in 0..out.h {
+                    out.data[y * row + x0..y * row + x0 + tr].copy_from_slice(&t.data[y * tr..(y + 1) * tr]);
+                }
+                x0 += tr;
+            }
+        }
+    }
+}
+
+/// Depth-to-space. `channel_major` is ncnn's mode 1; mode 0 matches PyTorch's PixelShuffle.
+pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Tensor) {
+    let (oc, ic, ow) = (out.c, input.c, out.w);
+    for y in 0..input.h {
+        for x in 0..input.w {
+            let src = &input.data[(y * input.w + x) * ic..][..ic];
+            for sh in 0..r {
+                for sw in 0..r {
+                    let dst = &mut out.data[((y * r + sh) * ow + x * r + sw) * oc..][..oc];
+                    for (p, d) in dst.iter_mut().enumerate() {
+                        let q = if channel_major { (sh * r + sw) * oc + p } else { p * r * r + sh * r + sw };
+                        *d = src[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Interp's output size, computed the way ncnn does (truncating `size * scale`).
+pub fn interp_shape(h: usize, w: usize, scale_h: f32, scale_w: f32, out_h: usize, out_w: usize) -> (usize, usize) {
+    if out_h != 0 && out_w != 0 {
+        (out_h, out_w)
+    } else {
+        ((h as f32 * scale_h) as usize, (w as f32 * scale_w) as usize)
+    }
+}
+
+/// Source index and weights for each output coordinate along one axis.
+struct Taps {
+    index: Vec<usize>,
+    weights: Vec<[f32; 4]>,
+}
+
+fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
+    let scale = if align_corner && dst > 1 { (src as f64 - 1.0) / (dst as f64 - 1.0) } else { src as f64 / dst as f64 };
+    let mut t = Taps { index: Vec::with_capacity(dst), weights: Vec::with_capacity(dst) };
+    for d in 0..dst {
+        let mut f = if align_corner { (d as f64 * scale) as f32 } else { ((d as f64 + 0.5) * scale - 0.5) as f32 };
+        let mut s = f.floor() as isize;
+        f -= s as f32;
+        if s < 0 {
+            s = 0;
+            f = 0.0;
+        }
+        if s >= src as isize - 1 {
+            s = src as isize - 2;
+            f = 1.0;
+        }
+        if src == 1 {
+            s = 0;
+            f = 0.0;
+        }
+        t.index.push(s as usize);
+        t.weights.push([1.0 - f, f, 0.0, 0.0]);
+    }
+    t
+}
+
+fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
+    let scale = if align_corner && dst > 1 { (src as f64 - 1.0) / (dst as f64 - 1.0) } else { src as f64 / dst as f64 };
+    let mut t = Taps { index: Vec::with_capacity(dst), weights: Vec::with_capacity(dst) };
+    let n = src as isize;
+    for d in 0..dst {
+        let mut f = if align_corner { (d as f64 * scale) as f32 } else { ((d as f64 + 0.5) * scale - 0.5) as f32 };
+        let mut s = f.floor() as isize;
+        f -= s as f32;
+        const A: f32 = -0.75;
+        let (f0, f1, f2) = (f + 1.0, f, 1.0 - f);
+        let mut a = [0.0f32; 4];
+        a[0] = A * f0 * f0 * f0 - 5.0 * A * f0 * f0 + 8.0 * A * f0 - 4.0 * A;
+        a[1] = (A + 2.0) * f1 * f1 * f1 - (A + 3.0) * f1 * f1 + 1.0;
+        a[2] = (A + 2.0) * f2 * f2 * f2 - (A + 3.0) * f2 * f2 + 1.0;
+        a[3] = 1.0 - a[0] - a[1] - a[2];
+        // Fold taps that fall outside onto the edge, as ncnn does.
+        if s <= -1 {
+            s = 1;
+            a = [1.0 - a[3], a[3], 0.0, 0.0];
+        }
+        if s == 0 {
+            s = 1;
+            a = [a[0] + a[1], a[2], a[3], 0.0];
+        }
+        if s == n - 2 {
+            s = n - 3;
+            a = [0.0, a[0], a[1], a[2] + a[3]];
+        }
+        if s >= n - 1 {
+            s = n - 3;
+            a = [0.0, 0.0, a[0], 1.0 - a[0]];
+        }
+        // Index of the first of the four taps.
+        t.index.push((s - 1).max(0) as usize);
+        t.weights.push(a);
+    }
+    t
+}
+
+pub fn interp(input: &Tensor, mode: InterpMode, align_corner: bool, out: &mut Tensor) {
+    let (ih, iw, c) = (input.h, input.w, input.c);
+    let (oh, ow) = (out.h, out.w);
+    if mode == InterpMode::Nearest {
+        let hs = ih as f32 / oh as f32;
+        let ws = iw as f32 / ow as f32;
+        for y in 0..oh {
+            let sy = ((y as f32 * hs) as usize).min(ih - 1);
+            for x in 0..ow {
+                let sx = ((x as f32 * ws) as usize).min(iw - 1);
+                let src = &input.data[(sy * iw + sx) * c..][..c];
+                out.data[(y * ow + x) * c..][..c].copy_from_slice(src);
+            }
+        }
+        return;
+    }
+    // Bicubic needs four source rows; tiny inputs fall back to linear taps.
+    let (ty, tx, n) = if mode == InterpMode::Bicubic && ih >= 4 && iw >= 4 {
+        (cubic_taps(ih, oh, align_corner), cubic_taps(iw, ow, align_corner), 4)
+    } else {
+        (linear_taps(ih, oh, align_corner), linear_taps(iw, ow, align_corner), 2)
+    };
+    // Horizontal pass per source row, then vertical, matching ncnn's order of summation.
+    let mut rows = vec![0.0f32; ih * ow * c];
+    for y in 0..ih {
+        for x in 0..ow {
+            let dst = &mut rows[(y * ow + x) * c..][..c];
+            let (s, a) = (tx.index[x], tx.weights[x]);
+            for (k, &wk) in a.iter().enumerate().take(n) {
+                let src = &input.data[(y * iw + (s + k).min(iw - 1)) * c..][..c];
+                dst.iter_mut().zip(src).for_each(|(d, v)| *d += v * wk);
+            }
+        }
+    }
+    out.data.fill(0.0);
+    for y in 0..oh {
+        let (s, b) = (ty.index[y], ty.weights[y]);
+        let dst = &mut out.data[y * ow * c..(y + 1) * ow * c];
+        for (k, &wk) in b.iter().enumerate().take(n) {
+            let src = &rows[(s + k).min(ih - 1) * ow * c..][..ow * c];
+            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v * wk);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! 3x3 stride-1 convolution by Winograd F(6x6, 3x3): each 8x8 input patch yields a 6x6 output
+//! patch with 64 multiplications per channel pair instead of 324.
+//!
+//! Per block of tiles: transform input patches (vectorised over channels, which are contiguous
+//! in our channels-last layout), run one packed GEMM per of the 64 transform positions, then
+//! transform back and apply bias and activation while the block is still in cache.
+//! The transform matrices are the standard ones for interpolation points 0, ±1, ±2, ±1/2
+//! (the ±1/2 rows scaled by 32 as in ncnn's winograd63), checked against direct
+//! convolution in the tests.
+
+use crate::graph::{Activation, ConvSpec, Padding};
+use crate::kernels::gemm::{gemm, PackedB};
+use crate::kernels::{math, Isa, LANES};
+use crate::ops::{par_for_each_thread, SyncPtr};
+use crate::tensor::Tensor;
+
+type Lanes = [f32; LANES];
+const ZERO: Lanes = [0.0; LANES];
+
+/// Kernel transform G (8x3).
+const G: [[f32; 3]; 8] = [
+    [1.0, 0.0, 0.0],
+    [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+    [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+    [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0],
+    [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0],
+    [1.0 / 45.0, 1.0 / 90.0, 1.0 / 180.0],
+    [1.0 / 45.0, -1.0 / 90.0, 1.0 / 180.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// A 3x3 stride-1 convolution with its kernels transformed and packed.
+#[derive(Debug)]
+pub struct Winograd {
+    in_c: usize,
+    out_c: usize,
+    pad: Padding,
+    /// One packed `in_c x out_c` matrix per transform position.
+    u: Vec<PackedB>,
+    /// Bias and activation padded to `u[0].padded_n()` channels.
+    bias: Vec<f32>,
+    act: Activation,
+    isa: Isa,
+}
+
+impl Winograd {
+    pub fn supports(spec: &ConvSpec) -> bool {
+        spec.kh == 3 && spec.kw == 3 && spec.stride_h == 1 && spec.stride_w == 1 && spec.dil_h == 1 && spec.dil_w == 1
+    }
+
+    pub fn new(spec: &ConvSpec, isa: Isa) -> Self {
+        let (in_c, out_c) = (spec.in_c, spec.out_c);
+        // U[pos][i][o] = (G g G^T)[pos] for g = W[o][i].
+        let mut transformed = vec![0.0f32; 64 * in_c * out_c];
+        for o in 0..out_c {
+            for i in 0..in_c {
+                let g = &spec.weights[(o * in_c + i) * 9..(o * in_c + i) * 9 + 9];
+                let mut tmp = [[0.0f32; 3]; 8]; // G g
+                for (r, row) in tmp.iter_mut().enumerate() {
+                    for (col, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|k| G[r][k] * g[k * 3 + col]).sum();
+                    }
+                }
+                for r in 0..8 {
+                    for col in 0..8 {
+                        let v: f32 = (0..3).map(|k| tmp[r][k] * G[col][k]).sum();
+                        transformed[((r * 8 + col) * in_c + i) * out_c + o] = v;
+                    }
+                }
+            }
+        }
+        let u: Vec<PackedB> = (0..64)
+            .map(|pos| {
+                let base = pos * in_c * out_c;
+                PackedB::new(isa, in_c, out_c, |i, o| transformed[base + i * out_c + o])
+            })
+            .collect();
+        let n_pad = u[0].padded_n();
+        let mut bias = spec.bias.clone();
+        bias.resize(n_pad, 0.0);
+        let act = match &spec.act {
+            Activation::PRelu(s) if s.len() > 1 => {
+                let mut s = s.clone();
+                s.resize(n_pad, 0.0);
+                Activation::PRelu(s)
+            }
+            a => a.clone(),
+        };
+        Winograd { in_c, out_c, pad: spec.pad, u, bias, act, isa }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_c
+    }
+
+    pub fn out_shape(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let oh = (h + self.pad.top + self.pad.bottom).checked_sub(2)?;
+        let ow = (w + self.pad.left + self.pad.right).checked_sub(2)?;
+        (oh > 0 && ow > 0).then_some((oh, ow))
+    }
+
+    /// Tiles per block: enough rows for the GEMM, few enough that the block stays in L2.
+    fn block_tiles(&self) -> usize {
+        let per_tile = 64 * (self.in_c.next_multiple_of(LANES) + self.u[0].padded_n());
+        (96 * 1024 / per_tile).clamp(12, 48) / 12 * 12
+    }
+
+    pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
+        let (oh, ow) = (output.h, output.w);
+        let tiles_w = ow.div_ceil(6);
+        let tiles = oh.div_ceil(6) * tiles_w;
+        let bt = self.block_tiles();
+        let blocks = tiles.div_ceil(bt);
+        let cin_p = self.in_c.next_multiple_of(LANES);
+        let n_pad = self.u[0].padded_n();
+        let out_ptr = SyncPtr(output.data.as_mut_ptr());
+        let isa = self.isa;
+        par_for_each_thread(threads.min(blocks), |thread, nthreads| {
+            let mut v = vec![0.0f32; 64 * bt * cin_p];
+            let mut m = vec![0.0f32; 64 * bt * n_pad];
+            let mut tile_out = vec![0.0f32; 36 * n_pad];
+            for block in (thread..blocks).step_by(nthreads) {
+                let first = block * bt;
+                let count = bt.min(tiles - first);
+                crate::dispatch!(isa, {
+                    self.input_transform(input, first, count, tiles_w, bt, cin_p, &mut v)
+                });
+                for pos in 0..64 {
+                    gemm(
+                        isa,
+                        count,
+                        &v[pos * bt * cin_p..],
+                        cin_p,
+                        &self.u[pos],
+                        &mut m[pos * bt * n_pad..(pos + 1) * bt * n_pad],
+                        n_pad,
+                    );
+                }
+                crate::dispatch!(isa, {
+                    for t in 0..count {
+                        let tile = first + t;
+                        self.output_transform(&m, t, bt, n_pad, &mut tile_out);
+                        math::bias_activation(&mut tile_out, n_pad, Some(&self.bias), &self.act);
+                        let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
+                        for dy in 0..6.min(oh - y0) {
+                            for dx in 0..6.min(ow - x0) {
+                                let src = &tile_out[(dy * 6 + dx) * n_pad..][..self.out_c];
+                                // SAFETY: each tile writes only its own output pixels.
+                                unsafe {
+                                    let dst = out_ptr.get().add(((y0 + dy) * ow + x0 + dx) * self.out_c);
+                                    std::ptr::copy_nonoverlapping(src.as_ptr(), dst, self.out_c);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Writes `V[pos][t][c]` for `count` tiles starting at `first`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn input_transform(&self, input: &Tensor, first: usize, count: usize, tiles_w: usize, bt: usize, cin_p: usize, v: &mut [f32]) {
+        let (h, w, c) = (input.h as isize, input.w as isize, self.in_c);
+        let mut patch = [[ZERO; 8]; 8];
+        for t in 0..count {
+            let tile = first + t;
+            let y0 = (tile / tiles_w * 6) as isize - self.pad.top as isize;
+            let x0 = (tile % tiles_w * 6) as isize - self.pad.left as isize;
+            for c0 in (0..c).step_by(LANES) {
+                let lanes = LANES.min(c - c0);
+                for (dy, row) in patch.iter_mut().enumerate() {
+                    let y = y0 + dy as isize;
+                    for (dx, px) in row.iter_mut().enumerate() {
+                        let x = x0 + dx as isize;
+                        if y < 0 || y >= h || x < 0 || x >= w {
+                            *px = ZERO;
+                        } else {
+                            let at = (y * w + x) as usize * c + c0;
+                            if lanes == LANES {
+                                px.copy_from_slice(&input.data[at..at + LANES]);
+                            } else {
+                                *px = ZERO;
+                                px[..lanes].copy_from_slice(&input.data[at..at + lanes]);
+                            }
+                        }
+                    }
+                }
+                // Rows then columns: patch -> BT d -> (BT d) B.
+                let mut tmp = [[ZERO; 8]; 8];
+                for dy in 0..8 {
+                    let r = bt_1d(&patch[dy]);
+                    for i in 0..8 {
+                        tmp[i][dy] = r[i];
+                    }
+                }
+                for (i, col) in tmp.iter().enumerate() {
+                    let r = bt_1d(col);
+                    for (j, val) in r.iter().enumerate() {
+                        let at = ((j * 8 + i) * bt + t) * cin_p + c0;
+                        v[at..at + LANES].copy_from_slice(val);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Transforms tile `t` of `M` back into a 6x6 patch of `n_pad` channels.
+    #[inline(always)]
+    fn output_transform(&self, m: &[f32], t: usize, bt: usize, n_pad: usize, out: &mut [f32]) {
+        for c0 in (0..n_pad).step_by(LANES) {
+            let mut tmp = [[ZERO; 8]; 6];
+            for row in 0..8 {
+                let mut r = [ZERO; 8];
+                for (col, rv) in r.iter_mut().enumerate() {
+                    let at = ((row * 8 + col) * bt + t) * n_pad + c0;
+                    rv.copy_from_slice(&m[at..at + LANES]);
+                }
+                let o = at_1d(&r);
+                for i in 0..6 {
+                    tmp[i][row] = o[i];
+                }
+            }
+            for (i, col) in tmp.iter().enumerate() {
+                let o = at_1d(col);
+                for (j, val) in o.iter().enumerate() {
+                    let at = (j * 6 + i) * n_pad + c0;
+                    out[at..at + LANES].copy_from_slice(val);
+                }
+            }
+        }
+    }
+}
+
+/// `B^T r` for one line of 8 lane vectors.
+#[inline(always)]
+fn bt_1d(r: &[Lanes; 8]) -> [Lanes; 8] {
+    let mut o = [ZERO; 8];
+    for l in 0..LANES {
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (r[0][l], r[1][l], r[2][l], r[3][l], r[4][l], r[5][l], r[6][l], r[7][l]);
+        o[0][l] = r0 - r6 + (r4 - r2) * 5.25;
+        o[7][l] = r7 - r1 + (r3 - r5) * 5.25;
+        let a = r2 + r6 - r4 * 4.25;
+        let b = r1 + r5 - r3 * 4.25;
+        o[1][l] = a + b;
+        o[2][l] = a - b;
+        let a = r6 + r2 * 0.25 - r4 * 1.25;
+        let b = r1 * 0.5 - r3 * 2.5 + r5 * 2.0;
+        o[3][l] = a + b;
+        o[4][l] = a - b;
+        let a = r6 + (r2 - r4 * 1.25) * 4.0;
+        let b = r1 * 2.0 - r3 * 2.5 + r5 * 0.5;
+        o[5][l] = a + b;
+        o[6][l] = a - b;
+    }
+    o
+}
+
+/// `A^T r` for one line of 8 lane vectors, giving 6.
+#[inline(always)]
+fn at_1d(r: &[Lanes; 8]) -> [Lanes; 6] {
+    let mut o = [ZERO; 6];
+    for l in 0..LANES {
+        let e024a = r[1][l] + r[2][l];
+        let e135a = r[1][l] - r[2][l];
+        let e024b = r[3][l] + r[4][l];
+        let e135b = r[3][l] - r[4][l];
+        let e024c = r[5][l] + r[6][l];
+        let e135c = r[5][l] - r[6][l];
+        o[0][l] = r[0][l] + e024a + e024b + e024c * 32.0;
+        o[2][l] = e024a + e024b * 4.0 + e024c * 8.0;
+        o[4][l] = e024a + e024b * 16.0 + e024c * 2.0;
+        o[1][l] = e135a + e135b * 2.0 + e135c * 16.0;
+        o[3][l] = e135a + e135b * 8.0 + e135c * 4.0;
+        o[5][l] = r[7][l] + e135a + e135b * 32.0 + e135c;
+    }
+    o
+}

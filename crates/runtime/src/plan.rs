@@ -13,7 +13,7 @@ use crate::ops::{elementwise, layout, reduce};
 use crate::tensor::{Shape, Tensor};
 
 /// Winograd pays off once there are enough input channels to amortise its transforms.
-const WINOGRAD_MIN_IN_CHANNELS: usize = 8;
+const WINOGRAD_MIN_IN_CHANNELS: usize = 1;
 
 #[derive(Debug)]
 enum Prepared {
@@ -52,6 +52,8 @@ pub struct Plan {
     isa: Isa,
     threads: usize,
     pool: rayon::ThreadPool,
+    /// Activation buffers kept between runs (see [`BufferPool`]).
+    buffers: std::sync::Mutex<BufferPool>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -198,7 +200,7 @@ impl Plan {
         for (v, _) in &constants {
             last_use[*v] = usize::MAX;
         }
-        Ok(Plan { steps, value_count, input, output, constants, last_use, isa, threads, pool })
+        Ok(Plan { steps, value_count, input, output, constants, last_use, isa, threads, pool, buffers: Default::default() })
     }
 
     pub fn isa(&self) -> Isa {
@@ -327,15 +329,19 @@ impl Plan {
         for (v, t) in &self.constants {
             values[*v] = Some(t.clone());
         }
-        let mut pool = BufferPool::default();
+        // Take the kept buffers; concurrent runs of one plan simply get fewer of them.
+        let mut pool = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|e| e.into_inner()));
+        let profile = std::env::var_os("VSR_PROFILE").is_some();
         for (i, step) in self.steps.iter().enumerate() {
+            let started = std::time::Instant::now();
             let ins: Vec<Shape> = step.inputs.iter().map(|&v| values[v].as_ref().expect("produced").shape()).collect();
             let shape = self.out_shape(step, &ins)?;
             // In-place ops take over their first input when this step is its last reader.
-            let in_place = matches!(
-                step.op,
-                Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } | Prepared::Scale { .. } | Prepared::Eltwise { .. }
-            );
+            let in_place = match step.op {
+                Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } | Prepared::Scale { .. } | Prepared::Eltwise { .. } => true,
+                Prepared::Binary { .. } => elementwise::can_run_in_place(ins[0], ins[1]),
+                _ => false,
+            };
             let sole_reader = step.inputs.iter().filter(|&&v| v == step.inputs[0]).count() == 1;
             let out = if in_place && sole_reader && self.last_use[step.inputs[0]] == i {
                 let t = values[step.inputs[0]].take().expect("produced");
@@ -359,9 +365,23 @@ impl Plan {
                     }
                 }
             }
+            if profile {
+                eprintln!("{:>8.2} ms  {:<40} {}", started.elapsed().as_secs_f64() * 1e3, step.name, out.shape_str());
+            }
             values[step.output] = Some(out);
         }
-        Ok(values[self.output].take().expect("output is produced"))
+        let out = values[self.output].take().expect("output is produced");
+        for t in values.into_iter().flatten() {
+            pool.give(t.data);
+        }
+        *self.buffers.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+        Ok(out)
+    }
+
+    /// Gives a tensor's memory back for the next run (typically a frame already encoded), so
+    /// steady-state runs allocate nothing.
+    pub fn recycle(&self, t: Tensor) {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner()).give(t.data);
     }
 
     /// Ops whose output is their first input, modified; `rest` are the other inputs.
@@ -369,6 +389,7 @@ impl Plan {
         match &step.op {
             Prepared::Activation(a) => elementwise::activation(self.isa, &mut t, a),
             Prepared::Binary { kind, scalar: Some(s) } => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
+            Prepared::Binary { kind, scalar: None } => elementwise::binary_in_place(self.isa, *kind, &mut t, rest[0], self.threads),
             Prepared::Scale { scale, bias } => {
                 let s = scale.as_deref().unwrap_or_else(|| &rest[0].data);
                 elementwise::scale(self.isa, &mut t, s, bias.as_deref());
@@ -396,12 +417,12 @@ impl Plan {
                 layout::crop(ins[0], r, out)
             }
             Prepared::GlobalPool { max } => *out = reduce::global_pool(ins[0], *max),
-            Prepared::PixelShuffle { factor, channel_major } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out),
+            Prepared::PixelShuffle { factor, channel_major } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out, threads),
             Prepared::Interp { mode, align_corner, .. } => {
                 if out.h == ins[0].h && out.w == ins[0].w {
                     out.data.copy_from_slice(&ins[0].data);
                 } else {
-                    layout::interp(ins[0], *mode, *align_corner, out)
+                    layout::interp(ins[0], *mode, *align_corner, out, threads)
                 }
             }
             Prepared::Activation(_) | Prepared::Scale { .. } | Prepared::Eltwise { .. } => {
@@ -448,6 +469,9 @@ impl BufferPool {
     }
 
     fn give(&mut self, buf: Vec<f32>) {
-        self.free.push(buf);
+        // Keep at most a few dozen buffers: the live set of one run is far smaller.
+        if buf.capacity() > 0 && self.free.len() < 64 {
+            self.free.push(buf);
+        }
     }
 }

@@ -35,6 +35,30 @@ pub fn binary_scalar(isa: Isa, kind: BinaryKind, a: &mut Tensor, scalar: f32) {
     })
 }
 
+/// `a op= b` for `b` of the same shape or per-channel, in place and in parallel.
+pub fn binary_in_place(isa: Isa, kind: BinaryKind, a: &mut Tensor, b: &Tensor, threads: usize) {
+    let c = a.c;
+    let per_channel = b.len() == c && a.len() != c;
+    let rows = (a.len() / c / threads.max(1) / 4).max(1) * c;
+    crate::ops::par_chunks(&mut a.data, rows, threads, |i, chunk| {
+        crate::dispatch!(isa, {
+            if per_channel {
+                for row in chunk.chunks_exact_mut(c) {
+                    row.iter_mut().zip(&b.data).for_each(|(x, y)| *x = apply(kind, *x, *y));
+                }
+            } else {
+                let other = &b.data[i * rows..i * rows + chunk.len()];
+                chunk.iter_mut().zip(other).for_each(|(x, y)| *x = apply(kind, *x, *y));
+            }
+        })
+    });
+}
+
+/// Whether `binary_in_place` can compute `a op b` into `a`.
+pub fn can_run_in_place(a: Shape, b: Shape) -> bool {
+    (a.h == b.h && a.w == b.w && a.c == b.c) || (b.h == 1 && b.w == 1 && b.c == a.c)
+}
+
 /// `a op b` with broadcasting; `out` has the broadcast shape.
 pub fn binary(isa: Isa, kind: BinaryKind, a: &Tensor, b: &Tensor, out: &mut Tensor) {
     crate::dispatch!(isa, {

@@ -139,22 +139,19 @@ pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
 }
 
 /// Depth-to-space. `channel_major` is ncnn's mode 1; mode 0 matches PyTorch's PixelShuffle.
-pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Tensor) {
+pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Tensor, threads: usize) {
     let (oc, ic, ow) = (out.c, input.c, out.w);
-    for y in 0..input.h {
-        for x in 0..input.w {
+    crate::ops::par_chunks(&mut out.data, ow * oc, threads, |oy, row| {
+        let (y, sh) = (oy / r, oy % r);
+        for ox in 0..ow {
+            let (x, sw) = (ox / r, ox % r);
             let src = &input.data[(y * input.w + x) * ic..][..ic];
-            for sh in 0..r {
-                for sw in 0..r {
-                    let dst = &mut out.data[((y * r + sh) * ow + x * r + sw) * oc..][..oc];
-                    for (p, d) in dst.iter_mut().enumerate() {
-                        let q = if channel_major { (sh * r + sw) * oc + p } else { p * r * r + sh * r + sw };
-                        *d = src[q];
-                    }
-                }
+            for (p, d) in row[ox * oc..(ox + 1) * oc].iter_mut().enumerate() {
+                let q = if channel_major { (sh * r + sw) * oc + p } else { p * r * r + sh * r + sw };
+                *d = src[q];
             }
         }
-    }
+    });
 }
 
 /// Interp's output size, computed the way ncnn does (truncating `size * scale`).
@@ -236,20 +233,19 @@ fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
     t
 }
 
-pub fn interp(input: &Tensor, mode: InterpMode, align_corner: bool, out: &mut Tensor) {
+pub fn interp(input: &Tensor, mode: InterpMode, align_corner: bool, out: &mut Tensor, threads: usize) {
     let (ih, iw, c) = (input.h, input.w, input.c);
     let (oh, ow) = (out.h, out.w);
     if mode == InterpMode::Nearest {
         let hs = ih as f32 / oh as f32;
         let ws = iw as f32 / ow as f32;
-        for y in 0..oh {
+        crate::ops::par_chunks(&mut out.data, ow * c, threads, |y, row| {
             let sy = ((y as f32 * hs) as usize).min(ih - 1);
             for x in 0..ow {
                 let sx = ((x as f32 * ws) as usize).min(iw - 1);
-                let src = &input.data[(sy * iw + sx) * c..][..c];
-                out.data[(y * ow + x) * c..][..c].copy_from_slice(src);
+                row[x * c..(x + 1) * c].copy_from_slice(&input.data[(sy * iw + sx) * c..][..c]);
             }
-        }
+        });
         return;
     }
     // Bicubic needs four source rows; tiny inputs fall back to linear taps.

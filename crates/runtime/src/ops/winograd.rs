@@ -101,6 +101,9 @@ impl Winograd {
 
     /// Tiles per block: enough rows for the GEMM, few enough that the block stays in L2.
     fn block_tiles(&self) -> usize {
+        if let Some(t) = std::env::var("VSR_WINO_TILES").ok().and_then(|v| v.parse().ok()) {
+            return t;
+        }
         let per_tile = 64 * (self.in_c.next_multiple_of(LANES) + self.u[0].padded_n());
         (96 * 1024 / per_tile).clamp(12, 48) / 12 * 12
     }
@@ -144,12 +147,16 @@ impl Winograd {
                         let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
                         for dy in 0..6.min(oh - y0) {
                             for dx in 0..6.min(ow - x0) {
-                                let src = &tile_out[(dy * 6 + dx) * n_pad..][..self.out_c];
-                                // SAFETY: each tile writes only its own output pixels.
-                                unsafe {
-                                    let dst = out_ptr.get().add(((y0 + dy) * ow + x0 + dx) * self.out_c);
-                                    std::ptr::copy_nonoverlapping(src.as_ptr(), dst, self.out_c);
-                                }
+                                let src = &tile_out[(dy * 6 + dx) * n_pad..][..n_pad];
+                                // SAFETY: each tile writes only its own output pixels, each
+                                // `out_c` wide, inside the output tensor.
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        out_ptr.get().add(((y0 + dy) * ow + x0 + dx) * self.out_c),
+                                        self.out_c,
+                                    )
+                                };
+                                copy_channels(src, dst);
                             }
                         }
                     }
@@ -230,6 +237,21 @@ impl Winograd {
                 }
             }
         }
+    }
+}
+
+/// Copies `dst.len()` channels in whole lane vectors (a call to memcpy per pixel costs more
+/// than the copy).
+#[inline(always)]
+fn copy_channels(src: &[f32], dst: &mut [f32]) {
+    let done = dst.len() / LANES * LANES;
+    let mut chunks = dst.chunks_exact_mut(LANES);
+    for (i, d) in (&mut chunks).enumerate() {
+        let s: &Lanes = src[i * LANES..(i + 1) * LANES].try_into().expect("whole lanes");
+        d.copy_from_slice(s);
+    }
+    for (d, s) in chunks.into_remainder().iter_mut().zip(&src[done..]) {
+        *d = *s;
     }
 }
 

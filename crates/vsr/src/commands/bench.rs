@@ -51,13 +51,14 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         plan.peak_bytes(input.shape())? >> 20
     );
     for _ in 0..args.warmup {
-        plan.run(input.clone())?;
+        plan.recycle(plan.run(input.clone())?);
     }
     let mut times = Vec::with_capacity(args.runs);
     for i in 0..args.runs.max(1) {
         let start = Instant::now();
-        plan.run(input.clone())?;
+        let out = plan.run(input.clone())?;
         let t = start.elapsed().as_secs_f64();
+        plan.recycle(out);
         println!("run {i}: {t:.4} s");
         times.push(t);
     }

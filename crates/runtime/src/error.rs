@@ -45,18 +45,32 @@ pub enum LoadErrorKind {
     #[error("unknown layer type {0:?}")]
     UnknownLayer(String),
     #[error("layer {layer:?}: parameter {key}: {reason}")]
-    BadParam { layer: String, key: i32, reason: String },
+    BadParam {
+        layer: String,
+        key: i32,
+        reason: String,
+    },
     #[error("layer {layer:?} reads blob {blob:?}, which no earlier layer produces")]
     DanglingBlob { layer: String, blob: String },
     #[error("blob {0:?} is produced twice")]
     DuplicateBlob(String),
     #[error("declared {declared} {what} but found {found}")]
-    CountMismatch { what: &'static str, declared: usize, found: usize },
+    CountMismatch {
+        what: &'static str,
+        declared: usize,
+        found: usize,
+    },
     #[error("layer {layer:?}: weight data ends early (needs {needed} bytes, {available} left)")]
-    Truncated { layer: String, needed: u64, available: u64 },
+    Truncated {
+        layer: String,
+        needed: u64,
+        available: u64,
+    },
     #[error("layer {layer:?}: unsupported weight encoding tag {tag:#010x}")]
     UnsupportedEncoding { layer: String, tag: u32 },
-    #[error("{0} bytes of weight data left over after the last layer (wrong .bin for this .param?)")]
+    #[error(
+        "{0} bytes of weight data left over after the last layer (wrong .bin for this .param?)"
+    )]
     TrailingBytes(u64),
     #[error("layer {layer:?}: {reason}")]
     Shape { layer: String, reason: String },
@@ -74,7 +88,12 @@ pub enum RunError {
     #[error("input must be {expected}, got {got}")]
     BadInput { expected: String, got: String },
     #[error("frame of {width}x{height} needs {needed_mib} MiB, over the {budget_mib} MiB budget even at the smallest tile")]
-    OverBudget { width: usize, height: usize, needed_mib: usize, budget_mib: usize },
+    OverBudget {
+        width: usize,
+        height: usize,
+        needed_mib: usize,
+        budget_mib: usize,
+    },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
 }

@@ -19,11 +19,19 @@ const MAX_WEIGHTS: usize = 1 << 28;
 pub enum Activation {
     Identity,
     /// ReLU; a non-zero slope makes it leaky.
-    Relu { slope: f32 },
-    Clip { min: f32, max: f32 },
+    Relu {
+        slope: f32,
+    },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Sigmoid,
     Mish,
-    HardSwish { alpha: f32, beta: f32 },
+    HardSwish {
+        alpha: f32,
+        beta: f32,
+    },
     Swish,
     TanH,
     /// Per-channel slopes (one slope broadcasts to all channels).
@@ -91,9 +99,23 @@ pub enum InterpMode {
 pub enum CropSpec {
     /// `0=woffset 1=hoffset 2=coffset 3=outw 4=outh 5=outc`, trailing offsets `6,7,8`; with a
     /// second input the output size comes from it.
-    Offsets { w: usize, h: usize, c: usize, out_w: usize, out_h: usize, out_c: usize, w2: usize, h2: usize, c2: usize },
+    Offsets {
+        w: usize,
+        h: usize,
+        c: usize,
+        out_w: usize,
+        out_h: usize,
+        out_c: usize,
+        w2: usize,
+        h2: usize,
+        c2: usize,
+    },
     /// `starts`/`ends`/`axes` arrays; negative ends count from the end.
-    Ranges { starts: Vec<i32>, ends: Vec<i32>, axes: Vec<i32> },
+    Ranges {
+        starts: Vec<i32>,
+        ends: Vec<i32>,
+        axes: Vec<i32>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -103,17 +125,45 @@ pub enum Op {
     Split,
     Convolution(ConvSpec),
     Deconvolution(ConvSpec),
-    InnerProduct { out: usize, weights: Vec<f32>, bias: Vec<f32>, act: Activation },
+    InnerProduct {
+        out: usize,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        act: Activation,
+    },
     Activation(Activation),
-    BinaryOp { kind: BinaryKind, scalar: Option<f32> },
-    Eltwise { kind: EltwiseKind, coeffs: Vec<f32> },
-    Concat { axis: i32 },
+    BinaryOp {
+        kind: BinaryKind,
+        scalar: Option<f32>,
+    },
+    Eltwise {
+        kind: EltwiseKind,
+        coeffs: Vec<f32>,
+    },
+    Concat {
+        axis: i32,
+    },
     Crop(CropSpec),
-    GlobalPool { max: bool },
+    GlobalPool {
+        max: bool,
+    },
     /// Per-channel scale; without stored data the second input holds the scales.
-    Scale { scale: Option<Vec<f32>>, bias: Option<Vec<f32>> },
-    PixelShuffle { factor: usize, channel_major: bool },
-    Interp { mode: InterpMode, scale_h: f32, scale_w: f32, out_h: usize, out_w: usize, align_corner: bool },
+    Scale {
+        scale: Option<Vec<f32>>,
+        bias: Option<Vec<f32>>,
+    },
+    PixelShuffle {
+        factor: usize,
+        channel_major: bool,
+    },
+    Interp {
+        mode: InterpMode,
+        scale_h: f32,
+        scale_w: f32,
+        out_h: usize,
+        out_w: usize,
+        align_corner: bool,
+    },
     MemoryData(Tensor),
     Identity,
 }
@@ -140,21 +190,38 @@ pub struct Graph {
 impl Graph {
     /// Loads `NAME.param` and its weights from `bin_path`.
     pub fn load(param_path: &Path, bin_path: &Path) -> Result<Graph, LoadError> {
-        let err = |path: &Path, location, kind| LoadError { path: path.to_path_buf(), location, kind };
-        let text = std::fs::read(param_path).map_err(|e| err(param_path, Location::File, e.into()))?;
+        let err = |path: &Path, location, kind| LoadError {
+            path: path.to_path_buf(),
+            location,
+            kind,
+        };
+        let text =
+            std::fs::read(param_path).map_err(|e| err(param_path, Location::File, e.into()))?;
         let text = String::from_utf8(text).map_err(|e| {
-            err(param_path, Location::Byte(e.utf8_error().valid_up_to() as u64), LoadErrorKind::Syntax("not UTF-8 text".into()))
+            err(
+                param_path,
+                Location::Byte(e.utf8_error().valid_up_to() as u64),
+                LoadErrorKind::Syntax("not UTF-8 text".into()),
+            )
         })?;
         let bin = std::fs::read(bin_path).map_err(|e| err(bin_path, Location::File, e.into()))?;
         Self::from_parts(&text, &bin).map_err(|(which, location, kind)| {
-            let path = if which == FileKind::Param { param_path } else { bin_path };
+            let path = if which == FileKind::Param {
+                param_path
+            } else {
+                bin_path
+            };
             err(path, location, kind)
         })
     }
 
     /// Builds a graph from the text of a `.param` file and the bytes of its `.bin`.
-    pub fn from_parts(param_text: &str, bin: &[u8]) -> Result<Graph, (FileKind, Location, LoadErrorKind)> {
-        let file = param::parse(param_text).map_err(|(line, k)| (FileKind::Param, Location::Line(line), k))?;
+    pub fn from_parts(
+        param_text: &str,
+        bin: &[u8],
+    ) -> Result<Graph, (FileKind, Location, LoadErrorKind)> {
+        let file = param::parse(param_text)
+            .map_err(|(line, k)| (FileKind::Param, Location::Line(line), k))?;
         let mut reader = WeightReader::new(bin);
         let mut blob_ids: HashMap<String, usize> = HashMap::new();
         let mut blob_names = Vec::new();
@@ -169,7 +236,10 @@ impl Graph {
                 .iter()
                 .map(|b| {
                     blob_ids.get(b).copied().ok_or_else(|| {
-                        at_line(LoadErrorKind::DanglingBlob { layer: decl.name.clone(), blob: b.clone() })
+                        at_line(LoadErrorKind::DanglingBlob {
+                            layer: decl.name.clone(),
+                            blob: b.clone(),
+                        })
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -197,26 +267,46 @@ impl Graph {
             if matches!(op, Op::Input) && input.is_none() {
                 input = Some(outputs[0]);
             }
-            nodes.push(Node { name: decl.name.clone(), kind: decl.kind.clone(), op, inputs, outputs });
+            nodes.push(Node {
+                name: decl.name.clone(),
+                kind: decl.kind.clone(),
+                op,
+                inputs,
+                outputs,
+            });
         }
         if reader.remaining() != 0 {
-            return Err((FileKind::Bin, Location::Byte(reader.offset()), LoadErrorKind::TrailingBytes(reader.remaining())));
+            return Err((
+                FileKind::Bin,
+                Location::Byte(reader.offset()),
+                LoadErrorKind::TrailingBytes(reader.remaining()),
+            ));
         }
         if blob_names.len() != file.blob_count {
             return Err((
                 FileKind::Param,
                 Location::Line(2),
-                LoadErrorKind::CountMismatch { what: "blobs", declared: file.blob_count, found: blob_names.len() },
+                LoadErrorKind::CountMismatch {
+                    what: "blobs",
+                    declared: file.blob_count,
+                    found: blob_names.len(),
+                },
             ));
         }
         let input = input.ok_or((FileKind::Param, Location::File, LoadErrorKind::NoInput))?;
         // The output is the last blob nobody reads, as in the reference tools' `extract` of the
         // final layer's top.
-        let output = (0..blob_names.len())
-            .rev()
-            .find(|&b| !consumed[b])
-            .ok_or((FileKind::Param, Location::File, LoadErrorKind::NoOutput))?;
-        Ok(Graph { nodes, blob_names, input, output })
+        let output = (0..blob_names.len()).rev().find(|&b| !consumed[b]).ok_or((
+            FileKind::Param,
+            Location::File,
+            LoadErrorKind::NoOutput,
+        ))?;
+        Ok(Graph {
+            nodes,
+            blob_names,
+            input,
+            output,
+        })
     }
 }
 
@@ -232,7 +322,9 @@ fn check_arity(decl: &LayerDecl, op: &Op) -> Result<(), LoadErrorKind> {
     let ok = match op {
         Op::Input | Op::MemoryData(_) => ni == 0 && no == 1,
         Op::Split => ni == 1 && no >= 1,
-        Op::BinaryOp { scalar: Some(_), .. } => ni == 1 && no == 1,
+        Op::BinaryOp {
+            scalar: Some(_), ..
+        } => ni == 1 && no == 1,
         Op::BinaryOp { .. } => ni == 2 && no == 1,
         Op::Eltwise { .. } | Op::Concat { .. } => ni >= 1 && no == 1,
         Op::Crop(CropSpec::Offsets { .. }) => (ni == 1 || ni == 2) && no == 1,
@@ -256,7 +348,11 @@ struct Params<'a> {
 
 impl Params<'_> {
     fn bad(&self, key: i32, reason: impl Into<String>) -> LoadErrorKind {
-        LoadErrorKind::BadParam { layer: self.decl.name.clone(), key, reason: reason.into() }
+        LoadErrorKind::BadParam {
+            layer: self.decl.name.clone(),
+            key,
+            reason: reason.into(),
+        }
     }
 
     fn int(&self, key: i32, default: i32) -> Result<i32, LoadErrorKind> {
@@ -298,7 +394,9 @@ impl Params<'_> {
         match self.decl.params.get(&key) {
             None => Ok(Vec::new()),
             Some(ParamValue::IntArray(v)) => Ok(v.clone()),
-            Some(other) => Err(self.bad(key, format!("expected an integer array, found {other:?}"))),
+            Some(other) => {
+                Err(self.bad(key, format!("expected an integer array, found {other:?}")))
+            }
         }
     }
 
@@ -311,11 +409,22 @@ impl Params<'_> {
             0 => Activation::Identity,
             1 => Activation::Relu { slope: 0.0 },
             2 => Activation::Relu { slope: arg(0, 0.0) },
-            3 => Activation::Clip { min: arg(0, f32::MIN), max: arg(1, f32::MAX) },
+            3 => Activation::Clip {
+                min: arg(0, f32::MIN),
+                max: arg(1, f32::MAX),
+            },
             4 => Activation::Sigmoid,
             5 => Activation::Mish,
-            6 => Activation::HardSwish { alpha: arg(0, 0.2), beta: arg(1, 0.5) },
-            other => return Err(self.bad(9, format!("unknown activation type {other} (channels {channels})"))),
+            6 => Activation::HardSwish {
+                alpha: arg(0, 0.2),
+                beta: arg(1, 0.5),
+            },
+            other => {
+                return Err(self.bad(
+                    9,
+                    format!("unknown activation type {other} (channels {channels})"),
+                ))
+            }
         })
     }
 }
@@ -337,24 +446,44 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
             let out = positive(&p, 0, 0, MAX_CHANNELS)?;
             let bias_term = p.int_in(1, 0, 0, 1)? == 1;
             let size = p.int_in(2, 0, 1, i32::MAX)? as usize;
-            if size % out != 0 || size > MAX_WEIGHTS {
-                return Err(p.bad(2, format!("weight size {size} is not a multiple of {out} outputs")));
+            if !size.is_multiple_of(out) || size > MAX_WEIGHTS {
+                return Err(p.bad(
+                    2,
+                    format!("weight size {size} is not a multiple of {out} outputs"),
+                ));
             }
             if p.int(8, 0)? != 0 {
                 return Err(p.bad(8, "int8 quantised layers are not supported"));
             }
             let act = p.fused_activation(out)?;
             let weights = reader.tagged(size, name)?;
-            let bias = if bias_term { reader.raw_f32(out, name)? } else { vec![0.0; out] };
-            Op::InnerProduct { out, weights, bias, act }
+            let bias = if bias_term {
+                reader.raw_f32(out, name)?
+            } else {
+                vec![0.0; out]
+            };
+            Op::InnerProduct {
+                out,
+                weights,
+                bias,
+                act,
+            }
         }
-        "ReLU" => Op::Activation(Activation::Relu { slope: p.float(0, 0.0)? }),
+        "ReLU" => Op::Activation(Activation::Relu {
+            slope: p.float(0, 0.0)?,
+        }),
         "Sigmoid" => Op::Activation(Activation::Sigmoid),
         "Swish" => Op::Activation(Activation::Swish),
         "TanH" => Op::Activation(Activation::TanH),
         "Mish" => Op::Activation(Activation::Mish),
-        "Clip" => Op::Activation(Activation::Clip { min: p.float(0, f32::MIN)?, max: p.float(1, f32::MAX)? }),
-        "HardSwish" => Op::Activation(Activation::HardSwish { alpha: p.float(0, 0.2)?, beta: p.float(1, 0.5)? }),
+        "Clip" => Op::Activation(Activation::Clip {
+            min: p.float(0, f32::MIN)?,
+            max: p.float(1, f32::MAX)?,
+        }),
+        "HardSwish" => Op::Activation(Activation::HardSwish {
+            alpha: p.float(0, 0.2)?,
+            beta: p.float(1, 0.5)?,
+        }),
         "PReLU" => {
             let n = positive(&p, 0, 1, MAX_CHANNELS)?;
             Op::Activation(Activation::PRelu(reader.raw_f32(n, name)?))
@@ -372,7 +501,11 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
                 8 => BinaryKind::RDiv,
                 other => return Err(p.bad(0, format!("unsupported binary operation {other}"))),
             };
-            let scalar = if p.int_in(1, 0, 0, 1)? == 1 { Some(p.float(2, 0.0)?) } else { None };
+            let scalar = if p.int_in(1, 0, 0, 1)? == 1 {
+                Some(p.float(2, 0.0)?)
+            } else {
+                None
+            };
             Op::BinaryOp { kind, scalar }
         }
         "Eltwise" => {
@@ -384,11 +517,20 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
             };
             let coeffs = p.floats(1)?;
             if !coeffs.is_empty() && coeffs.len() != decl.inputs.len() {
-                return Err(p.bad(1, format!("{} coefficients for {} inputs", coeffs.len(), decl.inputs.len())));
+                return Err(p.bad(
+                    1,
+                    format!(
+                        "{} coefficients for {} inputs",
+                        coeffs.len(),
+                        decl.inputs.len()
+                    ),
+                ));
             }
             Op::Eltwise { kind, coeffs }
         }
-        "Concat" => Op::Concat { axis: p.int_in(0, 0, -3, 2)? },
+        "Concat" => Op::Concat {
+            axis: p.int_in(0, 0, -3, 2)?,
+        },
         "Crop" => {
             let starts = p.ints(9)?;
             if !starts.is_empty() {
@@ -428,19 +570,33 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
             let bias_term = p.int_in(1, 0, 0, 1)? == 1;
             if size == -233 {
                 if bias_term {
-                    return Err(p.bad(1, "bias with a scale taken from the second input is not supported"));
+                    return Err(p.bad(
+                        1,
+                        "bias with a scale taken from the second input is not supported",
+                    ));
                 }
-                Op::Scale { scale: None, bias: None }
+                Op::Scale {
+                    scale: None,
+                    bias: None,
+                }
             } else {
                 let n = p.int_in(0, 0, 1, MAX_CHANNELS)? as usize;
                 let scale = reader.raw_f32(n, name)?;
-                let bias = if bias_term { Some(reader.raw_f32(n, name)?) } else { None };
-                Op::Scale { scale: Some(scale), bias }
+                let bias = if bias_term {
+                    Some(reader.raw_f32(n, name)?)
+                } else {
+                    None
+                };
+                Op::Scale {
+                    scale: Some(scale),
+                    bias,
+                }
             }
         }
-        "PixelShuffle" => {
-            Op::PixelShuffle { factor: positive(&p, 0, 1, 16)?, channel_major: p.int_in(1, 0, 0, 1)? == 1 }
-        }
+        "PixelShuffle" => Op::PixelShuffle {
+            factor: positive(&p, 0, 1, 16)?,
+            channel_major: p.int_in(1, 0, 0, 1)? == 1,
+        },
         "Interp" => {
             let mode = match p.int(0, 0)? {
                 1 => InterpMode::Nearest,
@@ -493,7 +649,11 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
     })
 }
 
-fn conv_spec(p: &Params, reader: &mut WeightReader, deconv: bool) -> Result<ConvSpec, LoadErrorKind> {
+fn conv_spec(
+    p: &Params,
+    reader: &mut WeightReader,
+    deconv: bool,
+) -> Result<ConvSpec, LoadErrorKind> {
     let out_c = positive(p, 0, 0, MAX_CHANNELS)?;
     let kw = positive(p, 1, 0, MAX_KERNEL)?;
     let kh = positive(p, 11, kw as i32, MAX_KERNEL)?;
@@ -508,7 +668,12 @@ fn conv_spec(p: &Params, reader: &mut WeightReader, deconv: bool) -> Result<Conv
     let pad_of = |k, d: i32| p.int_in(k, d, 0, 4096).map(|v| v as usize);
     let left = pad_of(4, 0)?;
     let top = pad_of(14, left as i32)?;
-    let pad = Padding { left, top, right: pad_of(15, left as i32)?, bottom: pad_of(16, top as i32)? };
+    let pad = Padding {
+        left,
+        top,
+        right: pad_of(15, left as i32)?,
+        bottom: pad_of(16, top as i32)?,
+    };
     if p.float(18, 0.0)? != 0.0 && !deconv {
         return Err(p.bad(18, "non-zero pad value is not supported"));
     }
@@ -533,14 +698,21 @@ fn conv_spec(p: &Params, reader: &mut WeightReader, deconv: bool) -> Result<Conv
         (0, 0)
     };
     let per_in = out_c * kh * kw;
-    if size % per_in != 0 || size > MAX_WEIGHTS {
-        return Err(p.bad(6, format!("weight size {size} is not a multiple of {out_c}x{kh}x{kw}")));
+    if !size.is_multiple_of(per_in) || size > MAX_WEIGHTS {
+        return Err(p.bad(
+            6,
+            format!("weight size {size} is not a multiple of {out_c}x{kh}x{kw}"),
+        ));
     }
     let in_c = size / per_in;
     let act = p.fused_activation(out_c)?;
     let name = p.decl.name.as_str();
     let weights = reader.tagged(size, name)?;
-    let bias = if bias_term { reader.raw_f32(out_c, name)? } else { vec![0.0; out_c] };
+    let bias = if bias_term {
+        reader.raw_f32(out_c, name)?
+    } else {
+        vec![0.0; out_c]
+    };
     Ok(ConvSpec {
         out_c,
         in_c,

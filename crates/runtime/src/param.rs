@@ -58,19 +58,29 @@ pub fn parse(text: &str) -> Result<ParamFile, ParseError> {
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty());
 
-    let (n, magic) = lines.next().ok_or_else(|| (1, LoadErrorKind::BadMagic(String::new())))?;
+    let (n, magic) = lines
+        .next()
+        .ok_or_else(|| (1, LoadErrorKind::BadMagic(String::new())))?;
     if magic != MAGIC {
         return Err((n, LoadErrorKind::BadMagic(magic.chars().take(32).collect())));
     }
-    let (n, counts) = lines.next().ok_or_else(|| syntax(n + 1, "missing layer and blob counts"))?;
+    let (n, counts) = lines
+        .next()
+        .ok_or_else(|| syntax(n + 1, "missing layer and blob counts"))?;
     let mut it = counts.split_whitespace();
     let layer_count = parse_count(it.next(), n, "layer count")?;
     let blob_count = parse_count(it.next(), n, "blob count")?;
     if it.next().is_some() {
-        return Err(syntax(n, "expected exactly two numbers: layer count and blob count"));
+        return Err(syntax(
+            n,
+            "expected exactly two numbers: layer count and blob count",
+        ));
     }
     if layer_count > MAX_LAYERS {
-        return Err(syntax(n, format!("{layer_count} layers is more than the {MAX_LAYERS} allowed")));
+        return Err(syntax(
+            n,
+            format!("{layer_count} layers is more than the {MAX_LAYERS} allowed"),
+        ));
     }
 
     let mut layers = Vec::with_capacity(layer_count);
@@ -78,27 +88,49 @@ pub fn parse(text: &str) -> Result<ParamFile, ParseError> {
         if layers.len() == layer_count {
             return Err((
                 n,
-                LoadErrorKind::CountMismatch { what: "layers", declared: layer_count, found: layers.len() + 1 },
+                LoadErrorKind::CountMismatch {
+                    what: "layers",
+                    declared: layer_count,
+                    found: layers.len() + 1,
+                },
             ));
         }
         layers.push(parse_layer(n, line)?);
     }
     if layers.len() != layer_count {
         let last = layers.last().map_or(2, |l| l.line);
-        return Err((last, LoadErrorKind::CountMismatch { what: "layers", declared: layer_count, found: layers.len() }));
+        return Err((
+            last,
+            LoadErrorKind::CountMismatch {
+                what: "layers",
+                declared: layer_count,
+                found: layers.len(),
+            },
+        ));
     }
     Ok(ParamFile { layers, blob_count })
 }
 
 fn parse_count(tok: Option<&str>, line: usize, what: &str) -> Result<usize, ParseError> {
     let tok = tok.ok_or_else(|| syntax(line, format!("missing {what}")))?;
-    tok.parse::<usize>().map_err(|_| syntax(line, format!("{what} {tok:?} is not a non-negative integer")))
+    tok.parse::<usize>().map_err(|_| {
+        syntax(
+            line,
+            format!("{what} {tok:?} is not a non-negative integer"),
+        )
+    })
 }
 
 fn parse_layer(n: usize, line: &str) -> Result<LayerDecl, ParseError> {
     let mut tokens = line.split_whitespace();
-    let kind = tokens.next().ok_or_else(|| syntax(n, "empty layer line"))?.to_string();
-    let name = tokens.next().ok_or_else(|| syntax(n, "missing layer name"))?.to_string();
+    let kind = tokens
+        .next()
+        .ok_or_else(|| syntax(n, "empty layer line"))?
+        .to_string();
+    let name = tokens
+        .next()
+        .ok_or_else(|| syntax(n, "missing layer name"))?
+        .to_string();
     let n_in = parse_count(tokens.next(), n, "input count")?;
     let n_out = parse_count(tokens.next(), n, "output count")?;
     if n_in > MAX_BLOBS_PER_LAYER || n_out > MAX_BLOBS_PER_LAYER {
@@ -107,10 +139,12 @@ fn parse_layer(n: usize, line: &str) -> Result<LayerDecl, ParseError> {
     let mut take_names = |count: usize, what: &str| -> Result<Vec<String>, ParseError> {
         (0..count)
             .map(|i| {
-                tokens
-                    .next()
-                    .map(str::to_string)
-                    .ok_or_else(|| syntax(n, format!("layer {name:?} lists {count} {what}s but only {i} names follow")))
+                tokens.next().map(str::to_string).ok_or_else(|| {
+                    syntax(
+                        n,
+                        format!("layer {name:?} lists {count} {what}s but only {i} names follow"),
+                    )
+                })
             })
             .collect()
     };
@@ -124,13 +158,24 @@ fn parse_layer(n: usize, line: &str) -> Result<LayerDecl, ParseError> {
             return Err(syntax(n, format!("parameter {key} given twice")));
         }
     }
-    Ok(LayerDecl { kind, name, inputs, outputs, params, line: n })
+    Ok(LayerDecl {
+        kind,
+        name,
+        inputs,
+        outputs,
+        params,
+        line: n,
+    })
 }
 
 /// Parses `k=v`; keys at or below -23300 hold arrays written as `count,v1,...,vcount`.
 fn parse_param(n: usize, tok: &str) -> Result<(i32, ParamValue), ParseError> {
-    let (k, v) = tok.split_once('=').ok_or_else(|| syntax(n, format!("expected key=value, found {tok:?}")))?;
-    let key: i32 = k.parse().map_err(|_| syntax(n, format!("parameter key {k:?} is not an integer")))?;
+    let (k, v) = tok
+        .split_once('=')
+        .ok_or_else(|| syntax(n, format!("expected key=value, found {tok:?}")))?;
+    let key: i32 = k
+        .parse()
+        .map_err(|_| syntax(n, format!("parameter key {k:?} is not an integer")))?;
     if key <= -23300 {
         let id = -(key + 23300);
         let mut parts = v.split(',');
@@ -140,12 +185,28 @@ fn parse_param(n: usize, tok: &str) -> Result<(i32, ParamValue), ParseError> {
         }
         let items: Vec<&str> = parts.collect();
         if items.len() != count {
-            return Err(syntax(n, format!("array {key} declares {count} values but has {}", items.len())));
+            return Err(syntax(
+                n,
+                format!(
+                    "array {key} declares {count} values but has {}",
+                    items.len()
+                ),
+            ));
         }
         let value = if items.iter().any(|s| is_float(s)) {
-            ParamValue::FloatArray(items.iter().map(|s| parse_float(n, s)).collect::<Result<_, _>>()?)
+            ParamValue::FloatArray(
+                items
+                    .iter()
+                    .map(|s| parse_float(n, s))
+                    .collect::<Result<_, _>>()?,
+            )
         } else {
-            ParamValue::IntArray(items.iter().map(|s| parse_int(n, s)).collect::<Result<_, _>>()?)
+            ParamValue::IntArray(
+                items
+                    .iter()
+                    .map(|s| parse_int(n, s))
+                    .collect::<Result<_, _>>()?,
+            )
         };
         Ok((id, value))
     } else if is_float(v) {
@@ -156,15 +217,19 @@ fn parse_param(n: usize, tok: &str) -> Result<(i32, ParamValue), ParseError> {
 }
 
 fn is_float(s: &str) -> bool {
-    s.contains(['.', 'e', 'E']) || s.eq_ignore_ascii_case("nan") || s.to_ascii_lowercase().contains("inf")
+    s.contains(['.', 'e', 'E'])
+        || s.eq_ignore_ascii_case("nan")
+        || s.to_ascii_lowercase().contains("inf")
 }
 
 fn parse_int(n: usize, s: &str) -> Result<i32, ParseError> {
-    s.parse().map_err(|_| syntax(n, format!("{s:?} is not an integer")))
+    s.parse()
+        .map_err(|_| syntax(n, format!("{s:?} is not an integer")))
 }
 
 fn parse_float(n: usize, s: &str) -> Result<f32, ParseError> {
-    s.parse().map_err(|_| syntax(n, format!("{s:?} is not a number")))
+    s.parse()
+        .map_err(|_| syntax(n, format!("{s:?} is not a number")))
 }
 
 #[cfg(test)]
@@ -185,9 +250,21 @@ mod tests {
 
     #[test]
     fn rejects_wrong_magic_and_counts() {
-        assert!(matches!(parse("1234\n0 0\n"), Err((1, LoadErrorKind::BadMagic(_)))));
-        assert!(matches!(parse("7767517\n2 1\nInput in 0 1 data\n"), Err((3, LoadErrorKind::CountMismatch { .. }))));
-        assert!(matches!(parse("7767517\n1 1\nInput in 0 2 data\n"), Err((3, LoadErrorKind::Syntax(_)))));
-        assert!(matches!(parse("7767517\n1 1\nInput in 0 1 d -23310=3,1,2\n"), Err((3, LoadErrorKind::Syntax(_)))));
+        assert!(matches!(
+            parse("1234\n0 0\n"),
+            Err((1, LoadErrorKind::BadMagic(_)))
+        ));
+        assert!(matches!(
+            parse("7767517\n2 1\nInput in 0 1 data\n"),
+            Err((3, LoadErrorKind::CountMismatch { .. }))
+        ));
+        assert!(matches!(
+            parse("7767517\n1 1\nInput in 0 2 data\n"),
+            Err((3, LoadErrorKind::Syntax(_)))
+        ));
+        assert!(matches!(
+            parse("7767517\n1 1\nInput in 0 1 d -23310=3,1,2\n"),
+            Err((3, LoadErrorKind::Syntax(_)))
+        ));
     }
 }

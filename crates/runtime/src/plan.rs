@@ -4,7 +4,9 @@
 //! activations, and [`Plan::peak_bytes`] can predict it for any input size without running.
 
 use crate::error::RunError;
-use crate::graph::{Activation, BinaryKind, ConvSpec, CropSpec, EltwiseKind, Graph, InterpMode, Op};
+use crate::graph::{
+    Activation, BinaryKind, ConvSpec, CropSpec, EltwiseKind, Graph, InterpMode, Op,
+};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
@@ -20,16 +22,43 @@ enum Prepared {
     Winograd(Winograd),
     Im2col(Im2colConv),
     Deconv(Deconv),
-    InnerProduct { weights: Vec<f32>, bias: Vec<f32>, act: Activation },
+    InnerProduct {
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        act: Activation,
+    },
     Activation(Activation),
-    Binary { kind: BinaryKind, scalar: Option<f32> },
-    Eltwise { kind: EltwiseKind, coeffs: Vec<f32> },
-    Concat { axis: i32 },
+    Binary {
+        kind: BinaryKind,
+        scalar: Option<f32>,
+    },
+    Eltwise {
+        kind: EltwiseKind,
+        coeffs: Vec<f32>,
+    },
+    Concat {
+        axis: i32,
+    },
     Crop(CropSpec),
-    GlobalPool { max: bool },
-    Scale { scale: Option<Vec<f32>>, bias: Option<Vec<f32>> },
-    PixelShuffle { factor: usize, channel_major: bool },
-    Interp { mode: InterpMode, scale_h: f32, scale_w: f32, out_h: usize, out_w: usize, align_corner: bool },
+    GlobalPool {
+        max: bool,
+    },
+    Scale {
+        scale: Option<Vec<f32>>,
+        bias: Option<Vec<f32>>,
+    },
+    PixelShuffle {
+        factor: usize,
+        channel_major: bool,
+    },
+    Interp {
+        mode: InterpMode,
+        scale_h: f32,
+        scale_w: f32,
+        out_h: usize,
+        out_w: usize,
+        align_corner: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -58,18 +87,31 @@ pub struct Plan {
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Plan({} steps, {}, {} threads)", self.steps.len(), self.isa.name(), self.threads)
+        write!(
+            f,
+            "Plan({} steps, {}, {} threads)",
+            self.steps.len(),
+            self.isa.name(),
+            self.threads
+        )
     }
 }
 
 fn shape_err(name: &str, reason: impl Into<String>) -> RunError {
-    RunError::Shape { layer: name.to_string(), reason: reason.into() }
+    RunError::Shape {
+        layer: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 impl Plan {
     /// Prepares `graph` to run with `threads` worker threads (0 = one per core).
     pub fn new(graph: &Graph, isa: Isa, threads: usize) -> Result<Plan, RunError> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("vsr-infer-{i}"))
@@ -113,14 +155,21 @@ impl Plan {
         let mut absorbed = vec![false; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             let out_c = match &n.op {
-                Op::Convolution(s) | Op::Deconvolution(s) if s.act == Activation::Identity => s.out_c,
+                Op::Convolution(s) | Op::Deconvolution(s) if s.act == Activation::Identity => {
+                    s.out_c
+                }
                 _ => continue,
             };
             let v = value_of[n.outputs[0]];
             if consumers[v] != 1 || v == output {
                 continue;
             }
-            let Some(j) = nodes.iter().position(|m| m.inputs.iter().any(|&b| value_of[b] == v)) else { continue };
+            let Some(j) = nodes
+                .iter()
+                .position(|m| m.inputs.iter().any(|&b| value_of[b] == v))
+            else {
+                continue;
+            };
             if let Op::Activation(act) = &nodes[j].op {
                 let fits = !matches!(act, Activation::PRelu(s) if s.len() != 1 && s.len() != out_c);
                 if fits && !absorbed[j] {
@@ -152,27 +201,54 @@ impl Plan {
             let op = match &n.op {
                 Op::Convolution(s) => {
                     let s = with_act(s);
-                    if Winograd::supports(&s) && s.in_c >= WINOGRAD_MIN_IN_CHANNELS && std::env::var_os("VSR_NO_WINOGRAD").is_none() {
+                    if Winograd::supports(&s)
+                        && s.in_c >= WINOGRAD_MIN_IN_CHANNELS
+                        && std::env::var_os("VSR_NO_WINOGRAD").is_none()
+                    {
                         Prepared::Winograd(Winograd::new(&s, isa))
                     } else {
                         Prepared::Im2col(Im2colConv::new(&s, isa))
                     }
                 }
                 Op::Deconvolution(s) => Prepared::Deconv(Deconv::new(&with_act(s), isa)),
-                Op::InnerProduct { weights, bias, act, .. } => {
-                    Prepared::InnerProduct { weights: weights.clone(), bias: bias.clone(), act: act.clone() }
-                }
+                Op::InnerProduct {
+                    weights, bias, act, ..
+                } => Prepared::InnerProduct {
+                    weights: weights.clone(),
+                    bias: bias.clone(),
+                    act: act.clone(),
+                },
                 Op::Activation(a) => Prepared::Activation(a.clone()),
-                Op::BinaryOp { kind, scalar } => Prepared::Binary { kind: *kind, scalar: *scalar },
-                Op::Eltwise { kind, coeffs } => Prepared::Eltwise { kind: *kind, coeffs: coeffs.clone() },
+                Op::BinaryOp { kind, scalar } => Prepared::Binary {
+                    kind: *kind,
+                    scalar: *scalar,
+                },
+                Op::Eltwise { kind, coeffs } => Prepared::Eltwise {
+                    kind: *kind,
+                    coeffs: coeffs.clone(),
+                },
                 Op::Concat { axis } => Prepared::Concat { axis: *axis },
                 Op::Crop(c) => Prepared::Crop(c.clone()),
                 Op::GlobalPool { max } => Prepared::GlobalPool { max: *max },
-                Op::Scale { scale, bias } => Prepared::Scale { scale: scale.clone(), bias: bias.clone() },
-                Op::PixelShuffle { factor, channel_major } => {
-                    Prepared::PixelShuffle { factor: *factor, channel_major: *channel_major }
-                }
-                Op::Interp { mode, scale_h, scale_w, out_h, out_w, align_corner } => Prepared::Interp {
+                Op::Scale { scale, bias } => Prepared::Scale {
+                    scale: scale.clone(),
+                    bias: bias.clone(),
+                },
+                Op::PixelShuffle {
+                    factor,
+                    channel_major,
+                } => Prepared::PixelShuffle {
+                    factor: *factor,
+                    channel_major: *channel_major,
+                },
+                Op::Interp {
+                    mode,
+                    scale_h,
+                    scale_w,
+                    out_h,
+                    out_w,
+                    align_corner,
+                } => Prepared::Interp {
                     mode: *mode,
                     scale_h: *scale_h,
                     scale_w: *scale_w,
@@ -180,7 +256,9 @@ impl Plan {
                     out_w: *out_w,
                     align_corner: *align_corner,
                 },
-                Op::Input | Op::Split | Op::Identity | Op::MemoryData(_) => unreachable!("filtered above"),
+                Op::Input | Op::Split | Op::Identity | Op::MemoryData(_) => {
+                    unreachable!("filtered above")
+                }
             };
             steps.push(Step {
                 name: n.name.clone(),
@@ -200,7 +278,18 @@ impl Plan {
         for (v, _) in &constants {
             last_use[*v] = usize::MAX;
         }
-        Ok(Plan { steps, value_count, input, output, constants, last_use, isa, threads, pool, buffers: Default::default() })
+        Ok(Plan {
+            steps,
+            value_count,
+            input,
+            output,
+            constants,
+            last_use,
+            isa,
+            threads,
+            pool,
+            buffers: Default::default(),
+        })
     }
 
     pub fn isa(&self) -> Isa {
@@ -235,7 +324,11 @@ impl Plan {
         }
         let mut peak = live;
         for (i, step) in self.steps.iter().enumerate() {
-            let ins: Vec<Shape> = step.inputs.iter().map(|&v| shapes[v].expect("inputs precede use")).collect();
+            let ins: Vec<Shape> = step
+                .inputs
+                .iter()
+                .map(|&v| shapes[v].expect("inputs precede use"))
+                .collect();
             let out = self.out_shape(step, &ins)?;
             let scratch = match &step.op {
                 Prepared::Deconv(d) => d.scratch_bytes(ins[0].h, ins[0].w),
@@ -259,22 +352,40 @@ impl Plan {
         let a = ins[0];
         let err = |r: String| shape_err(&step.name, r);
         let image = |s: Option<(usize, usize)>, c: usize| {
-            s.map(|(h, w)| Shape::image(h, w, c)).ok_or_else(|| err(format!("input {}x{} is too small", a.w, a.h)))
+            s.map(|(h, w)| Shape::image(h, w, c))
+                .ok_or_else(|| err(format!("input {}x{} is too small", a.w, a.h)))
         };
+        if let Some(c) = op_in_c(&step.op) {
+            if a.c != c {
+                return Err(err(format!("expects {c} input channels, got {}", a.c)));
+            }
+        }
         match &step.op {
             Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::InnerProduct { weights, bias, .. } => {
                 if weights.len() != bias.len() * a.len() {
-                    return Err(err(format!("expects {} inputs, got {}", weights.len() / bias.len(), a.len())));
+                    return Err(err(format!(
+                        "expects {} inputs, got {}",
+                        weights.len() / bias.len(),
+                        a.len()
+                    )));
                 }
-                Ok(Shape { h: 1, w: 1, c: bias.len(), dims: 1 })
+                Ok(Shape {
+                    h: 1,
+                    w: 1,
+                    c: bias.len(),
+                    dims: 1,
+                })
             }
             Prepared::Activation(Activation::PRelu(s)) if s.len() != 1 && s.len() != a.c => {
                 Err(err(format!("{} slopes for {} channels", s.len(), a.c)))
             }
-            Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } => Ok(a),
+            Prepared::Activation(_)
+            | Prepared::Binary {
+                scalar: Some(_), ..
+            } => Ok(a),
             Prepared::Binary { .. } => elementwise::broadcast_shape(a, ins[1])
                 .ok_or_else(|| err(format!("cannot broadcast {a:?} with {:?}", ins[1]))),
             Prepared::Eltwise { .. } => {
@@ -289,11 +400,23 @@ impl Plan {
             Prepared::Crop(spec) => {
                 let r = layout::crop_region(spec, a, ins.get(1).copied())
                     .ok_or_else(|| err(format!("crop does not fit in {}x{}x{}", a.w, a.h, a.c)))?;
-                Ok(Shape { h: r.h, w: r.w, c: r.ch, dims: a.dims })
+                Ok(Shape {
+                    h: r.h,
+                    w: r.w,
+                    c: r.ch,
+                    dims: a.dims,
+                })
             }
-            Prepared::GlobalPool { .. } => Ok(Shape { h: 1, w: 1, c: a.c, dims: 1 }),
+            Prepared::GlobalPool { .. } => Ok(Shape {
+                h: 1,
+                w: 1,
+                c: a.c,
+                dims: 1,
+            }),
             Prepared::Scale { scale, .. } => {
-                let n = scale.as_ref().map_or(ins.get(1).map_or(0, |s| s.len()), |s| s.len());
+                let n = scale
+                    .as_ref()
+                    .map_or(ins.get(1).map_or(0, |s| s.len()), |s| s.len());
                 if n != a.c {
                     return Err(err(format!("{n} scales for {} channels", a.c)));
                 }
@@ -301,12 +424,18 @@ impl Plan {
             }
             Prepared::PixelShuffle { factor, .. } => {
                 let rr = factor * factor;
-                if a.c % rr != 0 {
+                if !a.c.is_multiple_of(rr) {
                     return Err(err(format!("{} channels do not divide by {rr}", a.c)));
                 }
                 Ok(Shape::image(a.h * factor, a.w * factor, a.c / rr))
             }
-            Prepared::Interp { scale_h, scale_w, out_h, out_w, .. } => {
+            Prepared::Interp {
+                scale_h,
+                scale_w,
+                out_h,
+                out_w,
+                ..
+            } => {
                 let (h, w) = layout::interp_shape(a.h, a.w, *scale_h, *scale_w, *out_h, *out_w);
                 if h == 0 || w == 0 || h > 1 << 16 || w > 1 << 16 {
                     return Err(err(format!("resize to {w}x{h} is out of range")));
@@ -334,21 +463,37 @@ impl Plan {
         let profile = std::env::var_os("VSR_PROFILE").is_some();
         for (i, step) in self.steps.iter().enumerate() {
             let started = std::time::Instant::now();
-            let ins: Vec<Shape> = step.inputs.iter().map(|&v| values[v].as_ref().expect("produced").shape()).collect();
+            let ins: Vec<Shape> = step
+                .inputs
+                .iter()
+                .map(|&v| values[v].as_ref().expect("produced").shape())
+                .collect();
             let shape = self.out_shape(step, &ins)?;
             // In-place ops take over their first input when this step is its last reader.
             let in_place = match step.op {
-                Prepared::Activation(_) | Prepared::Binary { scalar: Some(_), .. } | Prepared::Scale { .. } | Prepared::Eltwise { .. } => true,
+                Prepared::Activation(_)
+                | Prepared::Binary {
+                    scalar: Some(_), ..
+                }
+                | Prepared::Scale { .. }
+                | Prepared::Eltwise { .. } => true,
                 Prepared::Binary { .. } => elementwise::can_run_in_place(ins[0], ins[1]),
                 _ => false,
             };
             let sole_reader = step.inputs.iter().filter(|&&v| v == step.inputs[0]).count() == 1;
             let out = if in_place && sole_reader && self.last_use[step.inputs[0]] == i {
                 let t = values[step.inputs[0]].take().expect("produced");
-                let refs: Vec<&Tensor> = step.inputs[1..].iter().map(|&v| values[v].as_ref().expect("produced")).collect();
+                let refs: Vec<&Tensor> = step.inputs[1..]
+                    .iter()
+                    .map(|&v| values[v].as_ref().expect("produced"))
+                    .collect();
                 self.exec_in_place(step, t, &refs)
             } else {
-                let refs: Vec<&Tensor> = step.inputs.iter().map(|&v| values[v].as_ref().expect("produced")).collect();
+                let refs: Vec<&Tensor> = step
+                    .inputs
+                    .iter()
+                    .map(|&v| values[v].as_ref().expect("produced"))
+                    .collect();
                 let mut out = Tensor::with_shape(shape, pool.take(shape.len()));
                 if in_place {
                     out.data.copy_from_slice(&refs[0].data);
@@ -366,7 +511,12 @@ impl Plan {
                 }
             }
             if profile {
-                eprintln!("{:>8.2} ms  {:<40} {}", started.elapsed().as_secs_f64() * 1e3, step.name, out.shape_str());
+                eprintln!(
+                    "{:>8.2} ms  {:<40} {}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    step.name,
+                    out.shape_str()
+                );
             }
             values[step.output] = Some(out);
         }
@@ -381,20 +531,30 @@ impl Plan {
     /// Gives a tensor's memory back for the next run (typically a frame already encoded), so
     /// steady-state runs allocate nothing.
     pub fn recycle(&self, t: Tensor) {
-        self.buffers.lock().unwrap_or_else(|e| e.into_inner()).give(t.data);
+        self.buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .give(t.data);
     }
 
     /// Ops whose output is their first input, modified; `rest` are the other inputs.
     fn exec_in_place(&self, step: &Step, mut t: Tensor, rest: &[&Tensor]) -> Tensor {
         match &step.op {
             Prepared::Activation(a) => elementwise::activation(self.isa, &mut t, a),
-            Prepared::Binary { kind, scalar: Some(s) } => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
-            Prepared::Binary { kind, scalar: None } => elementwise::binary_in_place(self.isa, *kind, &mut t, rest[0], self.threads),
+            Prepared::Binary {
+                kind,
+                scalar: Some(s),
+            } => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
+            Prepared::Binary { kind, scalar: None } => {
+                elementwise::binary_in_place(self.isa, *kind, &mut t, rest[0], self.threads)
+            }
             Prepared::Scale { scale, bias } => {
                 let s = scale.as_deref().unwrap_or_else(|| &rest[0].data);
                 elementwise::scale(self.isa, &mut t, s, bias.as_deref());
             }
-            Prepared::Eltwise { kind, coeffs } => elementwise::eltwise(self.isa, *kind, coeffs, &mut t, rest),
+            Prepared::Eltwise { kind, coeffs } => {
+                elementwise::eltwise(self.isa, *kind, coeffs, &mut t, rest)
+            }
             _ => unreachable!("not an in-place op"),
         }
         t
@@ -406,19 +566,29 @@ impl Plan {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
             Prepared::Deconv(op) => op.run(ins[0], out, threads),
-            Prepared::InnerProduct { weights, bias, act } => *out = reduce::inner_product(ins[0], weights, bias, act),
-            Prepared::Binary { kind, .. } => elementwise::binary(self.isa, *kind, ins[0], ins[1], out),
+            Prepared::InnerProduct { weights, bias, act } => {
+                *out = reduce::inner_product(ins[0], weights, bias, act)
+            }
+            Prepared::Binary { kind, .. } => {
+                elementwise::binary(self.isa, *kind, ins[0], ins[1], out)
+            }
             Prepared::Concat { axis } => {
                 let ax = layout::concat_axis(*axis, ins[0].dims).expect("checked by out_shape");
                 layout::concat(ins, ax, out)
             }
             Prepared::Crop(spec) => {
-                let r = layout::crop_region(spec, ins[0].shape(), ins.get(1).map(|t| t.shape())).expect("checked");
+                let r = layout::crop_region(spec, ins[0].shape(), ins.get(1).map(|t| t.shape()))
+                    .expect("checked");
                 layout::crop(ins[0], r, out)
             }
             Prepared::GlobalPool { max } => *out = reduce::global_pool(ins[0], *max),
-            Prepared::PixelShuffle { factor, channel_major } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out, threads),
-            Prepared::Interp { mode, align_corner, .. } => {
+            Prepared::PixelShuffle {
+                factor,
+                channel_major,
+            } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out, threads),
+            Prepared::Interp {
+                mode, align_corner, ..
+            } => {
                 if out.h == ins[0].h && out.w == ins[0].w {
                     out.data.copy_from_slice(&ins[0].data);
                 } else {
@@ -429,6 +599,15 @@ impl Plan {
                 unreachable!("in-place ops run through exec_in_place")
             }
         }
+    }
+}
+
+fn op_in_c(op: &Prepared) -> Option<usize> {
+    match op {
+        Prepared::Winograd(w) => Some(w.in_channels()),
+        Prepared::Im2col(c) => Some(c.in_channels()),
+        Prepared::Deconv(d) => Some(d.in_channels()),
+        _ => None,
     }
 }
 

@@ -38,32 +38,69 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({}x{}x{}, dims={})", self.h, self.w, self.c, self.dims)
+        write!(
+            f,
+            "Tensor({}x{}x{}, dims={})",
+            self.h, self.w, self.c, self.dims
+        )
     }
 }
 
 impl Tensor {
     pub fn zeros(h: usize, w: usize, c: usize) -> Self {
-        Self { h, w, c, dims: 3, data: vec![0.0; h * w * c] }
+        Self {
+            h,
+            w,
+            c,
+            dims: 3,
+            data: vec![0.0; h * w * c],
+        }
     }
 
     pub fn from_vec(h: usize, w: usize, c: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), h * w * c, "tensor data does not match its shape");
-        Self { h, w, c, dims: 3, data }
+        assert_eq!(
+            data.len(),
+            h * w * c,
+            "tensor data does not match its shape"
+        );
+        Self {
+            h,
+            w,
+            c,
+            dims: 3,
+            data,
+        }
     }
 
     /// A tensor of `shape` over `data`, whose length must match.
     pub fn with_shape(shape: Shape, mut data: Vec<f32>) -> Self {
         data.resize(shape.len(), 0.0);
-        Self { h: shape.h, w: shape.w, c: shape.c, dims: shape.dims, data }
+        Self {
+            h: shape.h,
+            w: shape.w,
+            c: shape.c,
+            dims: shape.dims,
+            data,
+        }
     }
 
     pub fn shape(&self) -> Shape {
-        Shape { h: self.h, w: self.w, c: self.c, dims: self.dims }
+        Shape {
+            h: self.h,
+            w: self.w,
+            c: self.c,
+            dims: self.dims,
+        }
     }
 
     pub fn vector(data: Vec<f32>) -> Self {
-        Self { h: 1, w: 1, c: data.len(), dims: 1, data }
+        Self {
+            h: 1,
+            w: 1,
+            c: data.len(),
+            dims: 1,
+            data,
+        }
     }
 
     pub fn pixels(&self) -> usize {
@@ -123,7 +160,8 @@ impl Tensor {
             if xs >= xe {
                 continue;
             }
-            let src = &self.data[(sy as usize * self.w + xs as usize) * c..(sy as usize * self.w + xe as usize) * c];
+            let src = &self.data[(sy as usize * self.w + xs as usize) * c
+                ..(sy as usize * self.w + xe as usize) * c];
             let dst_start = (y * w + (xs - x0) as usize) * c;
             out.data[dst_start..dst_start + src.len()].copy_from_slice(src);
         }
@@ -136,7 +174,8 @@ impl Tensor {
         let c = self.c;
         for y in 0..src.h {
             let d = ((y0 + y) * self.w + x0) * c;
-            self.data[d..d + src.w * c].copy_from_slice(&src.data[y * src.w * c..(y + 1) * src.w * c]);
+            self.data[d..d + src.w * c]
+                .copy_from_slice(&src.data[y * src.w * c..(y + 1) * src.w * c]);
         }
     }
 }

@@ -40,7 +40,13 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Real-ESRGAN's convention, also the default for unknown models.
     pub fn padded(scale: usize) -> Self {
-        ModelSpec { scale, prepadding: 10, align: 1, pad_mode: PadMode::Reflect, add_nearest_input: false }
+        ModelSpec {
+            scale,
+            prepadding: 10,
+            align: 1,
+            pad_mode: PadMode::Reflect,
+            add_nearest_input: false,
+        }
     }
 }
 
@@ -58,7 +64,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { isa: Isa::detect(), threads: 0, memory_budget: 2 << 30, tile: None }
+        Options {
+            isa: Isa::detect(),
+            threads: 0,
+            memory_budget: 2 << 30,
+            tile: None,
+        }
     }
 }
 
@@ -83,7 +94,10 @@ pub struct Upscaler {
 impl Upscaler {
     pub fn new(graph: &Graph, spec: ModelSpec, options: Options) -> Result<Self, RunError> {
         if spec.scale == 0 || spec.align == 0 {
-            return Err(RunError::BadInput { expected: "a scale and alignment of at least 1".into(), got: format!("{spec:?}") });
+            return Err(RunError::BadInput {
+                expected: "a scale and alignment of at least 1".into(),
+                got: format!("{spec:?}"),
+            });
         }
         let plan = Plan::new(graph, options.isa, options.threads)?;
         let (radius, global) = receptive_field(graph);
@@ -92,7 +106,14 @@ impl Upscaler {
         let out = plan.output_shape(Shape::image(probe, probe, 3))?;
         let keeps_padding = out.h == probe * spec.scale;
         let context = radius.div_ceil(spec.align) * spec.align;
-        Ok(Upscaler { plan, spec, options, context, global, keeps_padding })
+        Ok(Upscaler {
+            plan,
+            spec,
+            options,
+            context,
+            global,
+            keeps_padding,
+        })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -116,7 +137,10 @@ impl Upscaler {
     /// Upscales a channels-last RGB frame with values in 0..1.
     pub fn upscale(&self, frame: &Tensor) -> Result<Tensor, RunError> {
         if frame.c != 3 || frame.dims != 3 || frame.h == 0 || frame.w == 0 {
-            return Err(RunError::BadInput { expected: "an RGB frame".into(), got: frame.shape_str() });
+            return Err(RunError::BadInput {
+                expected: "an RGB frame".into(),
+                got: frame.shape_str(),
+            });
         }
         let tile = match self.options.tile {
             Some(t) => t,
@@ -129,11 +153,21 @@ impl Upscaler {
     pub fn upscale_with_tile(&self, frame: &Tensor, tile: usize) -> Result<Tensor, RunError> {
         let (s, pre, align) = (self.spec.scale, self.spec.prepadding, self.spec.align);
         let (h, w) = (frame.h, frame.w);
-        let padded = pad(frame, pre, pre + h.next_multiple_of(align) - h, pre + w.next_multiple_of(align) - w, self.spec.pad_mode);
+        let padded = pad(
+            frame,
+            pre,
+            pre + h.next_multiple_of(align) - h,
+            pre + w.next_multiple_of(align) - w,
+            self.spec.pad_mode,
+        );
         let tile = tile.clamp(align, h.max(w)).next_multiple_of(align);
         let mut out = Tensor::zeros(h * s, w * s, 3);
         let margin = if self.keeps_padding { pre } else { 0 };
-        let ctx = if tile >= h && tile >= w { 0 } else { self.context };
+        let ctx = if tile >= h && tile >= w {
+            0
+        } else {
+            self.context
+        };
         for ty in (0..h).step_by(tile) {
             for tx in (0..w).step_by(tile) {
                 let (th, tw) = (tile.min(h - ty), tile.min(w - tx));
@@ -148,7 +182,10 @@ impl Upscaler {
                 if oy + th * s > result.h || ox + tw * s > result.w {
                     return Err(RunError::Shape {
                         layer: "output".into(),
-                        reason: format!("network gave {}x{}, too small for a {tw}x{th} tile at scale {s}", result.w, result.h),
+                        reason: format!(
+                            "network gave {}x{}, too small for a {tw}x{th} tile at scale {s}",
+                            result.w, result.h
+                        ),
                     });
                 }
                 let piece = result.window(oy as isize, ox as isize, th * s, tw * s);
@@ -173,9 +210,16 @@ impl Upscaler {
         let fits = |tile: usize| -> Result<bool, RunError> {
             let th = tile.min(h).next_multiple_of(self.spec.align);
             let tw = tile.min(w).next_multiple_of(self.spec.align);
-            let ctx = if tile >= h && tile >= w { 0 } else { 2 * self.context };
+            let ctx = if tile >= h && tile >= w {
+                0
+            } else {
+                2 * self.context
+            };
             let extra = 2 * self.spec.prepadding + ctx;
-            Ok(self.plan.peak_bytes(Shape::image(th + extra, tw + extra, 3))? <= budget)
+            Ok(self
+                .plan
+                .peak_bytes(Shape::image(th + extra, tw + extra, 3))?
+                <= budget)
         };
         let whole = h.max(w);
         if fits(whole)? {
@@ -188,8 +232,17 @@ impl Upscaler {
                 return Ok(tile.next_multiple_of(self.spec.align));
             }
         }
-        let needed = self.plan.peak_bytes(Shape::image(MIN_TILE + 2 * self.spec.prepadding, MIN_TILE + 2 * self.spec.prepadding, 3))?;
-        Err(RunError::OverBudget { width: w, height: h, needed_mib: needed >> 20, budget_mib: budget >> 20 })
+        let needed = self.plan.peak_bytes(Shape::image(
+            MIN_TILE + 2 * self.spec.prepadding,
+            MIN_TILE + 2 * self.spec.prepadding,
+            3,
+        ))?;
+        Err(RunError::OverBudget {
+            width: w,
+            height: h,
+            needed_mib: needed >> 20,
+            budget_mib: budget >> 20,
+        })
     }
 }
 

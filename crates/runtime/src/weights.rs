@@ -47,7 +47,9 @@ impl<'a> WeightReader<'a> {
     pub fn raw_f32(&mut self, count: usize, layer: &str) -> Result<Vec<f32>, LoadErrorKind> {
         let bytes = count.checked_mul(4).ok_or_else(|| too_big(layer))?;
         let s = self.take(bytes, layer)?;
-        Ok(s.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(s.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     /// Reads `count` tagged weight values (fp16 or fp32), widened to f32.
@@ -68,14 +70,21 @@ impl<'a> WeightReader<'a> {
             TAG_FP32 | TAG_FP32_ALT => self.raw_f32(count, layer),
             other => {
                 self.offset -= 4;
-                Err(LoadErrorKind::UnsupportedEncoding { layer: layer.to_string(), tag: other })
+                Err(LoadErrorKind::UnsupportedEncoding {
+                    layer: layer.to_string(),
+                    tag: other,
+                })
             }
         }
     }
 }
 
 fn too_big(layer: &str) -> LoadErrorKind {
-    LoadErrorKind::Truncated { layer: layer.to_string(), needed: u64::MAX, available: 0 }
+    LoadErrorKind::Truncated {
+        layer: layer.to_string(),
+        needed: u64::MAX,
+        available: 0,
+    }
 }
 
 #[cfg(test)]
@@ -100,11 +109,17 @@ mod tests {
     #[test]
     fn truncated_and_unknown_tags_are_errors() {
         let bytes = TAG_FP16.to_le_bytes();
-        assert!(matches!(WeightReader::new(&bytes).tagged(2, "l"), Err(LoadErrorKind::Truncated { .. })));
+        assert!(matches!(
+            WeightReader::new(&bytes).tagged(2, "l"),
+            Err(LoadErrorKind::Truncated { .. })
+        ));
         let bytes = 0xdead_beefu32.to_le_bytes();
         assert!(matches!(
             WeightReader::new(&bytes).tagged(1, "l"),
-            Err(LoadErrorKind::UnsupportedEncoding { tag: 0xdead_beef, .. })
+            Err(LoadErrorKind::UnsupportedEncoding {
+                tag: 0xdead_beef,
+                ..
+            })
         ));
     }
 }

@@ -21,10 +21,20 @@ const ILL_CONDITIONED: f32 = 1e-4;
 /// model but SPAN, which turns fp32 rounding into ~1e-3 swings in the ringing it produces
 /// around one sharp edge of the test image. There we allow the tolerance plus 8x the largest
 /// such disagreement nearby.
-fn compare(ours: &[f32], reference: &[f32], direct: &[f32], w: usize, tolerance: f32) -> (f32, f32, usize) {
+fn compare(
+    ours: &[f32],
+    reference: &[f32],
+    direct: &[f32],
+    w: usize,
+    tolerance: f32,
+) -> (f32, f32, usize) {
     assert_eq!(ours.len(), reference.len());
     let clamp = |v: f32| v.clamp(0.0, 1.0);
-    let sensitivity: Vec<f32> = reference.iter().zip(direct).map(|(a, b)| (clamp(*a) - clamp(*b)).abs()).collect();
+    let sensitivity: Vec<f32> = reference
+        .iter()
+        .zip(direct)
+        .map(|(a, b)| (clamp(*a) - clamp(*b)).abs())
+        .collect();
     let rows = ours.len() / w;
     let nearby = |i: usize| {
         let (r, c) = (i / w, i % w);
@@ -54,7 +64,11 @@ fn compare(ours: &[f32], reference: &[f32], direct: &[f32], w: usize, tolerance:
 fn check_all(isa: Isa, tolerance: f32) {
     let m = manifest();
     let cases = m["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 30, "expected fixtures for every family, found {}", cases.len());
+    assert!(
+        cases.len() >= 30,
+        "expected fixtures for every family, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -63,14 +77,24 @@ fn check_all(isa: Isa, tolerance: f32) {
         let (oc, oh, ow) = shape(&case["out_shape"]);
         let want = read_f32(case["output"].as_str().unwrap());
         let want_direct = read_f32(case["output_direct"].as_str().unwrap());
-        let up = Upscaler::new(&load(case["model"].as_str().unwrap()), spec_of(case), Options { isa, threads: 2, ..Options::default() })
-            .expect("upscaler");
+        let up = Upscaler::new(
+            &load(case["model"].as_str().unwrap()),
+            spec_of(case),
+            Options {
+                isa,
+                threads: 2,
+                ..Options::default()
+            },
+        )
+        .expect("upscaler");
         let got = up.upscale(&input).expect("runs");
         assert_eq!((got.c, got.h, got.w), (oc, oh, ow), "{name}: output shape");
         let (diff, excess, ill) = compare(&got.to_chw(), &want, &want_direct, ow, tolerance);
         println!("{name:45} {isa:?} max error {diff:.2e}; {ill} ill-conditioned pixels, excess {excess:.1e}");
         if diff > tolerance || excess > 0.0 || ill * 10 > want.len() {
-            failures.push(format!("{name}: max error {diff}, {ill} ill-conditioned pixels with excess {excess}"));
+            failures.push(format!(
+                "{name}: max error {diff}, {ill} ill-conditioned pixels with excess {excess}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -18,16 +18,39 @@ const TILE: usize = 24;
 fn tiled_output_matches_untiled() {
     let m = manifest();
     let mut failures = Vec::new();
-    for case in m["cases"].as_array().unwrap().iter().filter(|c| c["name"].as_str().unwrap().ends_with("_64x48")) {
+    for case in m["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().ends_with("_64x48"))
+    {
         let name = case["name"].as_str().unwrap();
         let (c, h, w) = shape(&case["in_shape"]);
         let input = Tensor::from_chw(c, h, w, &read_f32(case["input"].as_str().unwrap()));
-        let up = Upscaler::new(&load(case["model"].as_str().unwrap()), spec_of(case), Options { threads: 2, ..Options::default() })
-            .unwrap();
+        let up = Upscaler::new(
+            &load(case["model"].as_str().unwrap()),
+            spec_of(case),
+            Options {
+                threads: 2,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         let whole = up.upscale_with_tile(&input, usize::MAX).unwrap();
         let tiled = up.upscale_with_tile(&input, TILE).unwrap();
-        let diff = whole.data.iter().zip(&tiled.data).map(|(a, b)| (a.clamp(0.0, 1.0) - b.clamp(0.0, 1.0)).abs()).fold(0.0, f32::max);
-        let mean = whole.data.iter().zip(&tiled.data).map(|(a, b)| (a - b).abs()).sum::<f32>() / whole.len() as f32;
+        let diff = whole
+            .data
+            .iter()
+            .zip(&tiled.data)
+            .map(|(a, b)| (a.clamp(0.0, 1.0) - b.clamp(0.0, 1.0)).abs())
+            .fold(0.0, f32::max);
+        let mean = whole
+            .data
+            .iter()
+            .zip(&tiled.data)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / whole.len() as f32;
         let limit = match case["family"].as_str().unwrap() {
             _ if up.tiling_is_approximate() => 0.5,
             "span" => 5e-3,

@@ -56,7 +56,11 @@ impl CatalogModel {
             scale: self.scale,
             prepadding: self.prepadding,
             align: self.align,
-            pad_mode: if self.pad_mode == "replicate" { PadMode::Replicate } else { PadMode::Reflect },
+            pad_mode: if self.pad_mode == "replicate" {
+                PadMode::Replicate
+            } else {
+                PadMode::Reflect
+            },
             add_nearest_input: self.add_nearest_input,
         }
     }
@@ -68,7 +72,11 @@ impl CatalogModel {
 
 impl Catalog {
     pub fn builtin() -> Catalog {
-        toml::from_str(MANIFEST).expect("models/manifest.toml is valid (checked by tests)")
+        Self::parse(MANIFEST).expect("models/manifest.toml is valid (checked by tests)")
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog, toml::de::Error> {
+        toml::from_str(text)
     }
 
     pub fn get(&self, name: &str) -> Option<&CatalogModel> {
@@ -89,13 +97,28 @@ mod tests {
         let c = Catalog::builtin();
         assert!(c.models.len() >= 40);
         for m in &c.models {
-            assert!(c.wheel(&m.package).is_some(), "{}: unknown wheel {}", m.name, m.package);
+            assert!(
+                c.wheel(&m.package).is_some(),
+                "{}: unknown wheel {}",
+                m.name,
+                m.package
+            );
             assert_eq!(m.param.sha256.len(), 64);
             assert_eq!(m.bin.sha256.len(), 64);
             assert!([1, 2, 3, 4].contains(&m.scale), "{}", m.name);
         }
-        for family in ["realesr-animevideov3", "realesrgan", "realcugan", "waifu2x-cunet", "waifu2x-upconv7", "span"] {
-            assert!(c.models.iter().any(|m| m.family == family), "no model of family {family}");
+        for family in [
+            "realesr-animevideov3",
+            "realesrgan",
+            "realcugan",
+            "waifu2x-cunet",
+            "waifu2x-upconv7",
+            "span",
+        ] {
+            assert!(
+                c.models.iter().any(|m| m.family == family),
+                "no model of family {family}"
+            );
         }
     }
 }

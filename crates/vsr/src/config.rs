@@ -24,7 +24,9 @@ impl Config {
             .or_else(|| env("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("vsr")))
             .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache/vsr")))
             .unwrap_or_else(|| PathBuf::from(".vsr-cache"));
-        let models_dir = env("VSR_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| cache_dir.join("models"));
+        let models_dir = env("VSR_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir.join("models"));
         Config {
             models_dir,
             default_model: env("MODEL_PATH").map(|v| v.to_string_lossy().into_owned()),

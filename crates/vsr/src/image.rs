@@ -24,7 +24,10 @@ pub struct Rgb8 {
 const MAX_SIDE: u32 = 16384;
 
 pub fn read_png(path: &Path) -> Result<Rgb8, ImageError> {
-    let err = |reason: String| ImageError::Decode { path: path.display().to_string(), reason };
+    let err = |reason: String| ImageError::Decode {
+        path: path.display().to_string(),
+        reason,
+    };
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
@@ -34,7 +37,9 @@ pub fn read_png(path: &Path) -> Result<Rgb8, ImageError> {
         return Err(err(format!("{w}x{h} is larger than {MAX_SIDE}x{MAX_SIDE}")));
     }
     let mut buf = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut buf).map_err(|e| err(e.to_string()))?;
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| err(e.to_string()))?;
     let data = &buf[..frame.buffer_size()];
     let channels = match frame.color_type {
         png::ColorType::Grayscale => 1,
@@ -50,28 +55,54 @@ pub fn read_png(path: &Path) -> Result<Rgb8, ImageError> {
             _ => [p[0], p[1], p[2]],
         })
         .collect();
-    Ok(Rgb8 { width: w as usize, height: h as usize, pixels })
+    Ok(Rgb8 {
+        width: w as usize,
+        height: h as usize,
+        pixels,
+    })
 }
 
 pub fn write_png(path: &Path, img: &Rgb8) -> Result<(), ImageError> {
-    let err = |reason: String| ImageError::Encode { path: path.display().to_string(), reason };
+    let err = |reason: String| ImageError::Encode {
+        path: path.display().to_string(),
+        reason,
+    };
     let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), img.width as u32, img.height as u32);
+    let mut enc = png::Encoder::new(
+        std::io::BufWriter::new(file),
+        img.width as u32,
+        img.height as u32,
+    );
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(|e| err(e.to_string()))?;
-    writer.write_image_data(&img.pixels).map_err(|e| err(e.to_string()))?;
+    writer
+        .write_image_data(&img.pixels)
+        .map_err(|e| err(e.to_string()))?;
     writer.finish().map_err(|e| err(e.to_string()))
 }
 
 impl Rgb8 {
     pub fn to_tensor(&self) -> Tensor {
-        Tensor::from_vec(self.height, self.width, 3, self.pixels.iter().map(|&v| v as f32 / 255.0).collect())
+        Tensor::from_vec(
+            self.height,
+            self.width,
+            3,
+            self.pixels.iter().map(|&v| v as f32 / 255.0).collect(),
+        )
     }
 
     /// Rounds to nearest and clamps, as the reference tools do (`v * 255 + 0.5`, truncated).
     pub fn from_tensor(t: &Tensor) -> Rgb8 {
-        let pixels = t.data.iter().map(|&v| (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8).collect();
-        Rgb8 { width: t.w, height: t.h, pixels }
+        let pixels = t
+            .data
+            .iter()
+            .map(|&v| (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8)
+            .collect();
+        Rgb8 {
+            width: t.w,
+            height: t.h,
+            pixels,
+        }
     }
 }

@@ -17,7 +17,11 @@ use commands::upscale_image::UpscaleImageArgs;
 use config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "vsr", version, about = "Video super-resolution with pretrained neural models")]
+#[command(
+    name = "vsr",
+    version,
+    about = "Video super-resolution with pretrained neural models"
+)]
 struct Cli {
     /// Cache directory for wheels and models [env: VSR_CACHE_DIR; default: $XDG_CACHE_HOME/vsr]
     #[arg(long, global = true)]
@@ -60,8 +64,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.cache_dir);
     match &cli.command {
-        Command::Models { action: ModelsCommand::List { json } } => commands::models::list(&config, *json),
-        Command::Models { action: ModelsCommand::Fetch { names, all } } => commands::models::fetch(&config, names, *all),
+        Command::Models {
+            action: ModelsCommand::List { json },
+        } => commands::models::list(&config, *json),
+        Command::Models {
+            action: ModelsCommand::Fetch { names, all },
+        } => commands::models::fetch(&config, names, *all),
         Command::UpscaleImage(args) => commands::upscale_image::run(&config, args),
         Command::Bench(args) => commands::bench::run(&config, args),
     }

@@ -53,14 +53,26 @@ struct CustomConfig {
 
 impl ModelRef {
     /// Resolves `--model` (or the configured default) against the catalog and the file system.
-    pub fn resolve(arg: Option<&str>, config: &Config, catalog: &Catalog) -> Result<ModelRef, ModelRefError> {
-        let arg = arg.map(str::to_string).or_else(|| config.default_model.clone()).unwrap_or_else(|| DEFAULT_MODEL.into());
+    pub fn resolve(
+        arg: Option<&str>,
+        config: &Config,
+        catalog: &Catalog,
+    ) -> Result<ModelRef, ModelRefError> {
+        let arg = arg
+            .map(str::to_string)
+            .or_else(|| config.default_model.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.into());
         if let Some(m) = catalog.get(&arg) {
             let (param, bin) = (config.param_path(&m.name), config.bin_path(&m.name));
             if !crate::fetch::is_installed(config, m) {
                 return Err(ModelRefError::NotInstalled(m.name.clone()));
             }
-            return Ok(ModelRef { name: m.name.clone(), param, bin, spec: Some(m.spec()) });
+            return Ok(ModelRef {
+                name: m.name.clone(),
+                param,
+                bin,
+                spec: Some(m.spec()),
+            });
         }
         let path = PathBuf::from(&arg);
         if path.extension().is_some_and(|e| e == "param") && path.is_file() {
@@ -72,8 +84,15 @@ impl ModelRef {
                 Some(c) => Some(read_custom_config(c)?),
                 None => None,
             };
-            let name = path.file_stem().map_or(arg.clone(), |s| s.to_string_lossy().into_owned());
-            return Ok(ModelRef { name, param: path, bin, spec });
+            let name = path
+                .file_stem()
+                .map_or(arg.clone(), |s| s.to_string_lossy().into_owned());
+            return Ok(ModelRef {
+                name,
+                param: path,
+                bin,
+                spec,
+            });
         }
         Err(ModelRefError::Unknown(arg))
     }
@@ -85,7 +104,8 @@ impl ModelRef {
             Some(s) if s.scale > 0 => s.clone(),
             partial => {
                 let mut spec = partial.clone().unwrap_or_else(|| ModelSpec::padded(0));
-                spec.scale = infer_scale(&graph).map_err(|e| ModelRefError::Probe(self.param.clone(), e))?;
+                spec.scale =
+                    infer_scale(&graph).map_err(|e| ModelRefError::Probe(self.param.clone(), e))?;
                 spec
             }
         };
@@ -101,7 +121,10 @@ fn infer_scale(graph: &Graph) -> Result<usize, vsr_runtime::RunError> {
 }
 
 fn read_custom_config(path: &Path) -> Result<ModelSpec, ModelRefError> {
-    let bad = |reason: String| ModelRefError::BadConfig { path: path.to_path_buf(), reason };
+    let bad = |reason: String| ModelRefError::BadConfig {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let c: CustomConfig = if path.extension().is_some_and(|e| e == "toml") {
         toml::from_str(&text).map_err(|e| bad(e.to_string()))?
@@ -111,7 +134,11 @@ fn read_custom_config(path: &Path) -> Result<ModelSpec, ModelRefError> {
     let pad_mode = match c.pad_mode.as_deref() {
         None | Some("reflect") => PadMode::Reflect,
         Some("replicate") => PadMode::Replicate,
-        Some(other) => return Err(bad(format!("padMode {other:?} is not reflect or replicate"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "padMode {other:?} is not reflect or replicate"
+            )))
+        }
     };
     if c.scale.is_some_and(|s| !(1..=16).contains(&s)) {
         return Err(bad("scale must be 1 to 16".into()));

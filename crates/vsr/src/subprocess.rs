@@ -6,15 +6,25 @@ use std::process::{Command, Output};
 #[derive(Debug, thiserror::Error)]
 pub enum SubprocessError {
     #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program} failed ({status}): {stderr}")]
-    Failed { program: String, status: String, stderr: String },
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// Runs `cmd` to completion; a non-zero exit is an error with the tail of its stderr.
 pub fn run(cmd: &mut Command) -> Result<Output, SubprocessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|source| SubprocessError::Spawn { program: program.clone(), source })?;
+    let out = cmd.output().map_err(|source| SubprocessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(8).collect();

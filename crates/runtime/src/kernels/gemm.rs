@@ -71,11 +71,26 @@ trait MicroKernel {
     const MR: usize;
     const NR: usize;
     /// Computes an `MR x NR` block (rows `>= m` are neither read nor written).
-    unsafe fn run(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, m: usize);
+    unsafe fn run(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        m: usize,
+    );
 }
 
 #[inline(always)]
-unsafe fn drive<K: MicroKernel>(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize) {
+unsafe fn drive<K: MicroKernel>(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let (k, n, nr) = (b.k, b.n, K::NR);
     let panels = n.div_ceil(nr);
     let full_rows = ldc >= panels * nr && c.len() >= (m - 1) * ldc + panels * nr;
@@ -88,7 +103,15 @@ unsafe fn drive<K: MicroKernel>(m: usize, a: &[f32], lda: usize, b: &PackedB, c:
             let rows = K::MR.min(m - i);
             let ap = a.as_ptr().add(i * lda);
             if full_rows || cols == nr {
-                K::run(k, ap, lda, bp, c.as_mut_ptr().add(i * ldc + p * nr), ldc, rows);
+                K::run(
+                    k,
+                    ap,
+                    lda,
+                    bp,
+                    c.as_mut_ptr().add(i * ldc + p * nr),
+                    ldc,
+                    rows,
+                );
             } else {
                 K::run(k, ap, lda, bp, tmp.as_mut_ptr(), nr, rows);
                 for r in 0..rows {
@@ -108,7 +131,15 @@ impl MicroKernel for Portable {
     const NR: usize = 16;
 
     #[inline(always)]
-    unsafe fn run(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, m: usize) {
+    unsafe fn run(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        m: usize,
+    ) {
         let mut acc = [[0.0f32; 16]; 4];
         let rows: [*const f32; 4] = std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
         for kk in 0..k {
@@ -132,12 +163,26 @@ mod x86 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn gemm_avx512(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize) {
+    pub unsafe fn gemm_avx512(
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         drive::<Avx512>(m, a, lda, b, c, ldc)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm_avx2(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize) {
+    pub unsafe fn gemm_avx2(
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         drive::<Avx2>(m, a, lda, b, c, ldc)
     }
 
@@ -149,10 +194,19 @@ mod x86 {
 
         #[inline]
         #[target_feature(enable = "avx512f,fma")]
-        unsafe fn run(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, m: usize) {
+        unsafe fn run(
+            k: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            m: usize,
+        ) {
             let mut lo = [_mm512_setzero_ps(); 12];
             let mut hi = [_mm512_setzero_ps(); 12];
-            let rows: [*const f32; 12] = std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
+            let rows: [*const f32; 12] =
+                std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
             for kk in 0..k {
                 let b0 = _mm512_loadu_ps(b.add(kk * 32));
                 let b1 = _mm512_loadu_ps(b.add(kk * 32 + 16));
@@ -177,10 +231,19 @@ mod x86 {
 
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn run(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, m: usize) {
+        unsafe fn run(
+            k: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            m: usize,
+        ) {
             let mut lo = [_mm256_setzero_ps(); 6];
             let mut hi = [_mm256_setzero_ps(); 6];
-            let rows: [*const f32; 6] = std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
+            let rows: [*const f32; 6] =
+                std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
             for kk in 0..k {
                 let b0 = _mm256_loadu_ps(b.add(kk * 16));
                 let b1 = _mm256_loadu_ps(b.add(kk * 16 + 8));
@@ -205,9 +268,19 @@ mod tests {
     #[test]
     fn every_isa_matches_naive_product() {
         for isa in Isa::all_supported() {
-            for &(m, k, n) in &[(1, 1, 1), (13, 27, 64), (25, 64, 48), (7, 3, 52), (40, 100, 33)] {
-                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-                let bm: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (13, 27, 64),
+                (25, 64, 48),
+                (7, 3, 52),
+                (40, 100, 33),
+            ] {
+                let a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                    .collect();
+                let bm: Vec<f32> = (0..k * n)
+                    .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+                    .collect();
                 let packed = PackedB::new(isa, k, n, |kk, nn| bm[kk * n + nn]);
                 for ldc in [n, packed.padded_n()] {
                     let mut c = vec![f32::NAN; m * ldc];
@@ -216,7 +289,10 @@ mod tests {
                         for j in 0..n {
                             let want: f32 = (0..k).map(|kk| a[i * k + kk] * bm[kk * n + j]).sum();
                             let got = c[i * ldc + j];
-                            assert!((got - want).abs() < 1e-4, "{isa:?} {m}x{k}x{n} ({i},{j}): {got} vs {want}");
+                            assert!(
+                                (got - want).abs() < 1e-4,
+                                "{isa:?} {m}x{k}x{n} ({i},{j}): {got} vs {want}"
+                            );
                         }
                     }
                 }

@@ -32,10 +32,14 @@ impl Isa {
     fn best_supported() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Isa::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Isa::Avx2;
             }
         }
@@ -90,11 +94,17 @@ macro_rules! dispatch {
             match $isa {
                 // SAFETY: `Isa::detect` only returns an ISA the CPU supports.
                 $crate::kernels::Isa::Avx512 => {
-                    let f = $crate::kernels::closure(#[inline(always)] || $body);
+                    let f = $crate::kernels::closure(
+                        #[inline(always)]
+                        || $body,
+                    );
                     unsafe { run_avx512(f) }
                 }
                 $crate::kernels::Isa::Avx2 => {
-                    let f = $crate::kernels::closure(#[inline(always)] || $body);
+                    let f = $crate::kernels::closure(
+                        #[inline(always)]
+                        || $body,
+                    );
                     unsafe { run_avx2(f) }
                 }
                 $crate::kernels::Isa::Portable => $body,

@@ -50,6 +50,10 @@ impl Im2colConv {
         }
     }
 
+    pub fn in_channels(&self) -> usize {
+        self.in_c
+    }
+
     pub fn out_channels(&self) -> usize {
         self.out_c
     }
@@ -63,29 +67,43 @@ impl Im2colConv {
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.pad == Padding { left: 0, right: 0, top: 0, bottom: 0 }
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == (1, 1)
+            && self.pad
+                == Padding {
+                    left: 0,
+                    right: 0,
+                    top: 0,
+                    bottom: 0,
+                }
     }
 
     pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
         let (ow, out_c, isa) = (output.w, self.out_c, self.isa);
         let k = self.b.k;
         let pointwise = self.is_pointwise();
-        par_chunks(&mut output.data, BLOCK_PIXELS * out_c, threads, |block, out| {
-            let p0 = block * BLOCK_PIXELS;
-            let pixels = out.len() / out_c;
-            crate::dispatch!(isa, {
-                if pointwise {
-                    gemm(isa, pixels, &input.data[p0 * k..], k, &self.b, out, out_c);
-                } else {
-                    let mut rows = vec![0.0f32; pixels * k];
-                    for (i, row) in rows.chunks_exact_mut(k).enumerate() {
-                        self.gather((p0 + i) / ow, (p0 + i) % ow, input, row);
+        par_chunks(
+            &mut output.data,
+            BLOCK_PIXELS * out_c,
+            threads,
+            |block, out| {
+                let p0 = block * BLOCK_PIXELS;
+                let pixels = out.len() / out_c;
+                crate::dispatch!(isa, {
+                    if pointwise {
+                        gemm(isa, pixels, &input.data[p0 * k..], k, &self.b, out, out_c);
+                    } else {
+                        let mut rows = vec![0.0f32; pixels * k];
+                        for (i, row) in rows.chunks_exact_mut(k).enumerate() {
+                            self.gather((p0 + i) / ow, (p0 + i) % ow, input, row);
+                        }
+                        gemm(isa, pixels, &rows, k, &self.b, out, out_c);
                     }
-                    gemm(isa, pixels, &rows, k, &self.b, out, out_c);
-                }
-                math::bias_activation(out, out_c, Some(&self.bias), &self.act);
-            });
-        });
+                    math::bias_activation(out, out_c, Some(&self.bias), &self.act);
+                });
+            },
+        );
     }
 
     /// Copies the receptive field of output pixel (`oy`, `ox`) into `row`, zeros outside.

@@ -48,13 +48,19 @@ impl Deconv {
         }
     }
 
+    pub fn in_channels(&self) -> usize {
+        self.b.k
+    }
+
     pub fn out_channels(&self) -> usize {
         self.out_c
     }
 
     pub fn out_shape(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let full_h = (h - 1) * self.stride.0 + self.dil.0 * (self.kh - 1) + 1 + self.out_pad.0;
-        let full_w = (w - 1) * self.stride.1 + self.dil.1 * (self.kw - 1) + 1 + self.out_pad.1;
+        let full_h =
+            h.checked_sub(1)? * self.stride.0 + self.dil.0 * (self.kh - 1) + 1 + self.out_pad.0;
+        let full_w =
+            w.checked_sub(1)? * self.stride.1 + self.dil.1 * (self.kw - 1) + 1 + self.out_pad.1;
         let oh = full_h.checked_sub(self.pad.top + self.pad.bottom)?;
         let ow = full_w.checked_sub(self.pad.left + self.pad.right)?;
         (oh > 0 && ow > 0).then_some((oh, ow))
@@ -72,7 +78,15 @@ impl Deconv {
         let mut taps = vec![0.0f32; h * w * n];
         par_chunks(&mut taps, BLOCK_PIXELS * n, threads, |block, out| {
             let p0 = block * BLOCK_PIXELS;
-            gemm(isa, out.len() / n, &input.data[p0 * in_c..], in_c, &self.b, out, n);
+            gemm(
+                isa,
+                out.len() / n,
+                &input.data[p0 * in_c..],
+                in_c,
+                &self.b,
+                out,
+                n,
+            );
         });
         let (ow, out_c) = (output.w, self.out_c);
         par_chunks(&mut output.data, ow * out_c, threads, |oy, row| {
@@ -81,12 +95,19 @@ impl Deconv {
                 for ox in 0..ow {
                     let dst = &mut row[ox * out_c..(ox + 1) * out_c];
                     for ky in 0..self.kh {
-                        let Some(iy) = self.source(oy + self.pad.top, ky, self.stride.0, self.dil.0, h) else { continue };
+                        let Some(iy) =
+                            self.source(oy + self.pad.top, ky, self.stride.0, self.dil.0, h)
+                        else {
+                            continue;
+                        };
                         for kx in 0..self.kw {
-                            let Some(ix) = self.source(ox + self.pad.left, kx, self.stride.1, self.dil.1, w) else {
+                            let Some(ix) =
+                                self.source(ox + self.pad.left, kx, self.stride.1, self.dil.1, w)
+                            else {
                                 continue;
                             };
-                            let src = &taps[(iy * w + ix) * n + (ky * self.kw + kx) * out_c..][..out_c];
+                            let src =
+                                &taps[(iy * w + ix) * n + (ky * self.kw + kx) * out_c..][..out_c];
                             for (d, s) in dst.iter_mut().zip(src) {
                                 *d += s;
                             }

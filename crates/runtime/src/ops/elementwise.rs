@@ -23,7 +23,12 @@ fn apply(kind: BinaryKind, a: f32, b: f32) -> f32 {
 /// Output shape of a broadcasting binary op: each of h, w, c equal or 1.
 pub fn broadcast_shape(a: Shape, b: Shape) -> Option<Shape> {
     let dim = |x: usize, y: usize| (x == y || x == 1 || y == 1).then_some(x.max(y));
-    Some(Shape { h: dim(a.h, b.h)?, w: dim(a.w, b.w)?, c: dim(a.c, b.c)?, dims: a.dims.max(b.dims) })
+    Some(Shape {
+        h: dim(a.h, b.h)?,
+        w: dim(a.w, b.w)?,
+        c: dim(a.c, b.c)?,
+        dims: a.dims.max(b.dims),
+    })
 }
 
 /// `a op scalar`, in place.
@@ -44,11 +49,16 @@ pub fn binary_in_place(isa: Isa, kind: BinaryKind, a: &mut Tensor, b: &Tensor, t
         crate::dispatch!(isa, {
             if per_channel {
                 for row in chunk.chunks_exact_mut(c) {
-                    row.iter_mut().zip(&b.data).for_each(|(x, y)| *x = apply(kind, *x, *y));
+                    row.iter_mut()
+                        .zip(&b.data)
+                        .for_each(|(x, y)| *x = apply(kind, *x, *y));
                 }
             } else {
                 let other = &b.data[i * rows..i * rows + chunk.len()];
-                chunk.iter_mut().zip(other).for_each(|(x, y)| *x = apply(kind, *x, *y));
+                chunk
+                    .iter_mut()
+                    .zip(other)
+                    .for_each(|(x, y)| *x = apply(kind, *x, *y));
             }
         })
     });
@@ -81,7 +91,8 @@ pub fn binary(isa: Isa, kind: BinaryKind, a: &Tensor, b: &Tensor, out: &mut Tens
             for y in 0..oh {
                 for x in 0..ow {
                     for c in 0..oc {
-                        out.data[(y * ow + x) * oc + c] = apply(kind, at(a, y, x, c), at(b, y, x, c));
+                        out.data[(y * ow + x) * oc + c] =
+                            apply(kind, at(a, y, x, c), at(b, y, x, c));
                     }
                 }
             }
@@ -114,7 +125,10 @@ pub fn eltwise(isa: Isa, kind: EltwiseKind, coeffs: &[f32], out: &mut Tensor, re
             }
             EltwiseKind::Max => {
                 for t in rest {
-                    out.data.iter_mut().zip(&t.data).for_each(|(o, x)| *o = o.max(*x));
+                    out.data
+                        .iter_mut()
+                        .zip(&t.data)
+                        .for_each(|(o, x)| *o = o.max(*x));
                 }
             }
         }

@@ -19,24 +19,64 @@ pub struct CropRegion {
 pub fn crop_region(spec: &CropSpec, input: Shape, reference: Option<Shape>) -> Option<CropRegion> {
     let (h, w, c) = (input.h, input.w, input.c);
     let region = match spec {
-        CropSpec::Offsets { w: wo, h: ho, c: co, out_w, out_h, out_c, w2, h2, c2 } => {
+        CropSpec::Offsets {
+            w: wo,
+            h: ho,
+            c: co,
+            out_w,
+            out_h,
+            out_c,
+            w2,
+            h2,
+            c2,
+        } => {
             let (rw, rh, rc) = match reference {
                 Some(r) => (r.w, r.h, if r.dims == 3 { r.c } else { c - co }),
                 None => (
-                    if *out_w == 0 { w.checked_sub(wo + w2)? } else { *out_w },
-                    if *out_h == 0 { h.checked_sub(ho + h2)? } else { *out_h },
-                    if *out_c == 0 { c.checked_sub(co + c2)? } else { *out_c },
+                    if *out_w == 0 {
+                        w.checked_sub(wo + w2)?
+                    } else {
+                        *out_w
+                    },
+                    if *out_h == 0 {
+                        h.checked_sub(ho + h2)?
+                    } else {
+                        *out_h
+                    },
+                    if *out_c == 0 {
+                        c.checked_sub(co + c2)?
+                    } else {
+                        *out_c
+                    },
                 ),
             };
             let (co, rc) = if input.dims == 3 { (*co, rc) } else { (0, c) };
-            CropRegion { y: *ho, x: *wo, c: co, h: rh, w: rw, ch: rc }
+            CropRegion {
+                y: *ho,
+                x: *wo,
+                c: co,
+                h: rh,
+                w: rw,
+                ch: rc,
+            }
         }
         CropSpec::Ranges { starts, ends, axes } => {
             // Axis numbers as in ncnn for a 3-D blob: 0 = channels, 1 = rows, 2 = columns.
-            let mut r = CropRegion { y: 0, x: 0, c: 0, h, w, ch: c };
+            let mut r = CropRegion {
+                y: 0,
+                x: 0,
+                c: 0,
+                h,
+                w,
+                ch: c,
+            };
             for (i, (&s, &e)) in starts.iter().zip(ends).enumerate() {
                 let axis = axes.get(i).copied().unwrap_or(i as i32);
-                let axis = if axis < 0 { axis + input.dims as i32 } else { axis };
+                let axis = if axis < 0 {
+                    axis + input.dims as i32
+                } else {
+                    axis
+                };
                 let axis = axis + 3 - input.dims as i32;
                 let size = match axis {
                     0 => c,
@@ -44,7 +84,13 @@ pub fn crop_region(spec: &CropSpec, input: Shape, reference: Option<Shape>) -> O
                     2 => w,
                     _ => return None,
                 } as i64;
-                let resolve = |v: i32| if v < 0 { (size + v as i64).max(0) } else { (v as i64).min(size) };
+                let resolve = |v: i32| {
+                    if v < 0 {
+                        (size + v as i64).max(0)
+                    } else {
+                        (v as i64).min(size)
+                    }
+                };
                 let (s, e) = (resolve(s), resolve(e));
                 if e <= s {
                     return None;
@@ -102,7 +148,12 @@ pub fn concat_shape(inputs: &[Shape], axis: usize) -> Option<Shape> {
         1 => (sum(|t| t.h), f.w, f.c),
         _ => (f.h, sum(|t| t.w), f.c),
     };
-    Some(Shape { h, w, c, dims: f.dims })
+    Some(Shape {
+        h,
+        w,
+        c,
+        dims: f.dims,
+    })
 }
 
 pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
@@ -130,7 +181,8 @@ pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
             for t in inputs {
                 let tr = t.w * t.c;
                 for y in 0..out.h {
-                    out.data[y * row + x0..y * row + x0 + tr].copy_from_slice(&t.data[y * tr..(y + 1) * tr]);
+                    out.data[y * row + x0..y * row + x0 + tr]
+                        .copy_from_slice(&t.data[y * tr..(y + 1) * tr]);
                 }
                 x0 += tr;
             }
@@ -139,7 +191,13 @@ pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
 }
 
 /// Depth-to-space. `channel_major` is ncnn's mode 1; mode 0 matches PyTorch's PixelShuffle.
-pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Tensor, threads: usize) {
+pub fn pixel_shuffle(
+    input: &Tensor,
+    r: usize,
+    channel_major: bool,
+    out: &mut Tensor,
+    threads: usize,
+) {
     let (oc, ic, ow) = (out.c, input.c, out.w);
     crate::ops::par_chunks(&mut out.data, ow * oc, threads, |oy, row| {
         let (y, sh) = (oy / r, oy % r);
@@ -147,7 +205,11 @@ pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Te
             let (x, sw) = (ox / r, ox % r);
             let src = &input.data[(y * input.w + x) * ic..][..ic];
             for (p, d) in row[ox * oc..(ox + 1) * oc].iter_mut().enumerate() {
-                let q = if channel_major { (sh * r + sw) * oc + p } else { p * r * r + sh * r + sw };
+                let q = if channel_major {
+                    (sh * r + sw) * oc + p
+                } else {
+                    p * r * r + sh * r + sw
+                };
                 *d = src[q];
             }
         }
@@ -155,7 +217,14 @@ pub fn pixel_shuffle(input: &Tensor, r: usize, channel_major: bool, out: &mut Te
 }
 
 /// Interp's output size, computed the way ncnn does (truncating `size * scale`).
-pub fn interp_shape(h: usize, w: usize, scale_h: f32, scale_w: f32, out_h: usize, out_w: usize) -> (usize, usize) {
+pub fn interp_shape(
+    h: usize,
+    w: usize,
+    scale_h: f32,
+    scale_w: f32,
+    out_h: usize,
+    out_w: usize,
+) -> (usize, usize) {
     if out_h != 0 && out_w != 0 {
         (out_h, out_w)
     } else {
@@ -170,10 +239,21 @@ struct Taps {
 }
 
 fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
-    let scale = if align_corner && dst > 1 { (src as f64 - 1.0) / (dst as f64 - 1.0) } else { src as f64 / dst as f64 };
-    let mut t = Taps { index: Vec::with_capacity(dst), weights: Vec::with_capacity(dst) };
+    let scale = if align_corner && dst > 1 {
+        (src as f64 - 1.0) / (dst as f64 - 1.0)
+    } else {
+        src as f64 / dst as f64
+    };
+    let mut t = Taps {
+        index: Vec::with_capacity(dst),
+        weights: Vec::with_capacity(dst),
+    };
     for d in 0..dst {
-        let mut f = if align_corner { (d as f64 * scale) as f32 } else { ((d as f64 + 0.5) * scale - 0.5) as f32 };
+        let mut f = if align_corner {
+            (d as f64 * scale) as f32
+        } else {
+            ((d as f64 + 0.5) * scale - 0.5) as f32
+        };
         let mut s = f.floor() as isize;
         f -= s as f32;
         if s < 0 {
@@ -195,11 +275,22 @@ fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
 }
 
 fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
-    let scale = if align_corner && dst > 1 { (src as f64 - 1.0) / (dst as f64 - 1.0) } else { src as f64 / dst as f64 };
-    let mut t = Taps { index: Vec::with_capacity(dst), weights: Vec::with_capacity(dst) };
+    let scale = if align_corner && dst > 1 {
+        (src as f64 - 1.0) / (dst as f64 - 1.0)
+    } else {
+        src as f64 / dst as f64
+    };
+    let mut t = Taps {
+        index: Vec::with_capacity(dst),
+        weights: Vec::with_capacity(dst),
+    };
     let n = src as isize;
     for d in 0..dst {
-        let mut f = if align_corner { (d as f64 * scale) as f32 } else { ((d as f64 + 0.5) * scale - 0.5) as f32 };
+        let mut f = if align_corner {
+            (d as f64 * scale) as f32
+        } else {
+            ((d as f64 + 0.5) * scale - 0.5) as f32
+        };
         let mut s = f.floor() as isize;
         f -= s as f32;
         const A: f32 = -0.75;
@@ -233,7 +324,13 @@ fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
     t
 }
 
-pub fn interp(input: &Tensor, mode: InterpMode, align_corner: bool, out: &mut Tensor, threads: usize) {
+pub fn interp(
+    input: &Tensor,
+    mode: InterpMode,
+    align_corner: bool,
+    out: &mut Tensor,
+    threads: usize,
+) {
     let (ih, iw, c) = (input.h, input.w, input.c);
     let (oh, ow) = (out.h, out.w);
     if mode == InterpMode::Nearest {
@@ -250,9 +347,17 @@ pub fn interp(input: &Tensor, mode: InterpMode, align_corner: bool, out: &mut Te
     }
     // Bicubic needs four source rows; tiny inputs fall back to linear taps.
     let (ty, tx, n) = if mode == InterpMode::Bicubic && ih >= 4 && iw >= 4 {
-        (cubic_taps(ih, oh, align_corner), cubic_taps(iw, ow, align_corner), 4)
+        (
+            cubic_taps(ih, oh, align_corner),
+            cubic_taps(iw, ow, align_corner),
+            4,
+        )
     } else {
-        (linear_taps(ih, oh, align_corner), linear_taps(iw, ow, align_corner), 2)
+        (
+            linear_taps(ih, oh, align_corner),
+            linear_taps(iw, ow, align_corner),
+            2,
+        )
     };
     // Horizontal pass per source row, then vertical, matching ncnn's order of summation.
     let mut rows = vec![0.0f32; ih * ow * c];

@@ -35,11 +35,20 @@ pub(crate) fn par_for_each_thread(threads: usize, f: impl Fn(usize, usize) + Syn
 }
 
 /// Runs `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel when `threads > 1`.
-pub(crate) fn par_chunks(data: &mut [f32], chunk: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn par_chunks(
+    data: &mut [f32],
+    chunk: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let chunk = chunk.max(1);
     if threads <= 1 {
-        data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     } else {
-        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }

@@ -22,12 +22,22 @@ pub fn global_pool(input: &Tensor, max: bool) -> Tensor {
 
 /// Fully connected layer on the input flattened in ncnn's planar order.
 pub fn inner_product(input: &Tensor, weights: &[f32], bias: &[f32], act: &Activation) -> Tensor {
-    let flat = if input.dims == 3 && input.c > 1 && input.pixels() > 1 { input.to_chw() } else { input.data.clone() };
+    let flat = if input.dims == 3 && input.c > 1 && input.pixels() > 1 {
+        input.to_chw()
+    } else {
+        input.data.clone()
+    };
     let n = flat.len();
     let mut out: Vec<f32> = bias
         .iter()
         .enumerate()
-        .map(|(o, b)| b + weights[o * n..(o + 1) * n].iter().zip(&flat).map(|(w, x)| w * x).sum::<f32>())
+        .map(|(o, b)| {
+            b + weights[o * n..(o + 1) * n]
+                .iter()
+                .zip(&flat)
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+        })
         .collect();
     let len = out.len();
     math::activation(&mut out, len, act);

@@ -45,7 +45,12 @@ pub struct Winograd {
 
 impl Winograd {
     pub fn supports(spec: &ConvSpec) -> bool {
-        spec.kh == 3 && spec.kw == 3 && spec.stride_h == 1 && spec.stride_w == 1 && spec.dil_h == 1 && spec.dil_w == 1
+        spec.kh == 3
+            && spec.kw == 3
+            && spec.stride_h == 1
+            && spec.stride_w == 1
+            && spec.dil_h == 1
+            && spec.dil_w == 1
     }
 
     pub fn new(spec: &ConvSpec, isa: Isa) -> Self {
@@ -86,7 +91,19 @@ impl Winograd {
             }
             a => a.clone(),
         };
-        Winograd { in_c, out_c, pad: spec.pad, u, bias, act, isa }
+        Winograd {
+            in_c,
+            out_c,
+            pad: spec.pad,
+            u,
+            bias,
+            act,
+            isa,
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_c
     }
 
     pub fn out_channels(&self) -> usize {
@@ -101,7 +118,10 @@ impl Winograd {
 
     /// Tiles per block: enough rows for the GEMM, few enough that the block stays in L2.
     fn block_tiles(&self) -> usize {
-        if let Some(t) = std::env::var("VSR_WINO_TILES").ok().and_then(|v| v.parse().ok()) {
+        if let Some(t) = std::env::var("VSR_WINO_TILES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             return t;
         }
         let per_tile = 64 * (self.in_c.next_multiple_of(LANES) + self.u[0].padded_n());
@@ -168,7 +188,16 @@ impl Winograd {
     /// Writes `V[pos][t][c]` for `count` tiles starting at `first`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn input_transform(&self, input: &Tensor, first: usize, count: usize, tiles_w: usize, bt: usize, cin_p: usize, v: &mut [f32]) {
+    fn input_transform(
+        &self,
+        input: &Tensor,
+        first: usize,
+        count: usize,
+        tiles_w: usize,
+        bt: usize,
+        cin_p: usize,
+        v: &mut [f32],
+    ) {
         let (h, w, c) = (input.h as isize, input.w as isize, self.in_c);
         let mut patch = [[ZERO; 8]; 8];
         for t in 0..count {
@@ -224,9 +253,8 @@ impl Winograd {
                     let at = ((row * 8 + col) * bt + t) * n_pad + c0;
                     rv.copy_from_slice(&m[at..at + LANES]);
                 }
-                let o = at_1d(&r);
-                for i in 0..6 {
-                    tmp[i][row] = o[i];
+                for (t_row, o) in tmp.iter_mut().zip(at_1d(&r)) {
+                    t_row[row] = o;
                 }
             }
             for (i, col) in tmp.iter().enumerate() {
@@ -247,7 +275,9 @@ fn copy_channels(src: &[f32], dst: &mut [f32]) {
     let done = dst.len() / LANES * LANES;
     let mut chunks = dst.chunks_exact_mut(LANES);
     for (i, d) in (&mut chunks).enumerate() {
-        let s: &Lanes = src[i * LANES..(i + 1) * LANES].try_into().expect("whole lanes");
+        let s: &Lanes = src[i * LANES..(i + 1) * LANES]
+            .try_into()
+            .expect("whole lanes");
         d.copy_from_slice(s);
     }
     for (d, s) in chunks.into_remainder().iter_mut().zip(&src[done..]) {
@@ -260,7 +290,9 @@ fn copy_channels(src: &[f32], dst: &mut [f32]) {
 fn bt_1d(r: &[Lanes; 8]) -> [Lanes; 8] {
     let mut o = [ZERO; 8];
     for l in 0..LANES {
-        let (r0, r1, r2, r3, r4, r5, r6, r7) = (r[0][l], r[1][l], r[2][l], r[3][l], r[4][l], r[5][l], r[6][l], r[7][l]);
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (
+            r[0][l], r[1][l], r[2][l], r[3][l], r[4][l], r[5][l], r[6][l], r[7][l],
+        );
         o[0][l] = r0 - r6 + (r4 - r2) * 5.25;
         o[7][l] = r7 - r1 + (r3 - r5) * 5.25;
         let a = r2 + r6 - r4 * 4.25;
@@ -298,4 +330,81 @@ fn at_1d(r: &[Lanes; 8]) -> [Lanes; 6] {
         o[5][l] = r[7][l] + e135a + e135b * 32.0 + e135c;
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv::Im2colConv;
+
+    fn spec(in_c: usize, out_c: usize, pad: usize, act: Activation) -> ConvSpec {
+        let n = out_c * in_c * 9;
+        ConvSpec {
+            out_c,
+            in_c,
+            kh: 3,
+            kw: 3,
+            stride_h: 1,
+            stride_w: 1,
+            dil_h: 1,
+            dil_w: 1,
+            pad: Padding {
+                left: pad,
+                right: pad,
+                top: pad,
+                bottom: pad,
+            },
+            out_pad_right: 0,
+            out_pad_bottom: 0,
+            weights: (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 150.0)
+                .collect(),
+            bias: (0..out_c).map(|o| o as f32 * 0.01 - 0.1).collect(),
+            act,
+        }
+    }
+
+    /// Winograd against direct convolution (im2col), across channel tails, borders and ISAs.
+    #[test]
+    fn matches_direct_convolution() {
+        for isa in Isa::all_supported() {
+            for &(in_c, out_c, pad, h, w) in &[
+                (3, 64, 1, 13, 17),
+                (64, 48, 1, 20, 9),
+                (52, 52, 0, 11, 14),
+                (16, 3, 1, 7, 6),
+                (8, 33, 0, 9, 9),
+            ] {
+                let act = Activation::PRelu((0..out_c).map(|o| 0.05 * o as f32).collect());
+                let s = spec(in_c, out_c, pad, act);
+                let input = Tensor::from_vec(
+                    h,
+                    w,
+                    in_c,
+                    (0..h * w * in_c)
+                        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
+                        .collect(),
+                );
+                let wino = Winograd::new(&s, isa);
+                let direct = Im2colConv::new(&s, isa);
+                let (oh, ow) = wino.out_shape(h, w).unwrap();
+                assert_eq!(Some((oh, ow)), direct.out_shape(h, w));
+                let mut a = Tensor::zeros(oh, ow, out_c);
+                let mut b = Tensor::zeros(oh, ow, out_c);
+                wino.run(&input, &mut a, 2);
+                direct.run(&input, &mut b, 2);
+                let diff = a
+                    .data
+                    .iter()
+                    .zip(&b.data)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                let scale = b.data.iter().map(|v| v.abs()).fold(1.0, f32::max);
+                assert!(
+                    diff < 2e-5 * scale,
+                    "{isa:?} {in_c}->{out_c} pad {pad} {w}x{h}: {diff} (outputs up to {scale})"
+                );
+            }
+        }
+    }
 }

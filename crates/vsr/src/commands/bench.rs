@@ -38,7 +38,14 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::new(&graph, options.isa, options.threads)?;
     // A deterministic, image-like input (smooth gradients), the same for every run.
     let (w, h) = (args.width, args.height);
-    let data = (0..h * w * 3).map(|i| ((i % 3) as f32 * 0.3 + (i / 3 % w) as f32 / w as f32 * 0.5 + (i / 3 / w) as f32 / h as f32 * 0.2) % 1.0).collect();
+    let data = (0..h * w * 3)
+        .map(|i| {
+            ((i % 3) as f32 * 0.3
+                + (i / 3 % w) as f32 / w as f32 * 0.5
+                + (i / 3 / w) as f32 / h as f32 * 0.2)
+                % 1.0
+        })
+        .collect();
     let input = Tensor::from_vec(h, w, 3, data);
     let out = plan.output_shape(input.shape())?;
     println!(

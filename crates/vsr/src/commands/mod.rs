@@ -41,11 +41,20 @@ impl RunArgs {
             IsaChoice::Avx2 => Isa::Avx2,
             IsaChoice::Portable => Isa::Portable,
         };
-        anyhow::ensure!(Isa::all_supported().contains(&wanted), "this CPU does not support {}", wanted.name());
+        anyhow::ensure!(
+            Isa::all_supported().contains(&wanted),
+            "this CPU does not support {}",
+            wanted.name()
+        );
         Ok(wanted)
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {
-        Ok(Options { isa: self.isa()?, threads: self.threads, memory_budget: self.memory_mib << 20, tile: self.tile })
+        Ok(Options {
+            isa: self.isa()?,
+            threads: self.threads,
+            memory_budget: self.memory_mib << 20,
+            tile: self.tile,
+        })
     }
 }

@@ -21,7 +21,10 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<34} {:<21} {:>5} {:<13} {:>8}  {:<26} INSTALLED", "NAME", "FAMILY", "SCALE", "DENOISE", "SIZE", "LICENCE");
+    println!(
+        "{:<34} {:<21} {:>5} {:<13} {:>8}  {:<26} INSTALLED",
+        "NAME", "FAMILY", "SCALE", "DENOISE", "SIZE", "LICENCE"
+    );
     for m in &catalog.models {
         println!(
             "{:<34} {:<21} {:>5} {:<13} {:>6.1}MB  {:<26} {}",
@@ -31,7 +34,11 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             m.denoise,
             m.size() as f64 / 1e6,
             m.licence,
-            if fetch::is_installed(config, m) { "yes" } else { "no" }
+            if fetch::is_installed(config, m) {
+                "yes"
+            } else {
+                "no"
+            }
         );
     }
     println!("\nmodels directory: {}", config.models_dir.display());
@@ -41,7 +48,13 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
 pub fn fetch(config: &Config, names: &[String], all: bool) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();
     let selected = fetch::select(&catalog, names, all)?;
-    eprintln!("fetching {} model(s) into {}", selected.len(), config.models_dir.display());
-    fetch::fetch(config, &catalog, &selected, &mut |line| eprintln!("  {line}"))?;
+    eprintln!(
+        "fetching {} model(s) into {}",
+        selected.len(),
+        config.models_dir.display()
+    );
+    fetch::fetch(config, &catalog, &selected, &mut |line| {
+        eprintln!("  {line}")
+    })?;
     Ok(())
 }

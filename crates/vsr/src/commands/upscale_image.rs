@@ -50,7 +50,9 @@ pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
     let img = read_png(&args.input)?;
     let up = Upscaler::new(&graph, spec, args.run.options()?)?;
     let start = Instant::now();
-    let out = up.upscale(&img.to_tensor()).with_context(|| format!("upscaling with {}", model.name))?;
+    let out = up
+        .upscale(&img.to_tensor())
+        .with_context(|| format!("upscaling with {}", model.name))?;
     let result = Rgb8::from_tensor(&out);
     write_png(&args.output, &result)?;
     eprintln!(

@@ -1,0 +1,202 @@
+//! The `vsr` binary end to end, on real images and the installed models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vsr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args(args)
+        .output()
+        .expect("vsr runs")
+}
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("VSR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"))
+}
+
+fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap())
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "vsr failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A real photo (a crop of a Big Buck Bunny frame) upscaled 4x matches ncnn's 8-bit output.
+#[test]
+fn upscale_image_matches_ncnn_within_one_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x4.png");
+    let input = fixtures().join("bbb_crop.png");
+    ok(&vsr(&[
+        "upscale-image",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "realesr-animevideov3-x4",
+    ]));
+    let (w, h, ours) = read_png(&out);
+    let (rw, rh, reference) = read_png(&fixtures().join("image_x4_ref.png"));
+    assert_eq!((w, h), (rw, rh));
+    assert_eq!((w, h), (512, 384));
+    let worst = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    let off = ours.iter().zip(&reference).filter(|(a, b)| a != b).count();
+    println!(
+        "max difference {worst} levels; {off} of {} values differ",
+        ours.len()
+    );
+    assert!(worst <= 1, "max difference {worst} levels");
+}
+
+/// Every model family runs from the command line on a real image and gives a plausible picture.
+#[test]
+fn upscale_image_works_for_every_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixtures().join("bbb_crop.png");
+    let (iw, ih, src) = read_png(&input);
+    for (model, scale) in [
+        ("realesr-animevideov3-x2", 2),
+        ("realesrgan-x4plus-anime", 4),
+        ("realesrgan-x4plus", 4),
+        ("realcugan-se-up3x", 3),
+        ("realcugan-pro-up2x", 2),
+        ("realcugan-se-up4x", 4),
+        ("waifu2x-cunet-up2x", 2),
+        ("waifu2x-photo-up2x", 2),
+        ("spanx4-ch48", 4),
+    ] {
+        let out = dir.path().join(format!("{model}.png"));
+        ok(&vsr(&[
+            "upscale-image",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            model,
+        ]));
+        let (w, h, px) = read_png(&out);
+        assert_eq!((w, h), (iw * scale, ih * scale), "{model}");
+        // Close to a nearest-neighbour upscale on average: a broken network gives noise or black.
+        let mut total = 0u64;
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let a = px[((y * w + x) * 3 + c) as usize];
+                    let b = src[(((y / scale) * iw + x / scale) * 3 + c) as usize];
+                    total += a.abs_diff(b) as u64;
+                }
+            }
+        }
+        let mean = total as f64 / px.len() as f64;
+        println!("{model}: mean difference from nearest-neighbour {mean:.2} levels");
+        assert!(
+            mean < 12.0,
+            "{model}: output does not resemble the input ({mean:.1} levels)"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixtures().join("bbb_crop.png");
+    let out = dir.path().join("o.png");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["upscale-image", i, "-o", o, "--model", "no-such-model"],
+            "unknown model",
+        ),
+        (
+            &[
+                "upscale-image",
+                i,
+                "-o",
+                o,
+                "--model",
+                "realesr-animevideov3-x2",
+                "--scale",
+                "4",
+            ],
+            "--scale 4",
+        ),
+        (
+            &["upscale-image", "/nonexistent.png", "-o", o],
+            "nonexistent.png",
+        ),
+        (&["models", "fetch", "no-such-model"], "unknown model"),
+    ];
+    for (args, expected) in cases {
+        let r = vsr(args);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // A text file named .png.
+    let fake = dir.path().join("fake.png");
+    std::fs::write(&fake, "not an image").unwrap();
+    let r = vsr(&["upscale-image", fake.to_str().unwrap(), "-o", o]);
+    assert!(!r.status.success() && !String::from_utf8_lossy(&r.stderr).contains("panicked"));
+    assert!(!out.exists(), "no output is left behind on failure");
+}
+
+#[test]
+fn models_list_shows_installed_models() {
+    let out = vsr(&["models", "list", "--json"]);
+    ok(&out);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 40);
+    let anime = rows
+        .iter()
+        .find(|r| r["name"] == "realesr-animevideov3-x4")
+        .unwrap();
+    assert_eq!(anime["installed"], true);
+    assert_eq!(anime["scale"], 4);
+    assert_eq!(anime["licence"], "BSD-3-Clause");
+}
+
+#[test]
+fn bench_prints_a_median() {
+    let out = vsr(&[
+        "bench",
+        "--model",
+        "realesr-animevideov3-x2",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--runs",
+        "3",
+    ]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap();
+    let v: f64 = last
+        .strip_prefix("median_s_per_frame=")
+        .expect("last line format")
+        .parse()
+        .unwrap();
+    assert!(v > 0.0);
+}

@@ -4,9 +4,7 @@
 //! activations, and [`Plan::peak_bytes`] can predict it for any input size without running.
 
 use crate::error::RunError;
-use crate::graph::{
-    Activation, BinaryKind, ConvSpec, CropSpec, EltwiseKind, Graph, InterpMode, Op,
-};
+use crate::graph::{Activation, ConvSpec, Graph, Op};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
@@ -17,48 +15,14 @@ use crate::tensor::{Shape, Tensor};
 /// Winograd pays off once there are enough input channels to amortise its transforms.
 const WINOGRAD_MIN_IN_CHANNELS: usize = 1;
 
+/// A layer as the executor runs it: convolutions with their weights prepared for the ISA,
+/// everything else as loaded.
 #[derive(Debug)]
 enum Prepared {
     Winograd(Winograd),
     Im2col(Im2colConv),
     Deconv(Deconv),
-    InnerProduct {
-        weights: Vec<f32>,
-        bias: Vec<f32>,
-        act: Activation,
-    },
-    Activation(Activation),
-    Binary {
-        kind: BinaryKind,
-        scalar: Option<f32>,
-    },
-    Eltwise {
-        kind: EltwiseKind,
-        coeffs: Vec<f32>,
-    },
-    Concat {
-        axis: i32,
-    },
-    Crop(CropSpec),
-    GlobalPool {
-        max: bool,
-    },
-    Scale {
-        scale: Option<Vec<f32>>,
-        bias: Option<Vec<f32>>,
-    },
-    PixelShuffle {
-        factor: usize,
-        channel_major: bool,
-    },
-    Interp {
-        mode: InterpMode,
-        scale_h: f32,
-        scale_w: f32,
-        out_h: usize,
-        out_w: usize,
-        align_corner: bool,
-    },
+    Layer(Op),
 }
 
 #[derive(Debug)]
@@ -201,64 +165,14 @@ impl Plan {
             let op = match &n.op {
                 Op::Convolution(s) => {
                     let s = with_act(s);
-                    if Winograd::supports(&s)
-                        && s.in_c >= WINOGRAD_MIN_IN_CHANNELS
-                        && std::env::var_os("VSR_NO_WINOGRAD").is_none()
-                    {
+                    if Winograd::supports(&s) && s.in_c >= WINOGRAD_MIN_IN_CHANNELS {
                         Prepared::Winograd(Winograd::new(&s, isa))
                     } else {
                         Prepared::Im2col(Im2colConv::new(&s, isa))
                     }
                 }
                 Op::Deconvolution(s) => Prepared::Deconv(Deconv::new(&with_act(s), isa)),
-                Op::InnerProduct {
-                    weights, bias, act, ..
-                } => Prepared::InnerProduct {
-                    weights: weights.clone(),
-                    bias: bias.clone(),
-                    act: act.clone(),
-                },
-                Op::Activation(a) => Prepared::Activation(a.clone()),
-                Op::BinaryOp { kind, scalar } => Prepared::Binary {
-                    kind: *kind,
-                    scalar: *scalar,
-                },
-                Op::Eltwise { kind, coeffs } => Prepared::Eltwise {
-                    kind: *kind,
-                    coeffs: coeffs.clone(),
-                },
-                Op::Concat { axis } => Prepared::Concat { axis: *axis },
-                Op::Crop(c) => Prepared::Crop(c.clone()),
-                Op::GlobalPool { max } => Prepared::GlobalPool { max: *max },
-                Op::Scale { scale, bias } => Prepared::Scale {
-                    scale: scale.clone(),
-                    bias: bias.clone(),
-                },
-                Op::PixelShuffle {
-                    factor,
-                    channel_major,
-                } => Prepared::PixelShuffle {
-                    factor: *factor,
-                    channel_major: *channel_major,
-                },
-                Op::Interp {
-                    mode,
-                    scale_h,
-                    scale_w,
-                    out_h,
-                    out_w,
-                    align_corner,
-                } => Prepared::Interp {
-                    mode: *mode,
-                    scale_h: *scale_h,
-                    scale_w: *scale_w,
-                    out_h: *out_h,
-                    out_w: *out_w,
-                    align_corner: *align_corner,
-                },
-                Op::Input | Op::Split | Op::Identity | Op::MemoryData(_) => {
-                    unreachable!("filtered above")
-                }
+                other => Prepared::Layer(other.clone()),
             };
             steps.push(Step {
                 name: n.name.clone(),
@@ -332,7 +246,7 @@ impl Plan {
             let out = self.out_shape(step, &ins)?;
             let scratch = match &step.op {
                 Prepared::Deconv(d) => d.scratch_bytes(ins[0].h, ins[0].w),
-                Prepared::Interp { .. } => ins[0].h * out.w * out.c * 4,
+                Prepared::Layer(Op::Interp { .. }) => ins[0].h * out.w * out.c * 4,
                 _ => 0,
             };
             live += out.len() * 4;
@@ -364,7 +278,7 @@ impl Plan {
             Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
-            Prepared::InnerProduct { weights, bias, .. } => {
+            Prepared::Layer(Op::InnerProduct { weights, bias, .. }) => {
                 if weights.len() != bias.len() * a.len() {
                     return Err(err(format!(
                         "expects {} inputs, got {}",
@@ -379,25 +293,27 @@ impl Plan {
                     dims: 1,
                 })
             }
-            Prepared::Activation(Activation::PRelu(s)) if s.len() != 1 && s.len() != a.c => {
+            Prepared::Layer(Op::Activation(Activation::PRelu(s)))
+                if s.len() != 1 && s.len() != a.c =>
+            {
                 Err(err(format!("{} slopes for {} channels", s.len(), a.c)))
             }
-            Prepared::Activation(_)
-            | Prepared::Binary {
+            Prepared::Layer(Op::Activation(_))
+            | Prepared::Layer(Op::BinaryOp {
                 scalar: Some(_), ..
-            } => Ok(a),
-            Prepared::Binary { .. } => elementwise::broadcast_shape(a, ins[1])
+            }) => Ok(a),
+            Prepared::Layer(Op::BinaryOp { .. }) => elementwise::broadcast_shape(a, ins[1])
                 .ok_or_else(|| err(format!("cannot broadcast {a:?} with {:?}", ins[1]))),
-            Prepared::Eltwise { .. } => {
+            Prepared::Layer(Op::Eltwise { .. }) => {
                 if ins.iter().any(|s| *s != a) {
                     return Err(err("eltwise inputs differ in shape".into()));
                 }
                 Ok(a)
             }
-            Prepared::Concat { axis } => layout::concat_axis(*axis, a.dims)
+            Prepared::Layer(Op::Concat { axis }) => layout::concat_axis(*axis, a.dims)
                 .and_then(|ax| layout::concat_shape(ins, ax))
                 .ok_or_else(|| err("concat inputs do not line up".into())),
-            Prepared::Crop(spec) => {
+            Prepared::Layer(Op::Crop(spec)) => {
                 let r = layout::crop_region(spec, a, ins.get(1).copied())
                     .ok_or_else(|| err(format!("crop does not fit in {}x{}x{}", a.w, a.h, a.c)))?;
                 Ok(Shape {
@@ -407,13 +323,13 @@ impl Plan {
                     dims: a.dims,
                 })
             }
-            Prepared::GlobalPool { .. } => Ok(Shape {
+            Prepared::Layer(Op::GlobalPool { .. }) => Ok(Shape {
                 h: 1,
                 w: 1,
                 c: a.c,
                 dims: 1,
             }),
-            Prepared::Scale { scale, .. } => {
+            Prepared::Layer(Op::Scale { scale, .. }) => {
                 let n = scale
                     .as_ref()
                     .map_or(ins.get(1).map_or(0, |s| s.len()), |s| s.len());
@@ -422,26 +338,27 @@ impl Plan {
                 }
                 Ok(a)
             }
-            Prepared::PixelShuffle { factor, .. } => {
+            Prepared::Layer(Op::PixelShuffle { factor, .. }) => {
                 let rr = factor * factor;
                 if !a.c.is_multiple_of(rr) {
                     return Err(err(format!("{} channels do not divide by {rr}", a.c)));
                 }
                 Ok(Shape::image(a.h * factor, a.w * factor, a.c / rr))
             }
-            Prepared::Interp {
+            Prepared::Layer(Op::Interp {
                 scale_h,
                 scale_w,
                 out_h,
                 out_w,
                 ..
-            } => {
+            }) => {
                 let (h, w) = layout::interp_shape(a.h, a.w, *scale_h, *scale_w, *out_h, *out_w);
                 if h == 0 || w == 0 || h > 1 << 16 || w > 1 << 16 {
                     return Err(err(format!("resize to {w}x{h} is out of range")));
                 }
                 Ok(Shape::image(h, w, a.c))
             }
+            Prepared::Layer(other) => Err(err(format!("{other:?} cannot be a step"))),
         }
     }
 
@@ -471,13 +388,15 @@ impl Plan {
             let shape = self.out_shape(step, &ins)?;
             // In-place ops take over their first input when this step is its last reader.
             let in_place = match step.op {
-                Prepared::Activation(_)
-                | Prepared::Binary {
+                Prepared::Layer(Op::Activation(_))
+                | Prepared::Layer(Op::BinaryOp {
                     scalar: Some(_), ..
+                })
+                | Prepared::Layer(Op::Scale { .. })
+                | Prepared::Layer(Op::Eltwise { .. }) => true,
+                Prepared::Layer(Op::BinaryOp { .. }) => {
+                    elementwise::can_run_in_place(ins[0], ins[1])
                 }
-                | Prepared::Scale { .. }
-                | Prepared::Eltwise { .. } => true,
-                Prepared::Binary { .. } => elementwise::can_run_in_place(ins[0], ins[1]),
                 _ => false,
             };
             let sole_reader = step.inputs.iter().filter(|&&v| v == step.inputs[0]).count() == 1;
@@ -540,19 +459,19 @@ impl Plan {
     /// Ops whose output is their first input, modified; `rest` are the other inputs.
     fn exec_in_place(&self, step: &Step, mut t: Tensor, rest: &[&Tensor]) -> Tensor {
         match &step.op {
-            Prepared::Activation(a) => elementwise::activation(self.isa, &mut t, a),
-            Prepared::Binary {
+            Prepared::Layer(Op::Activation(a)) => elementwise::activation(self.isa, &mut t, a),
+            Prepared::Layer(Op::BinaryOp {
                 kind,
                 scalar: Some(s),
-            } => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
-            Prepared::Binary { kind, scalar: None } => {
+            }) => elementwise::binary_scalar(self.isa, *kind, &mut t, *s),
+            Prepared::Layer(Op::BinaryOp { kind, scalar: None }) => {
                 elementwise::binary_in_place(self.isa, *kind, &mut t, rest[0], self.threads)
             }
-            Prepared::Scale { scale, bias } => {
+            Prepared::Layer(Op::Scale { scale, bias }) => {
                 let s = scale.as_deref().unwrap_or_else(|| &rest[0].data);
                 elementwise::scale(self.isa, &mut t, s, bias.as_deref());
             }
-            Prepared::Eltwise { kind, coeffs } => {
+            Prepared::Layer(Op::Eltwise { kind, coeffs }) => {
                 elementwise::eltwise(self.isa, *kind, coeffs, &mut t, rest)
             }
             _ => unreachable!("not an in-place op"),
@@ -566,38 +485,36 @@ impl Plan {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
             Prepared::Deconv(op) => op.run(ins[0], out, threads),
-            Prepared::InnerProduct { weights, bias, act } => {
-                *out = reduce::inner_product(ins[0], weights, bias, act)
-            }
-            Prepared::Binary { kind, .. } => {
+            Prepared::Layer(Op::InnerProduct {
+                weights, bias, act, ..
+            }) => *out = reduce::inner_product(ins[0], weights, bias, act),
+            Prepared::Layer(Op::BinaryOp { kind, .. }) => {
                 elementwise::binary(self.isa, *kind, ins[0], ins[1], out)
             }
-            Prepared::Concat { axis } => {
+            Prepared::Layer(Op::Concat { axis }) => {
                 let ax = layout::concat_axis(*axis, ins[0].dims).expect("checked by out_shape");
                 layout::concat(ins, ax, out)
             }
-            Prepared::Crop(spec) => {
+            Prepared::Layer(Op::Crop(spec)) => {
                 let r = layout::crop_region(spec, ins[0].shape(), ins.get(1).map(|t| t.shape()))
                     .expect("checked");
                 layout::crop(ins[0], r, out)
             }
-            Prepared::GlobalPool { max } => *out = reduce::global_pool(ins[0], *max),
-            Prepared::PixelShuffle {
+            Prepared::Layer(Op::GlobalPool { max }) => *out = reduce::global_pool(ins[0], *max),
+            Prepared::Layer(Op::PixelShuffle {
                 factor,
                 channel_major,
-            } => layout::pixel_shuffle(ins[0], *factor, *channel_major, out, threads),
-            Prepared::Interp {
+            }) => layout::pixel_shuffle(ins[0], *factor, *channel_major, out, threads),
+            Prepared::Layer(Op::Interp {
                 mode, align_corner, ..
-            } => {
+            }) => {
                 if out.h == ins[0].h && out.w == ins[0].w {
                     out.data.copy_from_slice(&ins[0].data);
                 } else {
                     layout::interp(ins[0], *mode, *align_corner, out, threads)
                 }
             }
-            Prepared::Activation(_) | Prepared::Scale { .. } | Prepared::Eltwise { .. } => {
-                unreachable!("in-place ops run through exec_in_place")
-            }
+            _ => unreachable!("in-place ops run through exec_in_place; other layers are not steps"),
         }
     }
 }
@@ -620,37 +537,43 @@ fn op_out_c(op: &Prepared) -> usize {
     }
 }
 
-/// Reuses activation buffers across layers: fresh multi-megabyte allocations are mapped from
-/// the kernel and page-faulted on first touch, which costs more than many small layers compute.
+/// Reuses activation buffers across layers and runs: fresh multi-megabyte allocations are
+/// mapped from the kernel and page-faulted on first touch, which costs more than many small
+/// layers compute.
 #[derive(Default)]
 struct BufferPool {
-    free: Vec<Vec<f32>>,
+    /// Each buffer with the length up to which its elements have been written.
+    free: Vec<(Vec<f32>, usize)>,
 }
 
 impl BufferPool {
+    /// A buffer of `len` elements with unspecified (but initialised) contents.
     fn take(&mut self, len: usize) -> Vec<f32> {
         let best = self
             .free
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
+            .filter(|(_, (b, _))| b.capacity() >= len)
+            .min_by_key(|(_, (b, _))| b.capacity())
             .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let mut b = self.free.swap_remove(i);
-                b.resize(len, 0.0);
-                b.truncate(len);
-                b
-            }
-            None => vec![0.0; len],
+        let Some(i) = best else { return vec![0.0; len] };
+        let (mut b, initialised) = self.free.swap_remove(i);
+        if initialised >= len {
+            // SAFETY: the first `initialised` elements were written before (truncating a Vec
+            // does not touch its memory), and any bit pattern is a valid f32.
+            unsafe { b.set_len(len) };
+        } else {
+            b.clear();
+            b.resize(len, 0.0);
         }
+        b
     }
 
     fn give(&mut self, buf: Vec<f32>) {
         // Keep at most a few dozen buffers: the live set of one run is far smaller.
         if buf.capacity() > 0 && self.free.len() < 64 {
-            self.free.push(buf);
+            let initialised = buf.len();
+            self.free.push((buf, initialised));
         }
     }
 }

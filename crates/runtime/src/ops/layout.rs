@@ -238,24 +238,25 @@ struct Taps {
     weights: Vec<[f32; 4]>,
 }
 
-fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
-    let scale = if align_corner && dst > 1 {
-        (src as f64 - 1.0) / (dst as f64 - 1.0)
+/// The source sample left of output coordinate `d` and the fraction past it, as ncnn maps
+/// coordinates (pixel centres, or corners when `align_corner`).
+fn source_position(d: usize, src: usize, dst: usize, align_corner: bool) -> (isize, f32) {
+    let f = if align_corner && dst > 1 {
+        (d as f64 * ((src as f64 - 1.0) / (dst as f64 - 1.0))) as f32
     } else {
-        src as f64 / dst as f64
+        ((d as f64 + 0.5) * (src as f64 / dst as f64) - 0.5) as f32
     };
+    let s = f.floor();
+    (s as isize, f - s)
+}
+
+fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
     let mut t = Taps {
         index: Vec::with_capacity(dst),
         weights: Vec::with_capacity(dst),
     };
     for d in 0..dst {
-        let mut f = if align_corner {
-            (d as f64 * scale) as f32
-        } else {
-            ((d as f64 + 0.5) * scale - 0.5) as f32
-        };
-        let mut s = f.floor() as isize;
-        f -= s as f32;
+        let (mut s, mut f) = source_position(d, src, dst, align_corner);
         if s < 0 {
             s = 0;
             f = 0.0;
@@ -275,24 +276,13 @@ fn linear_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
 }
 
 fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
-    let scale = if align_corner && dst > 1 {
-        (src as f64 - 1.0) / (dst as f64 - 1.0)
-    } else {
-        src as f64 / dst as f64
-    };
     let mut t = Taps {
         index: Vec::with_capacity(dst),
         weights: Vec::with_capacity(dst),
     };
     let n = src as isize;
     for d in 0..dst {
-        let mut f = if align_corner {
-            (d as f64 * scale) as f32
-        } else {
-            ((d as f64 + 0.5) * scale - 0.5) as f32
-        };
-        let mut s = f.floor() as isize;
-        f -= s as f32;
+        let (mut s, f) = source_position(d, src, dst, align_corner);
         const A: f32 = -0.75;
         let (f0, f1, f2) = (f + 1.0, f, 1.0 - f);
         let mut a = [0.0f32; 4];

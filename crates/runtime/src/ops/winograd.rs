@@ -204,20 +204,26 @@ impl Winograd {
             let tile = first + t;
             let y0 = (tile / tiles_w * 6) as isize - self.pad.top as isize;
             let x0 = (tile % tiles_w * 6) as isize - self.pad.left as isize;
+            let inside = y0 >= 0 && x0 >= 0 && y0 + 8 <= h && x0 + 8 <= w;
             for c0 in (0..c).step_by(LANES) {
                 let lanes = LANES.min(c - c0);
-                for (dy, row) in patch.iter_mut().enumerate() {
-                    let y = y0 + dy as isize;
-                    for (dx, px) in row.iter_mut().enumerate() {
-                        let x = x0 + dx as isize;
-                        if y < 0 || y >= h || x < 0 || x >= w {
+                if inside && lanes == LANES {
+                    // Most tiles: whole lane vectors, no border checks.
+                    for (dy, row) in patch.iter_mut().enumerate() {
+                        let start = ((y0 + dy as isize) * w + x0) as usize * c + c0;
+                        let src = &input.data[start..start + 7 * c + LANES];
+                        for (dx, px) in row.iter_mut().enumerate() {
+                            *px = src[dx * c..dx * c + LANES].try_into().expect("lane vector");
+                        }
+                    }
+                } else {
+                    for (dy, row) in patch.iter_mut().enumerate() {
+                        let y = y0 + dy as isize;
+                        for (dx, px) in row.iter_mut().enumerate() {
+                            let x = x0 + dx as isize;
                             *px = ZERO;
-                        } else {
-                            let at = (y * w + x) as usize * c + c0;
-                            if lanes == LANES {
-                                px.copy_from_slice(&input.data[at..at + LANES]);
-                            } else {
-                                *px = ZERO;
+                            if y >= 0 && y < h && x >= 0 && x < w {
+                                let at = (y * w + x) as usize * c + c0;
                                 px[..lanes].copy_from_slice(&input.data[at..at + lanes]);
                             }
                         }

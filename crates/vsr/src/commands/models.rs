@@ -1,5 +1,8 @@
 //! `vsr models list` and `vsr models fetch`.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::fetch;
@@ -18,15 +21,17 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+        return print(&(serde_json::to_string_pretty(&rows)? + "\n"));
     }
-    println!(
+    let mut out = String::new();
+    writeln!(
+        out,
         "{:<34} {:<21} {:>5} {:<13} {:>8}  {:<26} INSTALLED",
         "NAME", "FAMILY", "SCALE", "DENOISE", "SIZE", "LICENCE"
-    );
+    )?;
     for m in &catalog.models {
-        println!(
+        writeln!(
+            out,
             "{:<34} {:<21} {:>5} {:<13} {:>6.1}MB  {:<26} {}",
             m.name,
             m.family,
@@ -39,10 +44,18 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             } else {
                 "no"
             }
-        );
+        )?;
     }
-    println!("\nmodels directory: {}", config.models_dir.display());
-    Ok(())
+    writeln!(out, "\nmodels directory: {}", config.models_dir.display())?;
+    print(&out)
+}
+
+/// Writes to stdout; a closed pipe (`vsr models list | head`) ends quietly.
+fn print(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 pub fn fetch(config: &Config, names: &[String], all: bool) -> anyhow::Result<()> {

@@ -200,3 +200,68 @@ fn bench_prints_a_median() {
         .unwrap();
     assert!(v > 0.0);
 }
+
+/// A model given by path (as Video2X or Upscayl users have them) with a config file for its
+/// conventions gives exactly what the same model gives by name.
+#[test]
+fn custom_model_by_path_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = PathBuf::from(std::env::var_os("VSR_MODELS_DIR").expect("VSR_MODELS_DIR"));
+    for ext in ["param", "bin"] {
+        std::fs::copy(
+            models.join(format!("realcugan-se-up2x.{ext}")),
+            dir.path().join(format!("my-cugan.{ext}")),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("my-cugan.json");
+    std::fs::write(
+        &config,
+        r#"{"scale": 2, "prepadding": 18, "align": 2, "padMode": "reflect"}"#,
+    )
+    .unwrap();
+    let input = fixtures().join("bbb_crop.png");
+    let (by_name, by_path) = (dir.path().join("name.png"), dir.path().join("path.png"));
+    ok(&vsr(&[
+        "upscale-image",
+        input.to_str().unwrap(),
+        "-o",
+        by_name.to_str().unwrap(),
+        "--model",
+        "realcugan-se-up2x",
+    ]));
+    let param = dir.path().join("my-cugan.param");
+    let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args([
+            "upscale-image",
+            input.to_str().unwrap(),
+            "-o",
+            by_path.to_str().unwrap(),
+        ])
+        .env("MODEL_PATH", &param)
+        .env("MODEL_CONFIG_PATH", &config)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(read_png(&by_name), read_png(&by_path));
+    // A bad config is a clear error.
+    std::fs::write(&config, r#"{"scale": 2, "padMode": "wrap"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args([
+            "upscale-image",
+            input.to_str().unwrap(),
+            "-o",
+            by_path.to_str().unwrap(),
+            "--model",
+            param.to_str().unwrap(),
+        ])
+        .env("MODEL_CONFIG_PATH", &config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("padMode"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

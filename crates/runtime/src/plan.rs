@@ -8,12 +8,10 @@ use crate::graph::{Activation, ConvSpec, Graph, Op};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
+use crate::ops::reduce::{self, InnerProduct};
 use crate::ops::winograd::Winograd;
-use crate::ops::{elementwise, layout, reduce};
+use crate::ops::{elementwise, layout};
 use crate::tensor::{Shape, Tensor};
-
-/// Winograd pays off once there are enough input channels to amortise its transforms.
-const WINOGRAD_MIN_IN_CHANNELS: usize = 1;
 
 /// A layer as the executor runs it: convolutions with their weights prepared for the ISA,
 /// everything else as loaded.
@@ -22,6 +20,7 @@ enum Prepared {
     Winograd(Winograd),
     Im2col(Im2colConv),
     Deconv(Deconv),
+    InnerProduct(InnerProduct),
     Layer(Op),
 }
 
@@ -165,13 +164,18 @@ impl Plan {
             let op = match &n.op {
                 Op::Convolution(s) => {
                     let s = with_act(s);
-                    if Winograd::supports(&s) && s.in_c >= WINOGRAD_MIN_IN_CHANNELS {
+                    // Every 3x3 stride-1 convolution, even with 3 input channels: its
+                    // transforms still cost less than gathering 27-wide im2col rows.
+                    if Winograd::supports(&s) {
                         Prepared::Winograd(Winograd::new(&s, isa))
                     } else {
                         Prepared::Im2col(Im2colConv::new(&s, isa))
                     }
                 }
                 Op::Deconvolution(s) => Prepared::Deconv(Deconv::new(&with_act(s), isa)),
+                Op::InnerProduct {
+                    weights, bias, act, ..
+                } => Prepared::InnerProduct(InnerProduct::new(weights, bias, act, isa)),
                 other => Prepared::Layer(other.clone()),
             };
             steps.push(Step {
@@ -278,18 +282,18 @@ impl Plan {
             Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
-            Prepared::Layer(Op::InnerProduct { weights, bias, .. }) => {
-                if weights.len() != bias.len() * a.len() {
+            Prepared::InnerProduct(ip) => {
+                if ip.inputs() != a.len() {
                     return Err(err(format!(
                         "expects {} inputs, got {}",
-                        weights.len() / bias.len(),
+                        ip.inputs(),
                         a.len()
                     )));
                 }
                 Ok(Shape {
                     h: 1,
                     w: 1,
-                    c: bias.len(),
+                    c: ip.outputs(),
                     dims: 1,
                 })
             }
@@ -485,9 +489,7 @@ impl Plan {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
             Prepared::Deconv(op) => op.run(ins[0], out, threads),
-            Prepared::Layer(Op::InnerProduct {
-                weights, bias, act, ..
-            }) => *out = reduce::inner_product(ins[0], weights, bias, act),
+            Prepared::InnerProduct(ip) => *out = ip.run(ins[0]),
             Prepared::Layer(Op::BinaryOp { kind, .. }) => {
                 elementwise::binary(self.isa, *kind, ins[0], ins[1], out)
             }

@@ -190,6 +190,7 @@ impl Upscaler {
                 }
                 let piece = result.window(oy as isize, ox as isize, th * s, tw * s);
                 out.paste(&piece, ty * s, tx * s);
+                self.plan.recycle(result);
             }
         }
         if self.spec.add_nearest_input {

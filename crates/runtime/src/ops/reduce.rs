@@ -2,7 +2,8 @@
 //! squeeze-excitation blocks of Real-CUGAN and waifu2x cunet).
 
 use crate::graph::Activation;
-use crate::kernels::math;
+use crate::kernels::gemm::{gemm, PackedB};
+use crate::kernels::{math, Isa};
 use crate::tensor::Tensor;
 
 pub fn global_pool(input: &Tensor, max: bool) -> Tensor {
@@ -20,26 +21,56 @@ pub fn global_pool(input: &Tensor, max: bool) -> Tensor {
     Tensor::vector(acc)
 }
 
-/// Fully connected layer on the input flattened in ncnn's planar order.
-pub fn inner_product(input: &Tensor, weights: &[f32], bias: &[f32], act: &Activation) -> Tensor {
-    let flat = if input.dims == 3 && input.c > 1 && input.pixels() > 1 {
-        input.to_chw()
-    } else {
-        input.data.clone()
-    };
-    let n = flat.len();
-    let mut out: Vec<f32> = bias
-        .iter()
-        .enumerate()
-        .map(|(o, b)| {
-            b + weights[o * n..(o + 1) * n]
-                .iter()
-                .zip(&flat)
-                .map(|(w, x)| w * x)
-                .sum::<f32>()
-        })
-        .collect();
-    let len = out.len();
-    math::activation(&mut out, len, act);
-    Tensor::vector(out)
+/// A fully connected layer with its weights packed for the GEMM kernels.
+#[derive(Debug)]
+pub struct InnerProduct {
+    /// `[in][out]`: the transposed weight matrix, so the input vector is one GEMM row.
+    b: PackedB,
+    bias: Vec<f32>,
+    act: Activation,
+    isa: Isa,
+}
+
+impl InnerProduct {
+    /// `weights` in ncnn order, `[out][in]`.
+    pub fn new(weights: &[f32], bias: &[f32], act: &Activation, isa: Isa) -> Self {
+        let (outputs, inputs) = (bias.len(), weights.len() / bias.len().max(1));
+        let b = PackedB::new(isa, inputs, outputs, |i, o| weights[o * inputs + i]);
+        InnerProduct {
+            b,
+            bias: bias.to_vec(),
+            act: act.clone(),
+            isa,
+        }
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.b.k
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.b.n
+    }
+
+    /// Runs on the input flattened in ncnn's planar order.
+    pub fn run(&self, input: &Tensor) -> Tensor {
+        let flat = if input.dims == 3 && input.c > 1 && input.pixels() > 1 {
+            input.to_chw()
+        } else {
+            input.data.clone()
+        };
+        let mut out = vec![0.0; self.outputs()];
+        gemm(
+            self.isa,
+            1,
+            &flat,
+            flat.len(),
+            &self.b,
+            &mut out,
+            self.outputs(),
+        );
+        let n = out.len();
+        math::bias_activation(&mut out, n, Some(&self.bias), &self.act);
+        Tensor::vector(out)
+    }
 }

@@ -148,6 +148,37 @@ impl Winograd {
                 crate::dispatch!(isa, {
                     self.input_transform(input, first, count, tiles_w, bt, cin_p, &mut v)
                 });
+                // The GEMMs are compute-bound and the transforms memory-bound: while the
+                // GEMMs run, pull in this block's output rows and the next block's input rows.
+                let mut prefetch = Prefetch::default();
+                let out_grid = TileGrid {
+                    h: oh,
+                    w: ow,
+                    c: self.out_c,
+                    tiles_w,
+                    size: 6,
+                    top: 0,
+                    left: 0,
+                };
+                prefetch.add_tiles(out_ptr.get(), &out_grid, first, count);
+                let next = block + nthreads;
+                if next < blocks {
+                    let in_grid = TileGrid {
+                        h: input.h,
+                        w: input.w,
+                        c: self.in_c,
+                        tiles_w,
+                        size: 8,
+                        top: self.pad.top,
+                        left: self.pad.left,
+                    };
+                    prefetch.add_tiles(
+                        input.data.as_ptr(),
+                        &in_grid,
+                        next * bt,
+                        bt.min(tiles - next * bt),
+                    );
+                }
                 for pos in 0..64 {
                     gemm(
                         isa,
@@ -158,6 +189,7 @@ impl Winograd {
                         &mut m[pos * bt * n_pad..(pos + 1) * bt * n_pad],
                         n_pad,
                     );
+                    prefetch.issue(pos, 64);
                 }
                 crate::dispatch!(isa, {
                     for t in 0..count {
@@ -272,6 +304,66 @@ impl Winograd {
             }
         }
     }
+}
+
+/// Where the tiles of a block lie in a channels-last tensor: tile `t` covers `size` rows and
+/// columns from (`t / tiles_w * 6 - top`, `t % tiles_w * 6 - left`).
+struct TileGrid {
+    h: usize,
+    w: usize,
+    c: usize,
+    tiles_w: usize,
+    size: usize,
+    top: usize,
+    left: usize,
+}
+
+/// Row segments to pull into L2 ahead of use, issued a slice at a time between GEMMs.
+#[derive(Default)]
+struct Prefetch {
+    /// (address, bytes)
+    segments: Vec<(usize, usize)>,
+}
+
+impl Prefetch {
+    fn add_tiles(&mut self, base: *const f32, grid: &TileGrid, first: usize, count: usize) {
+        for tile in first..first + count {
+            let y0 = (tile / grid.tiles_w * 6) as isize - grid.top as isize;
+            let x0 = ((tile % grid.tiles_w * 6) as isize - grid.left as isize).max(0) as usize;
+            let x1 = ((tile % grid.tiles_w * 6 + grid.size) as isize - grid.left as isize)
+                .min(grid.w as isize);
+            if x1 <= x0 as isize {
+                continue;
+            }
+            for y in y0.max(0)..(y0 + grid.size as isize).min(grid.h as isize) {
+                let start = (y as usize * grid.w + x0) * grid.c;
+                let addr = base.wrapping_add(start) as usize;
+                self.segments.push((addr, (x1 as usize - x0) * grid.c * 4));
+            }
+        }
+    }
+
+    /// Issues part `step` of `steps` of the segments.
+    fn issue(&self, step: usize, steps: usize) {
+        let n = self.segments.len();
+        for &(addr, bytes) in &self.segments[n * step / steps..n * (step + 1) / steps] {
+            for offset in (0..bytes).step_by(64) {
+                prefetch_l2(addr + offset);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch_l2(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(addr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Copies `dst.len()` channels in whole lane vectors (a call to memcpy per pixel costs more

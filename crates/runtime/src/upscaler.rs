@@ -160,7 +160,9 @@ impl Upscaler {
             pre + w.next_multiple_of(align) - w,
             self.spec.pad_mode,
         );
-        let tile = tile.clamp(align, h.max(w)).next_multiple_of(align);
+        let tile = tile
+            .clamp(align, h.max(w).next_multiple_of(align))
+            .next_multiple_of(align);
         let mut out = Tensor::zeros(h * s, w * s, 3);
         let margin = if self.keeps_padding { pre } else { 0 };
         let ctx = if tile >= h && tile >= w {

@@ -63,3 +63,50 @@ fn tiled_output_matches_untiled() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Frames smaller than the models' borders and alignment (1x1, 33x1, 2x3) still upscale, untiled
+/// and tiled, for every family.
+#[test]
+fn tiny_and_thin_frames_upscale() {
+    let m = manifest();
+    let cases = m["cases"].as_array().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for case in cases
+        .iter()
+        .filter(|c| seen.insert(c["model"].as_str().unwrap().to_string()))
+    {
+        let model = case["model"].as_str().unwrap();
+        if model == "realesrgan-x4plus" {
+            continue; // same graph family as x4plus-anime, 4x slower
+        }
+        let spec = spec_of(case);
+        let up = Upscaler::new(
+            &load(model),
+            spec.clone(),
+            Options {
+                threads: 2,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        for (h, w) in [(1, 1), (1, 33), (2, 3), (17, 1)] {
+            let frame = Tensor::from_vec(
+                h,
+                w,
+                3,
+                (0..h * w * 3).map(|i| (i % 7) as f32 / 7.0).collect(),
+            );
+            for tile in [usize::MAX, 1] {
+                let out = up
+                    .upscale_with_tile(&frame, tile)
+                    .unwrap_or_else(|e| panic!("{model} {w}x{h}: {e}"));
+                assert_eq!(
+                    (out.h, out.w),
+                    (h * spec.scale, w * spec.scale),
+                    "{model} {w}x{h}"
+                );
+                assert!(out.data.iter().all(|v| v.is_finite()), "{model} {w}x{h}");
+            }
+        }
+    }
+}

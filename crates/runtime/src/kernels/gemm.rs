@@ -71,15 +71,20 @@ trait MicroKernel {
     const MR: usize;
     const NR: usize;
     /// Computes an `MR x NR` block (rows `>= m` are neither read nor written).
-    unsafe fn run(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        m: usize,
-    );
+    unsafe fn run(block: Block);
+}
+
+/// One micro-kernel call: `rows` (at most `MR`) rows of `C` times one `NR`-wide panel, from
+/// `k`-long rows of `A` and a packed panel of `B`.
+#[derive(Clone, Copy)]
+struct Block {
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
 }
 
 #[inline(always)]
@@ -101,19 +106,23 @@ unsafe fn drive<K: MicroKernel>(
         let mut i = 0;
         while i < m {
             let rows = K::MR.min(m - i);
-            let ap = a.as_ptr().add(i * lda);
+            let block = Block {
+                k,
+                a: a.as_ptr().add(i * lda),
+                lda,
+                b: bp,
+                c: c.as_mut_ptr().add(i * ldc + p * nr),
+                ldc,
+                rows,
+            };
             if full_rows || cols == nr {
-                K::run(
-                    k,
-                    ap,
-                    lda,
-                    bp,
-                    c.as_mut_ptr().add(i * ldc + p * nr),
-                    ldc,
-                    rows,
-                );
+                K::run(block);
             } else {
-                K::run(k, ap, lda, bp, tmp.as_mut_ptr(), nr, rows);
+                K::run(Block {
+                    c: tmp.as_mut_ptr(),
+                    ldc: nr,
+                    ..block
+                });
                 for r in 0..rows {
                     let dst = &mut c[(i + r) * ldc + p * nr..(i + r) * ldc + p * nr + cols];
                     dst.copy_from_slice(&tmp[r * nr..r * nr + cols]);
@@ -131,15 +140,16 @@ impl MicroKernel for Portable {
     const NR: usize = 16;
 
     #[inline(always)]
-    unsafe fn run(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        m: usize,
-    ) {
+    unsafe fn run(block: Block) {
+        let Block {
+            k,
+            a,
+            lda,
+            b,
+            c,
+            ldc,
+            rows: m,
+        } = block;
         let mut acc = [[0.0f32; 16]; 4];
         let rows: [*const f32; 4] = std::array::from_fn(|r| if r < m { a.add(r * lda) } else { a });
         for kk in 0..k {
@@ -159,7 +169,7 @@ impl MicroKernel for Portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{drive, MicroKernel, PackedB};
+    use super::{drive, Block, MicroKernel, PackedB};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,fma")]
@@ -194,15 +204,16 @@ mod x86 {
 
         #[inline]
         #[target_feature(enable = "avx512f,fma")]
-        unsafe fn run(
-            k: usize,
-            a: *const f32,
-            lda: usize,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            m: usize,
-        ) {
+        unsafe fn run(block: Block) {
+            let Block {
+                k,
+                a,
+                lda,
+                b,
+                c,
+                ldc,
+                rows: m,
+            } = block;
             let mut lo = [_mm512_setzero_ps(); 12];
             let mut hi = [_mm512_setzero_ps(); 12];
             let rows: [*const f32; 12] =
@@ -231,15 +242,16 @@ mod x86 {
 
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn run(
-            k: usize,
-            a: *const f32,
-            lda: usize,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            m: usize,
-        ) {
+        unsafe fn run(block: Block) {
+            let Block {
+                k,
+                a,
+                lda,
+                b,
+                c,
+                ldc,
+                rows: m,
+            } = block;
             let mut lo = [_mm256_setzero_ps(); 6];
             let mut hi = [_mm256_setzero_ps(); 6];
             let rows: [*const f32; 6] =

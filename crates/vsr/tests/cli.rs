@@ -10,6 +10,17 @@ fn vsr(args: &[&str]) -> Output {
         .expect("vsr runs")
 }
 
+fn upscale_image(input: &Path, output: &Path, model: &str) -> Output {
+    vsr(&[
+        "upscale-image",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        model,
+    ])
+}
+
 fn fixtures() -> PathBuf {
     std::env::var_os("VSR_FIXTURES")
         .map(PathBuf::from)
@@ -42,14 +53,7 @@ fn upscale_image_matches_ncnn_within_one_level() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x4.png");
     let input = fixtures().join("bbb_crop.png");
-    ok(&vsr(&[
-        "upscale-image",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--model",
-        "realesr-animevideov3-x4",
-    ]));
+    ok(&upscale_image(&input, &out, "realesr-animevideov3-x4"));
     let (w, h, ours) = read_png(&out);
     let (rw, rh, reference) = read_png(&fixtures().join("image_x4_ref.png"));
     assert_eq!((w, h), (rw, rh));
@@ -86,14 +90,7 @@ fn upscale_image_works_for_every_family() {
         ("spanx4-ch48", 4),
     ] {
         let out = dir.path().join(format!("{model}.png"));
-        ok(&vsr(&[
-            "upscale-image",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--model",
-            model,
-        ]));
+        ok(&upscale_image(&input, &out, model));
         let (w, h, px) = read_png(&out);
         assert_eq!((w, h), (iw * scale, ih * scale), "{model}");
         // Close to a nearest-neighbour upscale on average: a broken network gives noise or black.
@@ -222,14 +219,7 @@ fn custom_model_by_path_with_config() {
     .unwrap();
     let input = fixtures().join("bbb_crop.png");
     let (by_name, by_path) = (dir.path().join("name.png"), dir.path().join("path.png"));
-    ok(&vsr(&[
-        "upscale-image",
-        input.to_str().unwrap(),
-        "-o",
-        by_name.to_str().unwrap(),
-        "--model",
-        "realcugan-se-up2x",
-    ]));
+    ok(&upscale_image(&input, &by_name, "realcugan-se-up2x"));
     let param = dir.path().join("my-cugan.param");
     let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
         .args([

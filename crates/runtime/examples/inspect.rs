@@ -1,4 +1,5 @@
-//! Prints what the runtime makes of a model: layers, fused steps, tile context and memory.
+//! Prints what the runtime makes of a model: layers, fused steps, tile context and memory
+//! (with Real-ESRGAN's image conventions; sizes are of the network input).
 //! `cargo run --release -p vsr-runtime --example inspect -- MODEL.param [WIDTH HEIGHT]`
 
 use std::path::PathBuf;

@@ -7,12 +7,14 @@ mod fetch;
 mod image;
 mod model_ref;
 mod subprocess;
+mod video;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use commands::bench::BenchArgs;
+use commands::probe::ProbeArgs;
 use commands::upscale_image::UpscaleImageArgs;
 use config::Config;
 
@@ -41,6 +43,8 @@ enum Command {
     UpscaleImage(UpscaleImageArgs),
     /// Measure model-only throughput
     Bench(BenchArgs),
+    /// Show what a video is and whether VSR accepts it
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,5 +87,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::models::fetch(&config, names, *all),
         Command::UpscaleImage(args) => commands::upscale_image::run(&config, args),
         Command::Bench(args) => commands::bench::run(&config, args),
+        Command::Probe(args) => commands::probe::run(args),
     }
 }

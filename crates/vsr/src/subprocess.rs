@@ -1,7 +1,10 @@
-//! The one wrapper through which VSR runs other programs: it says what it runs, captures what
-//! the program prints, and turns failure into an error that carries the program's own words.
+//! The one wrapper through which VSR runs other programs: it captures what the program prints,
+//! bounds how long it may run, and turns failure into an error that carries the program's own
+//! words.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubprocessError {
@@ -16,18 +19,55 @@ pub enum SubprocessError {
         status: String,
         stderr: String,
     },
+    #[error("{program} did not finish within {seconds} s and was killed")]
+    TimedOut { program: String, seconds: u64 },
 }
 
 /// Runs `cmd` to completion; a non-zero exit is an error with the tail of its stderr.
 pub fn run(cmd: &mut Command) -> Result<Output, SubprocessError> {
+    run_with_timeout(cmd, Duration::MAX)
+}
+
+/// Like [`run`], but kills the program if it runs longer than `limit`: hostile input must not
+/// hang us.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Result<Output, SubprocessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|source| SubprocessError::Spawn {
+    let spawn_err = |source| SubprocessError::Spawn {
         program: program.clone(),
         source,
-    })?;
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    // Drain both pipes on threads so a chatty program cannot block on a full pipe.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_err)? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SubprocessError::TimedOut {
+                program,
+                seconds: limit.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+        let text = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
         return Err(SubprocessError::Failed {
             program,
             status: out.status.to_string(),
@@ -35,4 +75,14 @@ pub fn run(cmd: &mut Command) -> Result<Output, SubprocessError> {
         });
     }
     Ok(out)
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod models;
+pub mod probe;
 pub mod upscale_image;
 
 use clap::{Args, ValueEnum};

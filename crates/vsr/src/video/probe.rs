@@ -1,0 +1,423 @@
+//! What a video file is, and whether we accept it, decided before any decoding starts.
+//!
+//! `ffprobe` reads the file with the `file` protocol only (no network, no nested references)
+//! and only through allowlisted demuxers, so playlists (HLS), concat lists and other formats
+//! that point elsewhere are refused instead of followed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::subprocess::{self, SubprocessError};
+
+/// Demuxers we let FFmpeg use on untrusted input.
+pub const ALLOWED_CONTAINERS: &str =
+    "mov,mp4,matroska,webm,avi,mpegts,flv,ogg,mpeg,m4v,h264,hevc,ivf,asf,mxf";
+
+/// Video codecs we accept.
+pub const ALLOWED_CODECS: &[&str] = &[
+    "h264",
+    "hevc",
+    "av1",
+    "vp8",
+    "vp9",
+    "mpeg4",
+    "mpeg2video",
+    "mpeg1video",
+    "prores",
+    "mjpeg",
+    "theora",
+    "vc1",
+    "wmv3",
+    "dnxhd",
+    "ffv1",
+    "h263",
+    "msmpeg4v3",
+];
+
+/// How long probing may take before the file counts as hostile.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits on what we accept (checked before decoding).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    pub max_duration_s: f64,
+    pub max_frames: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 4 << 30,
+            max_width: 7680,
+            max_height: 4320,
+            max_pixels: 7680 * 4320,
+            max_duration_s: 4.0 * 3600.0,
+            max_frames: 1_000_000,
+        }
+    }
+}
+
+/// Why a file is refused; `code()` is stable for APIs and scripts.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("{0}: no such file")]
+    NotFound(PathBuf),
+    #[error("{0}: not a regular file")]
+    NotARegularFile(PathBuf),
+    #[error("{0}: the file is empty")]
+    Empty(PathBuf),
+    #[error("{path}: {size} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{0}: playlists and concat lists are not accepted (they reference other files)")]
+    Playlist(PathBuf),
+    /// Also what a container outside the allowlist gives: FFmpeg refuses to open it.
+    #[error("{path}: not a video in an accepted container: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{0}: the file has no video stream")]
+    NoVideoStream(PathBuf),
+    #[error("{path}: video codec {codec} is not accepted")]
+    UnsupportedCodec { path: PathBuf, codec: String },
+    #[error("{path}: {what} {value} is over the limit of {limit}")]
+    OverLimit {
+        path: PathBuf,
+        what: &'static str,
+        value: String,
+        limit: String,
+    },
+    #[error("running ffprobe: {0}")]
+    Tool(SubprocessError),
+}
+
+impl VideoError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            VideoError::NotFound(_) => "not_found",
+            VideoError::NotARegularFile(_) => "not_a_file",
+            VideoError::Empty(_) => "empty_file",
+            VideoError::TooLarge { .. } => "file_too_large",
+            VideoError::Playlist(_) => "playlist_not_allowed",
+            VideoError::Unreadable { .. } => "unreadable_media",
+            VideoError::NoVideoStream(_) => "no_video_stream",
+            VideoError::UnsupportedCodec { .. } => "unsupported_codec",
+            VideoError::OverLimit { .. } => "over_limit",
+            VideoError::Tool(_) => "tool_failed",
+        }
+    }
+}
+
+/// The facts about a video that the pipeline needs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaInfo {
+    pub container: String,
+    pub size_bytes: u64,
+    pub duration_s: f64,
+    pub video: VideoStream,
+    pub audio_streams: usize,
+    pub subtitle_streams: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoStream {
+    pub index: usize,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub pix_fmt: String,
+    pub bit_depth: u32,
+    /// Average frame rate (frames over duration); variable-rate files have no single rate.
+    pub fps: f64,
+    /// Frames in the stream: from the container when it says, else duration x rate.
+    pub frames: u64,
+    pub frames_exact: bool,
+    /// Display rotation in degrees (0, 90, 180 or 270) as FFmpeg's display matrix reports it:
+    /// phones record upright video this way.
+    pub rotation: i32,
+    pub color_range: Option<String>,
+    pub color_space: Option<String>,
+    pub color_transfer: Option<String>,
+    pub color_primaries: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeJson {
+    #[serde(default)]
+    streams: Vec<StreamJson>,
+    format: Option<FormatJson>,
+}
+
+#[derive(Deserialize)]
+struct FormatJson {
+    format_name: String,
+    duration: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamJson {
+    index: usize,
+    codec_type: String,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    pix_fmt: Option<String>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    duration: Option<String>,
+    nb_frames: Option<String>,
+    color_range: Option<String>,
+    color_space: Option<String>,
+    color_transfer: Option<String>,
+    color_primaries: Option<String>,
+    disposition: std::collections::HashMap<String, i64>,
+    tags: std::collections::HashMap<String, String>,
+    side_data_list: Vec<serde_json::Value>,
+}
+
+/// Probes `path` and checks it against `limits`.
+pub fn probe(path: &Path, limits: &Limits) -> Result<MediaInfo, VideoError> {
+    let meta = std::fs::metadata(path).map_err(|_| VideoError::NotFound(path.to_path_buf()))?;
+    if !meta.is_file() {
+        return Err(VideoError::NotARegularFile(path.to_path_buf()));
+    }
+    let size = meta.len();
+    if size == 0 {
+        return Err(VideoError::Empty(path.to_path_buf()));
+    }
+    if size > limits.max_file_bytes {
+        return Err(VideoError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: limits.max_file_bytes,
+        });
+    }
+    if looks_like_playlist(path) {
+        return Err(VideoError::Playlist(path.to_path_buf()));
+    }
+    let json = run_ffprobe(path)?;
+    let info = parse(path, size, &json)?;
+    check_limits(path, &info, limits)?;
+    Ok(info)
+}
+
+/// HLS playlists and concat lists are text that names other files; refuse them by content,
+/// whatever their extension.
+fn looks_like_playlist(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    text.starts_with("#EXTM3U")
+        || text.starts_with("ffconcat")
+        || text
+            .lines()
+            .any(|l| l.trim_start().starts_with("file ") || l.trim_start().starts_with("file\t"))
+}
+
+fn run_ffprobe(path: &Path) -> Result<ProbeJson, VideoError> {
+    let abs = std::path::absolute(path).map_err(|_| VideoError::NotFound(path.to_path_buf()))?;
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-hide_banner",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        ALLOWED_CONTAINERS,
+    ])
+    .args([
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        "-i",
+    ])
+    // The `file:` prefix keeps names like `concat:a|b` or `http:x` from being read as URLs.
+    .arg(format!("file:{}", abs.display()));
+    let out = subprocess::run_with_timeout(&mut cmd, PROBE_TIMEOUT).map_err(|e| match e {
+        SubprocessError::Failed { stderr, .. } => VideoError::Unreadable {
+            path: path.to_path_buf(),
+            reason: stderr.lines().last().unwrap_or("unknown error").to_string(),
+        },
+        other => VideoError::Tool(other),
+    })?;
+    serde_json::from_slice(&out.stdout).map_err(|e| VideoError::Unreadable {
+        path: path.to_path_buf(),
+        reason: format!("ffprobe output: {e}"),
+    })
+}
+
+fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoError> {
+    let format = json.format.as_ref().ok_or_else(|| VideoError::Unreadable {
+        path: path.to_path_buf(),
+        reason: "no container information".into(),
+    })?;
+    let count = |kind: &str| json.streams.iter().filter(|s| s.codec_type == kind).count();
+    let v = json
+        .streams
+        .iter()
+        .find(|s| {
+            s.codec_type == "video" && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+        })
+        .ok_or_else(|| VideoError::NoVideoStream(path.to_path_buf()))?;
+    let codec = v.codec_name.clone().unwrap_or_else(|| "unknown".into());
+    if !ALLOWED_CODECS.contains(&codec.as_str()) {
+        return Err(VideoError::UnsupportedCodec {
+            path: path.to_path_buf(),
+            codec,
+        });
+    }
+    let (width, height) = match (v.width, v.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => {
+            return Err(VideoError::Unreadable {
+                path: path.to_path_buf(),
+                reason: "the video stream has no size".into(),
+            })
+        }
+    };
+    let number = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| d.parse::<f64>().ok())
+            .filter(|d| d.is_finite() && *d >= 0.0)
+    };
+    let duration = number(&v.duration)
+        .or_else(|| number(&format.duration))
+        .unwrap_or(0.0);
+    let fps = rate(v.avg_frame_rate.as_deref())
+        .or_else(|| rate(v.r_frame_rate.as_deref()))
+        .unwrap_or(0.0);
+    let (frames, frames_exact) = match v.nb_frames.as_deref().and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if n > 0 => (n, true),
+        _ => ((duration * fps).round().max(1.0) as u64, false),
+    };
+    let pix_fmt = v.pix_fmt.clone().unwrap_or_default();
+    Ok(MediaInfo {
+        container: format.format_name.clone(),
+        size_bytes: size,
+        duration_s: duration,
+        video: VideoStream {
+            index: v.index,
+            codec,
+            width,
+            height,
+            bit_depth: bit_depth(&pix_fmt),
+            pix_fmt,
+            fps,
+            frames,
+            frames_exact,
+            rotation: rotation(v),
+            color_range: v.color_range.clone(),
+            color_space: v.color_space.clone(),
+            color_transfer: v.color_transfer.clone(),
+            color_primaries: v.color_primaries.clone(),
+        },
+        audio_streams: count("audio"),
+        subtitle_streams: count("subtitle"),
+    })
+}
+
+fn check_limits(path: &Path, info: &MediaInfo, limits: &Limits) -> Result<(), VideoError> {
+    let v = &info.video;
+    let over = |what: &'static str, value: String, limit: String| {
+        Err(VideoError::OverLimit {
+            path: path.to_path_buf(),
+            what,
+            value,
+            limit,
+        })
+    };
+    if v.width > limits.max_width {
+        return over("width", v.width.to_string(), limits.max_width.to_string());
+    }
+    if v.height > limits.max_height {
+        return over(
+            "height",
+            v.height.to_string(),
+            limits.max_height.to_string(),
+        );
+    }
+    if v.width as u64 * v.height as u64 > limits.max_pixels {
+        return over(
+            "pixel count",
+            (v.width as u64 * v.height as u64).to_string(),
+            limits.max_pixels.to_string(),
+        );
+    }
+    if info.duration_s > limits.max_duration_s {
+        return over(
+            "duration (s)",
+            format!("{:.1}", info.duration_s),
+            format!("{:.1}", limits.max_duration_s),
+        );
+    }
+    if v.frames > limits.max_frames {
+        return over(
+            "frame count",
+            v.frames.to_string(),
+            limits.max_frames.to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// `num/den` as a rate; `0/0` and garbage give `None`.
+fn rate(s: Option<&str>) -> Option<f64> {
+    let (n, d) = s?.split_once('/')?;
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (n > 0.0 && d > 0.0).then(|| n / d)
+}
+
+fn bit_depth(pix_fmt: &str) -> u32 {
+    ["16", "14", "12", "10", "9"]
+        .iter()
+        .find(|d| pix_fmt.contains(*d))
+        .map_or(8, |d| d.parse().unwrap_or(8))
+}
+
+/// Rotation from the display matrix (newer FFmpeg) or the `rotate` tag (older files).
+fn rotation(v: &StreamJson) -> i32 {
+    let from_matrix = v
+        .side_data_list
+        .iter()
+        .find_map(|d| d.get("rotation").and_then(|r| r.as_f64()));
+    let degrees = from_matrix.or_else(|| v.tags.get("rotate").and_then(|r| r.parse::<f64>().ok()));
+    degrees.map_or(0, |d| (d.round() as i32).rem_euclid(360))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_depths_and_rotations() {
+        assert_eq!(
+            rate(Some("30000/1001")).map(|r| (r * 1000.0).round()),
+            Some(29970.0)
+        );
+        assert_eq!(rate(Some("0/0")), None);
+        assert_eq!(bit_depth("yuv420p10le"), 10);
+        assert_eq!(bit_depth("yuv420p"), 8);
+        let v = StreamJson {
+            tags: [("rotate".to_string(), "90".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(rotation(&v), 90);
+    }
+}

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 use commands::bench::BenchArgs;
 use commands::probe::ProbeArgs;
+use commands::upscale::UpscaleArgs;
 use commands::upscale_image::UpscaleImageArgs;
 use config::Config;
 
@@ -39,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         action: ModelsCommand,
     },
+    /// Upscale a video, keeping its audio, subtitles, timestamps and metadata
+    Upscale(UpscaleArgs),
     /// Upscale one PNG image
     UpscaleImage(UpscaleImageArgs),
     /// Measure model-only throughput
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models {
             action: ModelsCommand::Fetch { names, all },
         } => commands::models::fetch(&config, names, *all),
+        Command::Upscale(args) => commands::upscale::run(&config, args),
         Command::UpscaleImage(args) => commands::upscale_image::run(&config, args),
         Command::Bench(args) => commands::bench::run(&config, args),
         Command::Probe(args) => commands::probe::run(args),

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod models;
 pub mod probe;
+pub mod upscale;
 pub mod upscale_image;
 
 use clap::{Args, ValueEnum};

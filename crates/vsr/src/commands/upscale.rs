@@ -1,0 +1,130 @@
+//! `vsr upscale INPUT -o OUTPUT`: a video through a model, every other stream kept.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+use vsr_runtime::Upscaler;
+
+use super::RunArgs;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::model_ref::ModelRef;
+use crate::video::encode::{Codec, EncodeSettings};
+use crate::video::pipeline::{self, Job, Progress};
+use crate::video::Limits;
+
+#[derive(Debug, Args)]
+pub struct UpscaleArgs {
+    /// Input video
+    pub input: PathBuf,
+    /// Output video (.mp4, .mkv, .mov, .webm)
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Upscale factor; picks realesr-animevideov3 at that scale when no model is given
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=4))]
+    pub scale: Option<u32>,
+    /// Model name from `vsr models list`, or a path to a .param file
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Output video codec
+    #[arg(long, value_enum, default_value_t = Codec::H264)]
+    pub codec: Codec,
+    /// Constant rate factor (default: visually lossless for the codec)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=63))]
+    pub crf: Option<u32>,
+    /// Only the first N frames
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Largest output frame, WIDTHxHEIGHT
+    #[arg(long, default_value = "7680x4320", value_parser = parse_size)]
+    pub max_output: (u64, u64),
+    /// Print progress as one JSON object per line on stdout
+    #[arg(long)]
+    pub json_progress: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_size(s: &str) -> Result<(u64, u64), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    Ok((
+        w.parse().map_err(|_| "bad width")?,
+        h.parse().map_err(|_| "bad height")?,
+    ))
+}
+
+pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
+    let model_arg = match (&args.model, args.scale) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(s)) => Some(format!("realesr-animevideov3-x{s}")),
+        (None, None) => None,
+    };
+    let model = ModelRef::resolve(model_arg.as_deref(), config, &Catalog::builtin())?;
+    let (graph, spec) = model.load()?;
+    if let Some(s) = args.scale {
+        anyhow::ensure!(
+            s as usize == spec.scale,
+            "model {} upscales {}x, not {s}x",
+            model.name,
+            spec.scale
+        );
+    }
+    let upscaler = Upscaler::new(&graph, spec, args.run.options()?)?;
+    let job = Job {
+        input: &args.input,
+        output: &args.output,
+        upscaler: &upscaler,
+        encode: EncodeSettings {
+            codec: args.codec,
+            crf: args.crf.unwrap_or(args.codec.default_crf()),
+            shortest: args.frames.is_some(),
+        },
+        limits: Limits::default(),
+        max_output: args.max_output,
+        max_frames: args.frames,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // Ctrl-C or SIGTERM: stop within a frame, kill FFmpeg, remove the partial output.
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+    let tty = std::io::stderr().is_terminal();
+    let mut report = |p: &Progress| {
+        if args.json_progress {
+            println!("{}", serde_json::to_string(p).unwrap_or_default());
+        } else if tty || p.current_frame == p.total_frames {
+            let width = 30;
+            let filled = (p.progress / 100.0 * width as f64).round() as usize;
+            eprint!(
+                "\r[{}{}] {}/{} frames {:.2} fps ETA {:.0}s   ",
+                "#".repeat(filled.min(width)),
+                ".".repeat(width - filled.min(width)),
+                p.current_frame,
+                p.total_frames,
+                p.fps,
+                p.eta_seconds
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let summary = pipeline::run(&job, &mut report, &cancel)
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    if !args.json_progress {
+        eprintln!();
+    }
+    eprintln!(
+        "{}: {} frames {}x{} -> {}x{} with {} in {:.1}s ({:.2} fps)",
+        args.output.display(),
+        summary.frames,
+        summary.input.video.width,
+        summary.input.video.height,
+        summary.output_size.0,
+        summary.output_size.1,
+        model.name,
+        summary.seconds,
+        summary.frames as f64 / summary.seconds.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Decoding: FFmpeg turns the (already probed) file into raw RGB frames on a pipe, and its
+//! `showinfo` filter reports each frame's exact timestamp on stderr, in the same order.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use super::mkv::RawFormat;
+use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
+use super::PipelineError;
+
+/// One decoded frame: its timestamp in the stream's time base and its pixels.
+pub struct Frame {
+    pub pts: i64,
+    pub data: Vec<u8>,
+}
+
+enum Report {
+    TimeBase(i64, i64),
+    Pts(i64),
+}
+
+/// A running FFmpeg decoder.
+pub struct Decoder {
+    child: Child,
+    stdout: ChildStdout,
+    reports: Receiver<Report>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    frame_bytes: usize,
+    time_base: Option<(i64, i64)>,
+}
+
+impl Decoder {
+    /// Starts decoding the probed video stream of `path` to `format` frames, at most `max_frames`.
+    pub fn spawn(
+        path: &Path,
+        info: &MediaInfo,
+        format: RawFormat,
+        max_frames: Option<u64>,
+    ) -> Result<Self, PipelineError> {
+        let abs = std::path::absolute(path).map_err(PipelineError::Io)?;
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "info"])
+            .args([
+                "-protocol_whitelist",
+                "file",
+                "-format_whitelist",
+                ALLOWED_CONTAINERS,
+            ])
+            // Frames stay as stored; the output keeps the rotation as metadata.
+            .args(["-noautorotate", "-i"])
+            .arg(format!("file:{}", abs.display()))
+            .args([
+                "-map",
+                &format!("0:{}", info.video.index),
+                "-fps_mode",
+                "passthrough",
+                "-vf",
+            ])
+            // YUV to RGB with the source's own matrix; the encoder uses the same one back.
+            .arg(format!(
+                "showinfo,scale=in_color_matrix={}:in_range={},format={}",
+                super::encode::color_matrix(info),
+                super::encode::color_range(info),
+                format.ffmpeg_name()
+            ));
+        if let Some(n) = max_frames {
+            cmd.args(["-frames:v", &n.to_string()]);
+        }
+        cmd.args(["-f", "rawvideo", "-pix_fmt", format.ffmpeg_name(), "pipe:1"]);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| PipelineError::Spawn("ffmpeg (decoder)", e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, reports) = channel();
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = stderr_tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(report) = parse_showinfo(&line) {
+                    if tx.send(report).is_err() {
+                        break;
+                    }
+                } else if !line.contains("Parsed_showinfo") {
+                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    t.push_back(line);
+                    if t.len() > 20 {
+                        t.pop_front();
+                    }
+                }
+            }
+        });
+        let frame_bytes =
+            info.video.width as usize * info.video.height as usize * format.bytes_per_pixel();
+        Ok(Decoder {
+            child,
+            stdout,
+            reports,
+            stderr_tail,
+            frame_bytes,
+            time_base: None,
+        })
+    }
+
+    /// The stream's time base, known once the first frame has been read.
+    pub fn time_base(&self) -> Option<(i64, i64)> {
+        self.time_base
+    }
+
+    /// The next frame, `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, PipelineError> {
+        let mut data = vec![0u8; self.frame_bytes];
+        let mut filled = 0;
+        while filled < data.len() {
+            match self.stdout.read(&mut data[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PipelineError::Io(e)),
+            }
+        }
+        if filled == 0 {
+            return self.finish().map(|_| None);
+        }
+        if filled < data.len() {
+            return Err(self.failure("the decoder stopped in the middle of a frame"));
+        }
+        loop {
+            match self.reports.recv() {
+                Ok(Report::TimeBase(n, d)) => self.time_base = Some((n, d)),
+                Ok(Report::Pts(pts)) => return Ok(Some(Frame { pts, data })),
+                Err(_) => return Err(self.failure("the decoder reported no timestamp for a frame")),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        let status = self.child.wait().map_err(PipelineError::Io)?;
+        if !status.success() {
+            return Err(self.failure(&format!("the decoder exited with {status}")));
+        }
+        Ok(())
+    }
+
+    fn failure(&mut self, what: &str) -> PipelineError {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let detail: Vec<&str> = tail.iter().rev().take(3).map(String::as_str).collect();
+        PipelineError::Decode(format!(
+            "{what}: {}",
+            detail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ))
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `config in time_base: 1/12800, ...` and `n:   3 pts:   1536 pts_time:...` lines.
+fn parse_showinfo(line: &str) -> Option<Report> {
+    if !line.contains("Parsed_showinfo") {
+        return None;
+    }
+    if let Some(rest) = line.split("config in time_base:").nth(1) {
+        let tb = rest.split(',').next()?.trim();
+        let (n, d) = tb.split_once('/')?;
+        let (n, d) = (n.parse().ok()?, d.parse().ok()?);
+        return (n > 0 && d > 0).then_some(Report::TimeBase(n, d));
+    }
+    if line.contains("time_base:") {
+        return None; // the output side's, which showinfo leaves unset
+    }
+    let rest = line.split(" pts:").nth(1)?;
+    let pts = rest.split_whitespace().next()?;
+    Some(Report::Pts(pts.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_showinfo_lines() {
+        let tb = "[Parsed_showinfo_0 @ 0x5] config in time_base: 1/12800, frame_rate: 25/1";
+        assert!(matches!(
+            parse_showinfo(tb),
+            Some(Report::TimeBase(1, 12800))
+        ));
+        let f =
+            "[Parsed_showinfo_0 @ 0x5] n:   3 pts:   1536 pts_time:0.12    pos: 1768 fmt:yuv420p";
+        assert!(matches!(parse_showinfo(f), Some(Report::Pts(1536))));
+        assert!(parse_showinfo("frame=    1 fps=0.0").is_none());
+        assert!(parse_showinfo(
+            "[Parsed_showinfo_0 @ 0x5] config out time_base: 0/0, frame_rate: 0/0"
+        )
+        .is_none());
+    }
+}

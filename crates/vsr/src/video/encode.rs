@@ -1,0 +1,294 @@
+//! Encoding: our frames go to FFmpeg as a Matroska stream with exact timestamps; FFmpeg
+//! encodes them and takes every audio and subtitle stream, chapters and metadata from the
+//! source, with the source's colour description and rotation.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, BufWriter};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::mkv::{MkvWriter, RawFormat};
+use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
+use super::PipelineError;
+
+/// Video codecs for the output.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    H264,
+    H265,
+    Av1,
+}
+
+impl Codec {
+    /// A CRF that is visually lossless for each encoder.
+    pub fn default_crf(self) -> u32 {
+        match self {
+            Codec::H264 => 17,
+            Codec::H265 => 20,
+            Codec::Av1 => 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodeSettings {
+    pub codec: Codec,
+    pub crf: u32,
+    /// End the other streams with the video (when only some frames are upscaled).
+    pub shortest: bool,
+}
+
+/// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV.
+pub fn color_matrix(info: &MediaInfo) -> &'static str {
+    match info.video.color_space.as_deref() {
+        Some("bt709") => "bt709",
+        Some("bt2020nc") | Some("bt2020c") => "bt2020",
+        Some("smpte240m") => "smpte240m",
+        Some("fcc") => "fcc",
+        _ => "bt601",
+    }
+}
+
+pub fn color_range(info: &MediaInfo) -> &'static str {
+    if info.video.color_range.as_deref() == Some("pc") {
+        "pc"
+    } else {
+        "tv"
+    }
+}
+
+/// A running FFmpeg encoder.
+pub struct Encoder {
+    child: Child,
+    writer: Option<MkvWriter<BufWriter<ChildStdin>>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    time_base: (i64, i64),
+}
+
+impl Encoder {
+    /// Starts writing `output` from `width x height` frames whose timestamps are in `time_base`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        source: &Path,
+        info: &MediaInfo,
+        output: &Path,
+        (width, height): (u32, u32),
+        format: RawFormat,
+        time_base: (i64, i64),
+        settings: &EncodeSettings,
+    ) -> Result<Self, PipelineError> {
+        let source = std::path::absolute(source).map_err(PipelineError::Io)?;
+        let ext = output
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mp4_like = matches!(ext.as_str(), "mp4" | "m4v" | "mov");
+        let high_depth = format == RawFormat::Rgb48;
+        // 4:2:0 needs even sizes; odd ones (a 3x upscale of an odd source) keep every pixel in 4:4:4.
+        let chroma = if width % 2 == 0 && height % 2 == 0 {
+            "yuv420p"
+        } else {
+            "yuv444p"
+        };
+        let pix_fmt = if high_depth {
+            format!("{chroma}10le")
+        } else {
+            chroma.to_string()
+        };
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
+            .args(["-f", "matroska", "-i", "pipe:0"])
+            .args([
+                "-protocol_whitelist",
+                "file",
+                "-format_whitelist",
+                ALLOWED_CONTAINERS,
+                "-i",
+            ])
+            .arg(format!("file:{}", source.display()))
+            .args([
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a?",
+                "-map",
+                "1:s?",
+                "-map_metadata",
+                "1",
+                "-map_chapters",
+                "1",
+            ])
+            .args([
+                "-vf",
+                &format!(
+                    "scale=out_color_matrix={}:out_range={}",
+                    color_matrix(info),
+                    color_range(info)
+                ),
+            ])
+            .args(["-pix_fmt", &pix_fmt]);
+        match settings.codec {
+            Codec::H264 => cmd.args(["-c:v", "libx264", "-preset", "medium"]),
+            Codec::H265 => cmd.args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "medium",
+                "-x265-params",
+                "log-level=error",
+            ]),
+            Codec::Av1 => cmd.args(["-c:v", "libsvtav1", "-preset", "8"]),
+        };
+        cmd.args(["-crf", &settings.crf.to_string()]);
+        let v = &info.video;
+        for (flag, value) in [
+            ("-color_primaries", &v.color_primaries),
+            ("-color_trc", &v.color_transfer),
+            ("-colorspace", &v.color_space),
+            ("-color_range", &v.color_range),
+        ] {
+            if let Some(value) = value.as_deref().filter(|s| *s != "unknown") {
+                cmd.args([flag, value]);
+            }
+        }
+        // Audio is copied; subtitles are copied, or turned into MP4's text format.
+        cmd.args([
+            "-c:a",
+            "copy",
+            "-c:s",
+            if mp4_like { "mov_text" } else { "copy" },
+        ]);
+        // Every frame once, at its own timestamp (no frame-rate conversion), in the source's
+        // time base so every timestamp survives unchanged.
+        cmd.args([
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            &format!("{}/{}", time_base.0, time_base.1),
+        ]);
+        if mp4_like {
+            cmd.args([
+                "-video_track_timescale",
+                &(time_base.1 / time_base.0.max(1)).to_string(),
+            ]);
+        }
+        if settings.shortest {
+            cmd.arg("-shortest");
+        }
+        cmd.arg(output);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| PipelineError::Spawn("ffmpeg (encoder)", e))?;
+        let stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+        let stderr = child.stderr.take().expect("piped");
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = stderr_tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                t.push_back(line);
+                if t.len() > 20 {
+                    t.pop_front();
+                }
+            }
+        });
+        let writer = MkvWriter::start(stdin, width, height, format).map_err(PipelineError::Io)?;
+        Ok(Encoder {
+            child,
+            writer: Some(writer),
+            stderr_tail,
+            time_base,
+        })
+    }
+
+    /// Writes one frame shown at `pts` (in the source's time base).
+    pub fn write(&mut self, pts: i64, data: &[u8]) -> Result<(), PipelineError> {
+        if pts < 0 {
+            return Err(PipelineError::Encode(
+                "frames with negative timestamps are not supported".into(),
+            ));
+        }
+        let ns = (pts as i128 * 1_000_000_000 * self.time_base.0 as i128 / self.time_base.1 as i128)
+            as u64;
+        let writer = self.writer.as_mut().expect("not finished");
+        if let Err(e) = writer.frame(ns, data) {
+            return Err(self.failure(&format!("writing to the encoder: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Closes the stream and waits for the file to be complete.
+    pub fn finish(mut self) -> Result<(), PipelineError> {
+        if let Some(w) = self.writer.take() {
+            let stdin = w.finish().map_err(PipelineError::Io)?;
+            drop(stdin);
+        }
+        let status = self.child.wait().map_err(PipelineError::Io)?;
+        if !status.success() {
+            return Err(self.failure(&format!("the encoder exited with {status}")));
+        }
+        Ok(())
+    }
+
+    fn failure(&mut self, what: &str) -> PipelineError {
+        self.writer = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let detail: Vec<&str> = tail.iter().rev().take(3).map(String::as_str).collect();
+        PipelineError::Encode(format!(
+            "{what}: {}",
+            detail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ))
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.writer = None;
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes `from` to `to` with the video's display rotation set, copying every stream. FFmpeg
+/// only carries rotation into an encode from the decoded input, which ours is not, so rotated
+/// sources get this stream-copy pass after encoding.
+pub fn set_rotation(from: &Path, to: &Path, degrees: i32) -> Result<(), PipelineError> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+    ])
+    .arg(from)
+    .args([
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-map_metadata",
+        "0",
+        "-map_chapters",
+        "0",
+    ])
+    .args(["-metadata:s:v:0", &format!("rotate={degrees}")])
+    .arg(to);
+    crate::subprocess::run(&mut cmd)
+        .map_err(|e| PipelineError::Encode(format!("setting the rotation: {e}")))?;
+    Ok(())
+}

@@ -358,3 +358,48 @@ fn refused_inputs_leave_nothing_behind() {
     assert!(!p("big.mp4").exists());
     no_partial_files(dir.path());
 }
+
+/// `vsr bench --pipeline` reports end-to-end fps next to model-only fps.
+#[test]
+fn pipeline_benchmark_reports_both_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=1",
+        "-c:v",
+        "libx264",
+        clip.to_str().unwrap(),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args([
+            "bench",
+            "--pipeline",
+            clip.to_str().unwrap(),
+            "--model",
+            "realesr-animevideov3-x2",
+            "--runs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |key: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {text}"));
+        line[key.len()..].parse().unwrap()
+    };
+    assert!(value("model_fps=") > 0.0);
+    assert!(value("pipeline_fps=") > 0.0);
+    assert!(text.contains("frames=10"), "{text}");
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("pipeline_over_model="));
+}

@@ -26,11 +26,20 @@ pub struct BenchArgs {
     /// Untimed runs first
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Also upscale this video end to end and compare its fps with the model's alone
+    #[arg(long)]
+    pub pipeline: Option<std::path::PathBuf>,
+    /// With --pipeline: only the first N frames
+    #[arg(long)]
+    pub frames: Option<u64>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(video) = &args.pipeline {
+        return pipeline(config, args, video);
+    }
     let catalog = Catalog::builtin();
     let model = ModelRef::resolve(args.model.as_deref(), config, &catalog)?;
     let (graph, _) = model.load()?;
@@ -71,5 +80,68 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     }
     times.sort_by(f64::total_cmp);
     println!("median_s_per_frame={:.6}", times[times.len() / 2]);
+    Ok(())
+}
+
+/// End-to-end fps of `vsr upscale` on `video` next to the fps of the model alone on frames of
+/// the same size (the upscaler with its padding, as the pipeline runs it). The last lines are
+/// `model_fps=`, `pipeline_fps=` and `pipeline_over_model=`.
+fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyhow::Result<()> {
+    use crate::video::encode::{Codec, EncodeSettings};
+    use crate::video::pipeline::{self, Job};
+    use crate::video::{probe, Limits};
+
+    let model = ModelRef::resolve(args.model.as_deref(), config, &Catalog::builtin())?;
+    let (graph, spec) = model.load()?;
+    let upscaler = vsr_runtime::Upscaler::new(&graph, spec, args.run.options()?)?;
+    let info = probe(video, &Limits::default())?;
+    let (w, h) = (info.video.width as usize, info.video.height as usize);
+    let frame = Tensor::from_vec(
+        h,
+        w,
+        3,
+        (0..h * w * 3).map(|i| (i % 251) as f32 / 250.0).collect(),
+    );
+    for _ in 0..args.warmup {
+        upscaler.plan().recycle(upscaler.upscale(&frame)?);
+    }
+    let mut times = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let start = Instant::now();
+        let out = upscaler.upscale(&frame)?;
+        times.push(start.elapsed().as_secs_f64());
+        upscaler.plan().recycle(out);
+    }
+    times.sort_by(f64::total_cmp);
+    let model_fps = 1.0 / times[times.len() / 2];
+
+    let dir = tempfile::tempdir()?;
+    let output = dir.path().join("bench.mp4");
+    let job = Job {
+        input: video,
+        output: &output,
+        upscaler: &upscaler,
+        encode: EncodeSettings {
+            codec: Codec::H264,
+            crf: Codec::H264.default_crf(),
+            shortest: args.frames.is_some(),
+        },
+        limits: Limits::default(),
+        max_output: (7680, 4320),
+        max_frames: args.frames,
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let summary = pipeline::run(&job, &mut |_| {}, &cancel)
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    let pipeline_fps = summary.frames as f64 / summary.seconds;
+    println!(
+        "model={} input={w}x{h} frames={} threads={}",
+        model.name,
+        summary.frames,
+        upscaler.plan().threads()
+    );
+    println!("model_fps={model_fps:.4}");
+    println!("pipeline_fps={pipeline_fps:.4}");
+    println!("pipeline_over_model={:.3}", pipeline_fps / model_fps);
     Ok(())
 }

@@ -86,3 +86,51 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
         buf
     })
 }
+
+/// The last lines a long-running child printed on stderr, kept for error messages. Lines the
+/// `consume` callback claims (returns `true` for) are not kept.
+#[derive(Clone, Default)]
+pub struct StderrTail {
+    lines: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl StderrTail {
+    const KEEP: usize = 20;
+
+    /// Reads `stderr` on a thread until it closes.
+    pub fn capture(
+        stderr: impl Read + Send + 'static,
+        mut consume: impl FnMut(&str) -> bool + Send + 'static,
+    ) -> Self {
+        let tail = StderrTail::default();
+        let lines = tail.lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if consume(&line) {
+                    continue;
+                }
+                let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_back(line);
+                if l.len() > Self::KEEP {
+                    l.pop_front();
+                }
+            }
+        });
+        tail
+    }
+
+    /// The last `n` lines joined with " / ".
+    pub fn last(&self, n: usize) -> String {
+        let l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = l.len().saturating_sub(n);
+        l.iter()
+            .skip(skip)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+}

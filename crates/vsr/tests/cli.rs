@@ -1,14 +1,10 @@
 //! The `vsr` binary end to end, on real images and the installed models.
 
+mod common;
+
+use common::{fixtures, ok, vsr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn vsr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vsr"))
-        .args(args)
-        .output()
-        .expect("vsr runs")
-}
 
 fn upscale_image(input: &Path, output: &Path, model: &str) -> Output {
     vsr(&[
@@ -21,12 +17,6 @@ fn upscale_image(input: &Path, output: &Path, model: &str) -> Output {
     ])
 }
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("VSR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"))
-}
-
 fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
     let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap())
         .read_info()
@@ -36,15 +26,6 @@ fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
     assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "vsr failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A real photo (a crop of a Big Buck Bunny frame) upscaled 4x matches ncnn's 8-bit output.

@@ -1,27 +1,11 @@
 //! `vsr probe` on real and generated media: accepted files are described correctly, and every
 //! kind of bad input is refused with its stable code, without following references.
 
+mod common;
+
+use common::{ffmpeg, media_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn media_dir() -> PathBuf {
-    std::env::var_os("VSR_TEST_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/media"))
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Runs `vsr probe --json`; Ok(info) or Err(code).
 fn probe(path: &Path) -> Result<serde_json::Value, String> {

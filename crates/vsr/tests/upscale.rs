@@ -1,27 +1,11 @@
 //! `vsr upscale` end to end on real and generated clips: sizes, frame counts, exact
 //! timestamps and every other stream kept; bad input refused with nothing left behind.
 
+mod common;
+
+use common::{ffmpeg, media_dir, ok};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn media_dir() -> PathBuf {
-    std::env::var_os("VSR_TEST_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/media"))
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn upscale(input: &Path, output: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vsr"))
@@ -36,14 +20,6 @@ fn upscale(input: &Path, output: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "vsr upscale failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn ffprobe(args: &[&str], file: &Path) -> String {

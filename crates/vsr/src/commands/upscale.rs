@@ -57,21 +57,12 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
-    let model_arg = match (&args.model, args.scale) {
-        (Some(m), _) => Some(m.clone()),
-        (None, Some(s)) => Some(format!("realesr-animevideov3-x{s}")),
-        (None, None) => None,
-    };
-    let model = ModelRef::resolve(model_arg.as_deref(), config, &Catalog::builtin())?;
-    let (graph, spec) = model.load()?;
-    if let Some(s) = args.scale {
-        anyhow::ensure!(
-            s as usize == spec.scale,
-            "model {} upscales {}x, not {s}x",
-            model.name,
-            spec.scale
-        );
-    }
+    let (model, graph, spec) = ModelRef::choose(
+        args.model.as_deref(),
+        args.scale,
+        config,
+        &Catalog::builtin(),
+    )?;
     let upscaler = Upscaler::new(&graph, spec, args.run.options()?)?;
     let job = Job {
         input: &args.input,

@@ -31,22 +31,12 @@ pub struct UpscaleImageArgs {
 }
 
 pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
-    let catalog = Catalog::builtin();
-    let model_arg = match (&args.model, args.scale) {
-        (Some(m), _) => Some(m.clone()),
-        (None, Some(s)) if (2..=4).contains(&s) => Some(format!("realesr-animevideov3-x{s}")),
-        (None, _) => None,
-    };
-    let model = ModelRef::resolve(model_arg.as_deref(), config, &catalog)?;
-    let (graph, spec) = model.load()?;
-    if let Some(s) = args.scale {
-        anyhow::ensure!(
-            s as usize == spec.scale,
-            "model {} upscales {}x, but --scale {s} was asked for; pick a {s}x model (`vsr models list`)",
-            model.name,
-            spec.scale
-        );
-    }
+    let (model, graph, spec) = ModelRef::choose(
+        args.model.as_deref(),
+        args.scale,
+        config,
+        &Catalog::builtin(),
+    )?;
     let img = read_png(&args.input)?;
     let up = Upscaler::new(&graph, spec, args.run.options()?)?;
     let start = Instant::now();

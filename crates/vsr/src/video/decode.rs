@@ -1,16 +1,15 @@
 //! Decoding: FFmpeg turns the (already probed) file into raw RGB frames on a pipe, and its
 //! `showinfo` filter reports each frame's exact timestamp on stderr, in the same order.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
 
 use super::mkv::RawFormat;
 use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
 use super::PipelineError;
+use crate::subprocess::StderrTail;
 
 /// One decoded frame: its timestamp in the stream's time base and its pixels.
 pub struct Frame {
@@ -28,7 +27,7 @@ pub struct Decoder {
     child: Child,
     stdout: ChildStdout,
     reports: Receiver<Report>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_tail: StderrTail,
     frame_bytes: usize,
     time_base: Option<(i64, i64)>,
 }
@@ -80,22 +79,13 @@ impl Decoder {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let (tx, reports) = channel();
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = stderr_tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(report) = parse_showinfo(&line) {
-                    if tx.send(report).is_err() {
-                        break;
-                    }
-                } else if !line.contains("Parsed_showinfo") {
-                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                    t.push_back(line);
-                    if t.len() > 20 {
-                        t.pop_front();
-                    }
-                }
+        // Timestamps go to the frame reader; everything else is kept for error messages.
+        let stderr_tail = StderrTail::capture(stderr, move |line| match parse_showinfo(line) {
+            Some(report) => {
+                let _ = tx.send(report);
+                true
             }
+            None => line.contains("Parsed_showinfo"),
         });
         let frame_bytes =
             info.video.width as usize * info.video.height as usize * format.bytes_per_pixel();
@@ -152,12 +142,7 @@ impl Decoder {
     fn failure(&mut self, what: &str) -> PipelineError {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
-        let detail: Vec<&str> = tail.iter().rev().take(3).map(String::as_str).collect();
-        PipelineError::Decode(format!(
-            "{what}: {}",
-            detail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        ))
+        PipelineError::Decode(format!("{what}: {}", self.stderr_tail.last(3)))
     }
 }
 

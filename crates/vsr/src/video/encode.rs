@@ -2,15 +2,14 @@
 //! encodes them and takes every audio and subtitle stream, chapters and metadata from the
 //! source, with the source's colour description and rotation.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use super::mkv::{MkvWriter, RawFormat};
 use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
 use super::PipelineError;
+use crate::subprocess::StderrTail;
 
 /// Video codecs for the output.
 #[derive(
@@ -65,7 +64,7 @@ pub fn color_range(info: &MediaInfo) -> &'static str {
 pub struct Encoder {
     child: Child,
     writer: Option<MkvWriter<BufWriter<ChildStdin>>>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_tail: StderrTail,
     time_base: (i64, i64),
 }
 
@@ -189,17 +188,7 @@ impl Encoder {
             .map_err(|e| PipelineError::Spawn("ffmpeg (encoder)", e))?;
         let stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
         let stderr = child.stderr.take().expect("piped");
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = stderr_tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                t.push_back(line);
-                if t.len() > 20 {
-                    t.pop_front();
-                }
-            }
-        });
+        let stderr_tail = StderrTail::capture(stderr, |_| false);
         let writer = MkvWriter::start(stdin, width, height, format).map_err(PipelineError::Io)?;
         Ok(Encoder {
             child,
@@ -242,12 +231,7 @@ impl Encoder {
         self.writer = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
-        let detail: Vec<&str> = tail.iter().rev().take(3).map(String::as_str).collect();
-        PipelineError::Encode(format!(
-            "{what}: {}",
-            detail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        ))
+        PipelineError::Encode(format!("{what}: {}", self.stderr_tail.last(3)))
     }
 }
 

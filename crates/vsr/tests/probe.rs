@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ffmpeg, media_dir};
+use common::{clip_with_tracks, ffmpeg, media_dir, rotated_clip};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -92,63 +92,14 @@ fn generated_clips_are_described() {
     assert_eq!(v["video"]["frames"], 10);
 
     // Phone-style: the rotation is container metadata on an unrotated stream.
-    let upright = p("upright.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=10:duration=1",
-        "-c:v",
-        "libx264",
-        &s(&upright),
-    ]);
-    let rotated = p("rotated.mp4");
-    ffmpeg(&[
-        "-i",
-        &s(&upright),
-        "-c",
-        "copy",
-        "-metadata:s:v:0",
-        "rotate=90",
-        &s(&rotated),
-    ]);
+    let (upright, rotated) = rotated_clip(dir.path());
     assert_eq!(probe(&upright).unwrap()["video"]["rotation"], 0);
     let r = probe(&rotated).unwrap()["video"]["rotation"]
         .as_i64()
         .unwrap();
     assert!(r == 90 || r == 270, "rotation {r}");
 
-    let tracks = p("tracks.mkv");
-    std::fs::write(p("subs.srt"), "1\n00:00:00,000 --> 00:00:00,900\nhello\n").unwrap();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=1",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=1",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=660:duration=1",
-        "-i",
-        &s(&p("subs.srt")),
-        "-map",
-        "0",
-        "-map",
-        "1",
-        "-map",
-        "2",
-        "-map",
-        "3",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "aac",
-        &s(&tracks),
-    ]);
+    let tracks = clip_with_tracks(dir.path(), 1);
     let v = probe(&tracks).unwrap();
     assert_eq!(
         (v["audioStreams"].as_u64(), v["subtitleStreams"].as_u64()),

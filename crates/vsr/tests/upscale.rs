@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ffmpeg, media_dir, ok};
+use common::{clip_with_tracks, ffmpeg, media_dir, ok, rotated_clip};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -121,37 +121,7 @@ fn generated_clips_keep_timestamps_and_streams() {
     assert_eq!(video_pts(&out, 1000), video_pts(&vfr, 1000));
 
     // Two audio tracks and a subtitle track, all kept; audio and video end together.
-    std::fs::write(p("subs.srt"), "1\n00:00:00,000 --> 00:00:00,900\nhello\n").unwrap();
-    let tracks = p("tracks.mkv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=660:duration=2",
-        "-i",
-        &s(&p("subs.srt")),
-        "-map",
-        "0",
-        "-map",
-        "1",
-        "-map",
-        "2",
-        "-map",
-        "3",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "aac",
-        &s(&tracks),
-    ]);
+    let tracks = clip_with_tracks(dir.path(), 2);
     for ext in ["mkv", "mp4"] {
         let out = p(&format!("tracks-2x.{ext}"));
         ok(&upscale(&tracks, &out, &["--scale", "2"]));
@@ -240,26 +210,7 @@ fn generated_clips_keep_timestamps_and_streams() {
     assert_eq!(fmt.trim(), "yuv420p10le");
 
     // A phone-style rotated clip keeps its rotation.
-    let upright = p("upright.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.5",
-        "-c:v",
-        "libx264",
-        &s(&upright),
-    ]);
-    let rotated = p("rotated.mp4");
-    ffmpeg(&[
-        "-i",
-        &s(&upright),
-        "-c",
-        "copy",
-        "-metadata:s:v:0",
-        "rotate=90",
-        &s(&rotated),
-    ]);
+    let (_, rotated) = rotated_clip(dir.path());
     let out = p("rotated-2x.mp4");
     ok(&upscale(&rotated, &out, &["--scale", "2"]));
     let rotation = |f: &Path| {

@@ -44,3 +44,70 @@ pub fn ffmpeg(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A phone-style rotated clip (rotation as container metadata on an unrotated stream), and the
+/// same clip upright: `(upright, rotated)` in `dir`.
+pub fn rotated_clip(dir: &Path) -> (PathBuf, PathBuf) {
+    let (upright, rotated) = (dir.join("upright.mp4"), dir.join("rotated.mp4"));
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.5",
+        "-c:v",
+        "libx264",
+        &s(&upright),
+    ]);
+    ffmpeg(&[
+        "-i",
+        &s(&upright),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        &s(&rotated),
+    ]);
+    (upright, rotated)
+}
+
+/// A `seconds`-long Matroska clip with two audio tracks and a subtitle track, in `dir`.
+pub fn clip_with_tracks(dir: &Path, seconds: u32) -> PathBuf {
+    let (subs, clip) = (dir.join("subs.srt"), dir.join("tracks.mkv"));
+    std::fs::write(&subs, "1\n00:00:00,000 --> 00:00:00,900\nhello\n").unwrap();
+    let video = format!("testsrc2=size=64x48:rate=10:duration={seconds}");
+    let (a1, a2) = (
+        format!("sine=frequency=440:duration={seconds}"),
+        format!("sine=frequency=660:duration={seconds}"),
+    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        &a1,
+        "-f",
+        "lavfi",
+        "-i",
+        &a2,
+        "-i",
+        subs.to_str().unwrap(),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-map",
+        "3",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}

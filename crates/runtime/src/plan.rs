@@ -376,11 +376,15 @@ impl Plan {
     fn execute(&self, input: Tensor) -> Result<Tensor, RunError> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.value_count];
         values[self.input] = Some(input);
-        for (v, t) in &self.constants {
-            values[*v] = Some(t.clone());
-        }
         // Take the kept buffers; concurrent runs of one plan simply get fewer of them.
         let mut pool = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|e| e.into_inner()));
+        // Constants are copied (in-place ops may consume them) into pooled buffers, so that
+        // giving the copies back does not grow the pool run after run.
+        for (v, t) in &self.constants {
+            let mut data = pool.take(t.data.len());
+            data.copy_from_slice(&t.data);
+            values[*v] = Some(Tensor::with_shape(t.shape(), data));
+        }
         let profile = std::env::var_os("VSR_PROFILE").is_some();
         for (i, step) in self.steps.iter().enumerate() {
             let started = std::time::Instant::now();
@@ -447,12 +451,28 @@ impl Plan {
         for t in values.into_iter().flatten() {
             pool.give(t.data);
         }
-        *self.buffers.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+        // Buffers recycled while this run held the pool join it.
+        let mut kept = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        for (buf, _) in std::mem::take(&mut kept.free) {
+            pool.give(buf);
+        }
+        *kept = pool;
         Ok(out)
     }
 
-    /// Gives a tensor's memory back for the next run (typically a frame already encoded), so
-    /// steady-state runs allocate nothing.
+    /// A tensor from the pool, contents unspecified: for callers that write all of it, so
+    /// their buffers cycle through the pool instead of growing it.
+    pub fn take_tensor(&self, h: usize, w: usize, c: usize) -> Tensor {
+        let data = self
+            .buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(h * w * c);
+        Tensor::from_vec(h, w, c, data)
+    }
+
+    /// Gives a tensor's memory back for the next run or `take_tensor` (typically a frame
+    /// already encoded), so steady-state runs allocate nothing.
     pub fn recycle(&self, t: Tensor) {
         self.buffers
             .lock()

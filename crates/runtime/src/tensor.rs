@@ -146,36 +146,29 @@ impl Tensor {
         out
     }
 
-    /// Copies the `h x w` window at (`y0`, `x0`); rows and columns outside are taken as zeros.
-    pub fn window(&self, y0: isize, x0: isize, h: usize, w: usize) -> Tensor {
+    /// Copies the `h x w` region of `src` at `from` (row, column) into this tensor at `to`;
+    /// both regions must lie inside their tensors.
+    pub fn copy_region(
+        &mut self,
+        to: (usize, usize),
+        src: &Tensor,
+        from: (usize, usize),
+        h: usize,
+        w: usize,
+    ) {
+        assert!(
+            to.0 + h <= self.h
+                && to.1 + w <= self.w
+                && from.0 + h <= src.h
+                && from.1 + w <= src.w
+                && src.c == self.c,
+            "region outside a tensor"
+        );
         let c = self.c;
-        let mut out = Tensor::zeros(h, w, c);
         for y in 0..h {
-            let sy = y0 + y as isize;
-            if sy < 0 || sy >= self.h as isize {
-                continue;
-            }
-            let xs = x0.max(0);
-            let xe = (x0 + w as isize).min(self.w as isize);
-            if xs >= xe {
-                continue;
-            }
-            let src = &self.data[(sy as usize * self.w + xs as usize) * c
-                ..(sy as usize * self.w + xe as usize) * c];
-            let dst_start = (y * w + (xs - x0) as usize) * c;
-            out.data[dst_start..dst_start + src.len()].copy_from_slice(src);
-        }
-        out
-    }
-
-    /// Writes `src` into this tensor with its top-left corner at (`y0`, `x0`); both must fit.
-    pub fn paste(&mut self, src: &Tensor, y0: usize, x0: usize) {
-        assert!(y0 + src.h <= self.h && x0 + src.w <= self.w && src.c == self.c);
-        let c = self.c;
-        for y in 0..src.h {
-            let d = ((y0 + y) * self.w + x0) * c;
-            self.data[d..d + src.w * c]
-                .copy_from_slice(&src.data[y * src.w * c..(y + 1) * src.w * c]);
+            let d = ((to.0 + y) * self.w + to.1) * c;
+            let s = ((from.0 + y) * src.w + from.1) * c;
+            self.data[d..d + w * c].copy_from_slice(&src.data[s..s + w * c]);
         }
     }
 }

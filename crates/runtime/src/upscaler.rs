@@ -153,32 +153,38 @@ impl Upscaler {
     pub fn upscale_with_tile(&self, frame: &Tensor, tile: usize) -> Result<Tensor, RunError> {
         let (s, pre, align) = (self.spec.scale, self.spec.prepadding, self.spec.align);
         let (h, w) = (frame.h, frame.w);
-        let padded = pad(
-            frame,
-            pre,
+        // Every buffer comes from the plan's pool and goes back to it, so a video's frames
+        // reuse the same memory instead of growing the pool.
+        let (bottom, right) = (
             pre + h.next_multiple_of(align) - h,
             pre + w.next_multiple_of(align) - w,
-            self.spec.pad_mode,
         );
+        let mut padded = self.plan.take_tensor(h + pre + bottom, w + pre + right, 3);
+        pad_into(frame, pre, self.spec.pad_mode, &mut padded);
         let tile = tile
             .clamp(align, h.max(w).next_multiple_of(align))
             .next_multiple_of(align);
-        let mut out = Tensor::zeros(h * s, w * s, 3);
+        let mut out = self.plan.take_tensor(h * s, w * s, 3);
         let margin = if self.keeps_padding { pre } else { 0 };
-        let ctx = if tile >= h && tile >= w {
-            0
-        } else {
-            self.context
-        };
+        let whole_frame = tile >= h && tile >= w;
+        let ctx = if whole_frame { 0 } else { self.context };
+        let mut padded = Some(padded);
         for ty in (0..h).step_by(tile) {
             for tx in (0..w).step_by(tile) {
                 let (th, tw) = (tile.min(h - ty), tile.min(w - tx));
+                let source = padded.as_ref().expect("kept while tiles remain");
                 // The tile's rows in padded coordinates, with context, clamped to the frame.
                 let y0 = ty.saturating_sub(ctx);
                 let x0 = tx.saturating_sub(ctx);
-                let y1 = (ty + th.next_multiple_of(align) + 2 * pre + ctx).min(padded.h);
-                let x1 = (tx + tw.next_multiple_of(align) + 2 * pre + ctx).min(padded.w);
-                let window = padded.window(y0 as isize, x0 as isize, y1 - y0, x1 - x0);
+                let y1 = (ty + th.next_multiple_of(align) + 2 * pre + ctx).min(source.h);
+                let x1 = (tx + tw.next_multiple_of(align) + 2 * pre + ctx).min(source.w);
+                let window = if whole_frame {
+                    padded.take().expect("one tile")
+                } else {
+                    let mut window = self.plan.take_tensor(y1 - y0, x1 - x0, 3);
+                    window.copy_region((0, 0), source, (y0, x0), y1 - y0, x1 - x0);
+                    window
+                };
                 let result = self.plan.run(window)?;
                 let (oy, ox) = ((ty - y0 + margin) * s, (tx - x0 + margin) * s);
                 if oy + th * s > result.h || ox + tw * s > result.w {
@@ -190,10 +196,12 @@ impl Upscaler {
                         ),
                     });
                 }
-                let piece = result.window(oy as isize, ox as isize, th * s, tw * s);
-                out.paste(&piece, ty * s, tx * s);
+                out.copy_region((ty * s, tx * s), &result, (oy, ox), th * s, tw * s);
                 self.plan.recycle(result);
             }
+        }
+        if let Some(padded) = padded {
+            self.plan.recycle(padded);
         }
         if self.spec.add_nearest_input {
             for y in 0..h * s {
@@ -249,8 +257,9 @@ impl Upscaler {
     }
 }
 
-/// Pads `t` by `pre` on top and left and by `bottom`/`right`, mirroring or repeating edges.
-pub fn pad(t: &Tensor, pre: usize, bottom: usize, right: usize, mode: PadMode) -> Tensor {
+/// Writes `t` into `out` at (`pre`, `pre`) and fills the border around it (`out` sets the
+/// bottom and right widths) by mirroring or repeating edges.
+pub fn pad_into(t: &Tensor, pre: usize, mode: PadMode, out: &mut Tensor) {
     let (h, w, c) = (t.h, t.w, t.c);
     let map = |i: isize, n: usize| -> usize {
         let n = n as isize;
@@ -265,8 +274,7 @@ pub fn pad(t: &Tensor, pre: usize, bottom: usize, right: usize, mode: PadMode) -
             }
         }
     };
-    let (ph, pw) = (h + pre + bottom, w + pre + right);
-    let mut out = Tensor::zeros(ph, pw, c);
+    let (ph, pw) = (out.h, out.w);
     for y in 0..ph {
         let sy = map(y as isize - pre as isize, h);
         for x in 0..pw {
@@ -274,7 +282,6 @@ pub fn pad(t: &Tensor, pre: usize, bottom: usize, right: usize, mode: PadMode) -
             out.data[(y * pw + x) * c..][..c].copy_from_slice(&t.data[(sy * w + sx) * c..][..c]);
         }
     }
-    out
 }
 
 /// Receptive-field radius of the network output, in input pixels, and whether any layer pools

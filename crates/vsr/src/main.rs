@@ -3,9 +3,12 @@
 mod catalog;
 mod commands;
 mod config;
+mod enhance;
 mod fetch;
 mod image;
 mod model_ref;
+mod resample;
+mod settings;
 mod subprocess;
 mod video;
 

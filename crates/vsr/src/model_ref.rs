@@ -30,6 +30,8 @@ pub enum ModelRefError {
         has: usize,
         wanted: u32,
     },
+    #[error("cannot prepare {0}: {1}")]
+    Prepare(String, vsr_runtime::RunError),
     #[error("cannot work out the scale of {0}: {1}")]
     Probe(PathBuf, vsr_runtime::RunError),
 }
@@ -101,33 +103,6 @@ impl ModelRef {
             });
         }
         Err(ModelRefError::Unknown(arg))
-    }
-
-    /// What `--model` and `--scale` ask for together: the named model (which must have that
-    /// scale), else realesr-animevideov3 at that scale, else the configured default. Loaded.
-    pub fn choose(
-        model: Option<&str>,
-        scale: Option<u32>,
-        config: &Config,
-        catalog: &Catalog,
-    ) -> Result<(ModelRef, Graph, ModelSpec), ModelRefError> {
-        let by_scale = scale
-            .filter(|s| (2..=4).contains(s))
-            .map(|s| format!("realesr-animevideov3-x{s}"));
-        let chosen = Self::resolve(
-            model.map(str::to_string).or(by_scale).as_deref(),
-            config,
-            catalog,
-        )?;
-        let (graph, spec) = chosen.load()?;
-        if let Some(wanted) = scale.filter(|&s| s as usize != spec.scale) {
-            return Err(ModelRefError::ScaleMismatch {
-                model: chosen.name,
-                has: spec.scale,
-                wanted,
-            });
-        }
-        Ok((chosen, graph, spec))
     }
 
     /// Loads the graph and settles the conventions (inferring the scale of unknown models).

@@ -24,6 +24,15 @@ pub enum SubprocessError {
 }
 
 /// Runs `cmd` to completion; a non-zero exit is an error with the tail of its stderr.
+/// FFmpeg for the decode and encode stages of a job, at a lower CPU priority: it then fills
+/// the moments the model's threads wait, instead of pre-empting one of them and stalling the
+/// others at the next layer boundary. (`nice` execs FFmpeg, so the child's pid is FFmpeg's.)
+pub fn pipeline_ffmpeg() -> Command {
+    let mut cmd = Command::new("nice");
+    cmd.args(["-n", "10", "ffmpeg"]);
+    cmd
+}
+
 pub fn run(cmd: &mut Command) -> Result<Output, SubprocessError> {
     run_with_timeout(cmd, Duration::MAX)
 }

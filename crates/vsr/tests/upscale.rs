@@ -3,23 +3,28 @@
 
 mod common;
 
-use common::{clip_with_tracks, ffmpeg, media_dir, ok, rotated_clip};
+use common::{
+    clip_with_tracks, ffmpeg, first_frame_rgb, media_dir, ok, rotated_clip, testsrc_clip,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs `vsr upscale`, with the fast preset unless `extra` picks a preset or a model: these
+/// tests are about video handling, and the fast model keeps them quick.
 fn upscale(input: &Path, output: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vsr"))
-        .args([
-            "upscale",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--threads",
-            "2",
-        ])
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsr"));
+    cmd.args([
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    if !extra.iter().any(|a| *a == "--preset" || *a == "--model") {
+        cmd.args(["--preset", "fast"]);
+    }
+    cmd.args(extra).output().unwrap()
 }
 
 fn ffprobe(args: &[&str], file: &Path) -> String {
@@ -329,4 +334,157 @@ fn pipeline_benchmark_reports_both_rates() {
         .last()
         .unwrap()
         .starts_with("pipeline_over_model="));
+}
+
+/// Presets, denoise, preserve-details, guideScale and scale 8 do what docs/models.md says.
+#[test]
+fn settings_choose_models_filters_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let clip = p("clip.mp4");
+    testsrc_clip(&clip, "48x32", 10, 0.3);
+    let run = |out: &str, extra: &[&str]| -> String {
+        let r = upscale(&clip, &p(out), extra);
+        ok(&r);
+        String::from_utf8_lossy(&r.stderr).into_owned()
+    };
+
+    // Scale 8: two passes, 2x then 4x, every frame kept.
+    let log = run("x8.mp4", &["--scale", "8"]);
+    assert!(
+        log.contains("realesr-animevideov3-x2 + realesr-animevideov3-x4"),
+        "{log}"
+    );
+    assert_eq!(size(&p("x8.mp4")), "384,256");
+    assert_eq!(video_pts(&p("x8.mp4"), 10), video_pts(&clip, 10));
+
+    // A denoise level the model has a variant for runs that variant.
+    let log = run(
+        "dn.mp4",
+        &["--scale", "2", "--preset", "balanced", "--denoise", "2"],
+    );
+    assert!(log.contains("with realcugan-se-up2x-denoise2x"), "{log}");
+    assert_eq!(size(&p("dn.mp4")), "96,64");
+
+    // Without a variant: FFmpeg's hqdn3d before the model, and a Lanczos blend for details.
+    // Both change the picture; guideScale is accepted and said to have no effect.
+    run("plain.mp4", &["--scale", "2"]);
+    let log = run(
+        "tuned.mp4",
+        &[
+            "--scale",
+            "2",
+            "--denoise",
+            "3",
+            "--preserve-details",
+            "--guide-scale",
+            "7.5",
+        ],
+    );
+    for expected in ["hqdn3d", "Lanczos", "guideScale 7.5 is not applicable"] {
+        assert!(log.contains(expected), "{expected}: {log}");
+    }
+    let (plain, tuned) = (
+        first_frame_rgb(&p("plain.mp4")),
+        first_frame_rgb(&p("tuned.mp4")),
+    );
+    assert_eq!(plain.len(), tuned.len());
+    let changed = plain
+        .iter()
+        .zip(&tuned)
+        .filter(|(a, b)| a.abs_diff(**b) > 8)
+        .count();
+    assert!(
+        changed > plain.len() / 100,
+        "settings had no visible effect ({changed} values)"
+    );
+
+    // Bad settings name the field; scale 8 over the output limit fails before any work.
+    let r = upscale(
+        &clip,
+        &p("bad.mp4"),
+        &["--scale", "8", "--model", "realesr-animevideov3-x2"],
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("invalid_settings"));
+    let big = media_dir().join("bigbuckbunny.mp4");
+    let started = std::time::Instant::now();
+    let r = upscale(&big, &p("huge.mp4"), &["--scale", "8"]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("output_too_large"));
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "the limit was checked late"
+    );
+    no_partial_files(dir.path());
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM mid-run: the command stops within seconds, its FFmpeg children
+/// are gone and no partial output is left.
+#[test]
+fn interrupt_kills_children_and_removes_temporaries() {
+    for signal in ["INT", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("long.mp4");
+        testsrc_clip(&clip, "160x90", 25, 20.0);
+        let out = dir.path().join("out.mp4");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vsr"))
+            .args([
+                "upscale",
+                clip.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args([
+                "--preset",
+                "fast",
+                "--scale",
+                "2",
+                "--json-progress",
+                "--threads",
+                "2",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for real progress, so decoder and encoder are both running.
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let first = lines.next().expect("a progress line").unwrap();
+        assert!(first.contains("\"currentFrame\":1"), "{first}");
+        assert!(ffmpeg_children(dir.path()) >= 1, "FFmpeg should be running");
+        let sent = std::time::Instant::now();
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{signal}: exited successfully");
+        assert!(stderr.contains("cancelled"), "{signal}: {stderr}");
+        assert!(
+            sent.elapsed().as_secs() < 5,
+            "{signal}: took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(
+            ffmpeg_children(dir.path()),
+            0,
+            "{signal}: FFmpeg left running"
+        );
+        assert!(!out.exists());
+        no_partial_files(dir.path());
+    }
+}
+
+/// FFmpeg processes whose command line mentions `dir`.
+fn ffmpeg_children(dir: &Path) -> usize {
+    let needle = dir.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ffmpeg") && c.contains(needle))
+        .count()
 }

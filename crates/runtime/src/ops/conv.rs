@@ -2,6 +2,7 @@
 //! pixel's receptive field into a row (im2col), then one packed GEMM per block of pixels.
 //! 1x1 stride-1 convolutions skip the gather: channels-last input already is the matrix.
 
+use super::scratch::with_scratch;
 use crate::graph::{Activation, ConvSpec, Padding};
 use crate::kernels::gemm::{gemm, PackedB};
 use crate::kernels::{math, Isa};
@@ -94,11 +95,12 @@ impl Im2colConv {
                     if pointwise {
                         gemm(isa, pixels, &input.data[p0 * k..], k, &self.b, out, out_c);
                     } else {
-                        let mut rows = vec![0.0f32; pixels * k];
-                        for (i, row) in rows.chunks_exact_mut(k).enumerate() {
-                            self.gather((p0 + i) / ow, (p0 + i) % ow, input, row);
-                        }
-                        gemm(isa, pixels, &rows, k, &self.b, out, out_c);
+                        with_scratch(pixels * k, |rows| {
+                            for (i, row) in rows.chunks_exact_mut(k).enumerate() {
+                                self.gather((p0 + i) / ow, (p0 + i) % ow, input, row);
+                            }
+                            gemm(isa, pixels, rows, k, &self.b, out, out_c);
+                        });
                     }
                     math::bias_activation(out, out_c, Some(&self.bias), &self.act);
                 });

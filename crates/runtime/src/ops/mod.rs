@@ -6,6 +6,7 @@ pub mod deconv;
 pub mod elementwise;
 pub mod layout;
 pub mod reduce;
+mod scratch;
 pub mod winograd;
 
 use rayon::prelude::*;

@@ -8,6 +8,7 @@
 //! (the ±1/2 rows scaled by 32 as in ncnn's winograd63), checked against direct
 //! convolution in the tests.
 
+use super::scratch::with_scratch;
 use crate::graph::{Activation, ConvSpec, Padding};
 use crate::kernels::gemm::{gemm, PackedB};
 use crate::kernels::{math, Isa, LANES};
@@ -139,81 +140,85 @@ impl Winograd {
         let out_ptr = SyncPtr(output.data.as_mut_ptr());
         let isa = self.isa;
         par_for_each_thread(threads.min(blocks), |thread, nthreads| {
-            let mut v = vec![0.0f32; 64 * bt * cin_p];
-            let mut m = vec![0.0f32; 64 * bt * n_pad];
-            let mut tile_out = vec![0.0f32; 36 * n_pad];
-            for block in (thread..blocks).step_by(nthreads) {
-                let first = block * bt;
-                let count = bt.min(tiles - first);
-                crate::dispatch!(isa, {
-                    self.input_transform(input, first, count, tiles_w, bt, cin_p, &mut v)
-                });
-                // The GEMMs are compute-bound and the transforms memory-bound: while the
-                // GEMMs run, pull in this block's output rows and the next block's input rows.
-                let mut prefetch = Prefetch::default();
-                let out_grid = TileGrid {
-                    h: oh,
-                    w: ow,
-                    c: self.out_c,
-                    tiles_w,
-                    size: 6,
-                    top: 0,
-                    left: 0,
-                };
-                prefetch.add_tiles(out_ptr.get(), &out_grid, first, count);
-                let next = block + nthreads;
-                if next < blocks {
-                    let in_grid = TileGrid {
-                        h: input.h,
-                        w: input.w,
-                        c: self.in_c,
+            let (v_len, m_len) = (64 * bt * cin_p, 64 * bt * n_pad);
+            with_scratch(v_len + m_len + 36 * n_pad, |scratch| {
+                let (v, rest) = scratch.split_at_mut(v_len);
+                let (m, tile_out) = rest.split_at_mut(m_len);
+                for block in (thread..blocks).step_by(nthreads) {
+                    let first = block * bt;
+                    let count = bt.min(tiles - first);
+                    crate::dispatch!(isa, {
+                        self.input_transform(input, first, count, tiles_w, bt, cin_p, v)
+                    });
+                    // The GEMMs are compute-bound and the transforms memory-bound: while the
+                    // GEMMs run, pull in this block's output rows and the next block's input rows.
+                    let mut prefetch = Prefetch::default();
+                    let out_grid = TileGrid {
+                        h: oh,
+                        w: ow,
+                        c: self.out_c,
                         tiles_w,
-                        size: 8,
-                        top: self.pad.top,
-                        left: self.pad.left,
+                        size: 6,
+                        top: 0,
+                        left: 0,
                     };
-                    prefetch.add_tiles(
-                        input.data.as_ptr(),
-                        &in_grid,
-                        next * bt,
-                        bt.min(tiles - next * bt),
-                    );
-                }
-                for pos in 0..64 {
-                    gemm(
-                        isa,
-                        count,
-                        &v[pos * bt * cin_p..],
-                        cin_p,
-                        &self.u[pos],
-                        &mut m[pos * bt * n_pad..(pos + 1) * bt * n_pad],
-                        n_pad,
-                    );
-                    prefetch.issue(pos, 64);
-                }
-                crate::dispatch!(isa, {
-                    for t in 0..count {
-                        let tile = first + t;
-                        self.output_transform(&m, t, bt, n_pad, &mut tile_out);
-                        math::bias_activation(&mut tile_out, n_pad, Some(&self.bias), &self.act);
-                        let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
-                        for dy in 0..6.min(oh - y0) {
-                            for dx in 0..6.min(ow - x0) {
-                                let src = &tile_out[(dy * 6 + dx) * n_pad..][..n_pad];
-                                // SAFETY: each tile writes only its own output pixels, each
-                                // `out_c` wide, inside the output tensor.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        out_ptr.get().add(((y0 + dy) * ow + x0 + dx) * self.out_c),
-                                        self.out_c,
-                                    )
-                                };
-                                copy_channels(src, dst);
+                    prefetch.add_tiles(out_ptr.get(), &out_grid, first, count);
+                    let next = block + nthreads;
+                    if next < blocks {
+                        let in_grid = TileGrid {
+                            h: input.h,
+                            w: input.w,
+                            c: self.in_c,
+                            tiles_w,
+                            size: 8,
+                            top: self.pad.top,
+                            left: self.pad.left,
+                        };
+                        prefetch.add_tiles(
+                            input.data.as_ptr(),
+                            &in_grid,
+                            next * bt,
+                            bt.min(tiles - next * bt),
+                        );
+                    }
+                    for pos in 0..64 {
+                        gemm(
+                            isa,
+                            count,
+                            &v[pos * bt * cin_p..],
+                            cin_p,
+                            &self.u[pos],
+                            &mut m[pos * bt * n_pad..(pos + 1) * bt * n_pad],
+                            n_pad,
+                        );
+                        prefetch.issue(pos, 64);
+                    }
+                    crate::dispatch!(isa, {
+                        for t in 0..count {
+                            let tile = first + t;
+                            self.output_transform(m, t, bt, n_pad, tile_out);
+                            math::bias_activation(tile_out, n_pad, Some(&self.bias), &self.act);
+                            let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
+                            for dy in 0..6.min(oh - y0) {
+                                for dx in 0..6.min(ow - x0) {
+                                    let src = &tile_out[(dy * 6 + dx) * n_pad..][..n_pad];
+                                    // SAFETY: each tile writes only its own output pixels, each
+                                    // `out_c` wide, inside the output tensor.
+                                    let dst = unsafe {
+                                        std::slice::from_raw_parts_mut(
+                                            out_ptr
+                                                .get()
+                                                .add(((y0 + dy) * ow + x0 + dx) * self.out_c),
+                                            self.out_c,
+                                        )
+                                    };
+                                    copy_channels(src, dst);
+                                }
                             }
                         }
-                    }
-                });
-            }
+                    });
+                }
+            });
         });
     }
 

@@ -6,8 +6,14 @@ pub mod probe;
 pub mod upscale;
 pub mod upscale_image;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use vsr_runtime::{Isa, Options};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::enhance::Enhancer;
+use crate::settings::{Preset, Settings};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum IsaChoice {
@@ -58,5 +64,55 @@ impl RunArgs {
             memory_budget: self.memory_mib << 20,
             tile: self.tile,
         })
+    }
+}
+
+/// What to upscale with, as the seed's settings; shared by `upscale` and `upscale-image`.
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// Upscale factor: 2, 3, 4, or 8 (two passes) [default: 4, or the model's own]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["2", "3", "4", "8"])
+        .map(|s| s.parse::<u32>().expect("listed values are numbers")))]
+    pub scale: Option<u32>,
+    /// Speed against quality; the models each uses are in `vsr models list`
+    #[arg(long, value_enum, default_value_t = Preset::Balanced)]
+    pub preset: Preset,
+    /// Denoise strength, 0 (off) to 3
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub denoise: u8,
+    /// Keep the source's fine texture (conservative models, or a Lanczos blend)
+    #[arg(long)]
+    pub preserve_details: bool,
+    /// Accepted for compatibility with the seed's API; has no effect on these models
+    #[arg(long)]
+    pub guide_scale: Option<f64>,
+    /// Model name from `vsr models list`, or a path to a .param file (overrides --preset)
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+impl SettingsArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            scale: self.scale,
+            quality: self.preset,
+            denoise_level: self.denoise,
+            preserve_details: self.preserve_details,
+            guide_scale: self.guide_scale,
+            model: self.model.clone(),
+        }
+    }
+
+    /// The models these settings ask for, loaded; notes about the choice go to stderr.
+    pub fn load(&self, config: &Config, run: &RunArgs) -> anyhow::Result<Enhancer> {
+        let catalog = Catalog::builtin();
+        let recipe = self
+            .settings()
+            .recipe(&catalog)
+            .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+        for note in &recipe.notes {
+            eprintln!("note: {note}");
+        }
+        Ok(Enhancer::load(recipe, config, &catalog, run.options()?)?)
     }
 }

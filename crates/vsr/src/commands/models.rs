@@ -6,6 +6,7 @@ use std::io::Write as _;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::fetch;
+use crate::settings::preset_table;
 
 pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();
@@ -46,6 +47,11 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             }
         )?;
     }
+    writeln!(
+        out,
+        "\nPRESETS (--preset, or \"quality\" in the API; --denoise and --preserve-details pick variants, see docs/models.md)\n"
+    )?;
+    out += &preset_table();
     writeln!(out, "\nmodels directory: {}", config.models_dir.display())?;
     print(&out)
 }

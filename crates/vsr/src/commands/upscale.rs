@@ -6,12 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
-use vsr_runtime::Upscaler;
 
-use super::RunArgs;
-use crate::catalog::Catalog;
+use super::{RunArgs, SettingsArgs};
 use crate::config::Config;
-use crate::model_ref::ModelRef;
 use crate::video::encode::{Codec, EncodeSettings};
 use crate::video::pipeline::{self, Job, Progress};
 use crate::video::Limits;
@@ -23,12 +20,8 @@ pub struct UpscaleArgs {
     /// Output video (.mp4, .mkv, .mov, .webm)
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Upscale factor; picks realesr-animevideov3 at that scale when no model is given
-    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=4))]
-    pub scale: Option<u32>,
-    /// Model name from `vsr models list`, or a path to a .param file
-    #[arg(long)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub model: SettingsArgs,
     /// Output video codec
     #[arg(long, value_enum, default_value_t = Codec::H264)]
     pub codec: Codec,
@@ -57,17 +50,11 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
-    let (model, graph, spec) = ModelRef::choose(
-        args.model.as_deref(),
-        args.scale,
-        config,
-        &Catalog::builtin(),
-    )?;
-    let upscaler = Upscaler::new(&graph, spec, args.run.options()?)?;
+    let enhancer = args.model.load(config, &args.run)?;
     let job = Job {
         input: &args.input,
         output: &args.output,
-        upscaler: &upscaler,
+        enhancer: &enhancer,
         encode: EncodeSettings {
             codec: args.codec,
             crf: args.crf.unwrap_or(args.codec.default_crf()),
@@ -113,7 +100,7 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         summary.input.video.height,
         summary.output_size.0,
         summary.output_size.1,
-        model.name,
+        enhancer.model_names(),
         summary.seconds,
         summary.frames as f64 / summary.seconds.max(1e-9)
     );

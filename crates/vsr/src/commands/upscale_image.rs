@@ -5,13 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use vsr_runtime::Upscaler;
 
-use super::RunArgs;
-use crate::catalog::Catalog;
+use super::{RunArgs, SettingsArgs};
 use crate::config::Config;
 use crate::image::{read_png, write_png, Rgb8};
-use crate::model_ref::ModelRef;
 
 #[derive(Debug, Args)]
 pub struct UpscaleImageArgs {
@@ -20,29 +17,19 @@ pub struct UpscaleImageArgs {
     /// Output PNG
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Model name from `vsr models list`, or a path to a .param file
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Upscale factor; picks realesr-animevideov3 at that scale when no model is given
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
-    pub scale: Option<u32>,
+    #[command(flatten)]
+    pub model: SettingsArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
-    let (model, graph, spec) = ModelRef::choose(
-        args.model.as_deref(),
-        args.scale,
-        config,
-        &Catalog::builtin(),
-    )?;
+    let enhancer = args.model.load(config, &args.run)?;
     let img = read_png(&args.input)?;
-    let up = Upscaler::new(&graph, spec, args.run.options()?)?;
     let start = Instant::now();
-    let out = up
-        .upscale(&img.to_tensor())
-        .with_context(|| format!("upscaling with {}", model.name))?;
+    let out = enhancer
+        .process(&img.to_tensor())
+        .with_context(|| format!("upscaling with {}", enhancer.model_names()))?;
     let result = Rgb8::from_tensor(&out);
     write_png(&args.output, &result)?;
     eprintln!(
@@ -52,7 +39,7 @@ pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
         img.height,
         result.width,
         result.height,
-        model.name,
+        enhancer.model_names(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 
 use super::mkv::RawFormat;
@@ -33,15 +33,17 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Starts decoding the probed video stream of `path` to `format` frames, at most `max_frames`.
+    /// Starts decoding the probed video stream of `path` to `format` frames, through `prefilter`
+    /// (an FFmpeg filter) if any, at most `max_frames`.
     pub fn spawn(
         path: &Path,
         info: &MediaInfo,
         format: RawFormat,
+        prefilter: Option<&str>,
         max_frames: Option<u64>,
     ) -> Result<Self, PipelineError> {
         let abs = std::path::absolute(path).map_err(PipelineError::Io)?;
-        let mut cmd = Command::new("ffmpeg");
+        let mut cmd = crate::subprocess::pipeline_ffmpeg();
         cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "info"])
             .args([
                 "-protocol_whitelist",
@@ -59,9 +61,12 @@ impl Decoder {
                 "passthrough",
                 "-vf",
             ])
-            // YUV to RGB with the source's own matrix; the encoder uses the same one back.
+            // showinfo first, for the decoded timestamps; a denoise pre-filter works on the
+            // source's YUV; then YUV to RGB with the source's own matrix (the encoder uses the
+            // same one back).
             .arg(format!(
-                "showinfo,scale=in_color_matrix={}:in_range={},format={}",
+                "showinfo,{}scale=in_color_matrix={}:in_range={},format={}",
+                prefilter.map_or(String::new(), |f| format!("{f},")),
                 super::encode::color_matrix(info),
                 super::encode::color_range(info),
                 format.ffmpeg_name()

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use vsr_runtime::{Tensor, Upscaler};
+use vsr_runtime::Tensor;
 
-use super::decode::{Decoder, Frame};
+use super::decode::Decoder;
 use super::encode::{set_rotation, EncodeSettings, Encoder};
 use super::mkv::RawFormat;
 use super::probe::{probe, Limits, MediaInfo};
 use super::PipelineError;
+use crate::enhance::Enhancer;
 
 /// Frames in flight between two stages.
 const QUEUE: usize = 2;
@@ -22,7 +23,7 @@ const QUEUE: usize = 2;
 pub struct Job<'a> {
     pub input: &'a Path,
     pub output: &'a Path,
-    pub upscaler: &'a Upscaler,
+    pub enhancer: &'a Enhancer,
     pub encode: EncodeSettings,
     pub limits: Limits,
     /// Largest output frame allowed (width, height).
@@ -54,7 +55,7 @@ pub struct Summary {
 /// Checks the input and the output size; nothing is decoded yet.
 pub fn validate(job: &Job) -> Result<MediaInfo, PipelineError> {
     let info = probe(job.input, &job.limits)?;
-    let s = job.upscaler.spec().scale as u64;
+    let s = job.enhancer.scale() as u64;
     let (w, h) = (info.video.width as u64 * s, info.video.height as u64 * s);
     // Either orientation fits: a portrait 4K frame is as large as a landscape one.
     let (mw, mh) = job.max_output;
@@ -80,6 +81,10 @@ pub fn run(
     let temp = temp_path(job.output, "partial");
     let rotated = temp_path(job.output, "rotated");
     let result = run_to(job, &info, &temp, progress, cancel).and_then(|summary| {
+        // A cancel that arrived while the encoder was finishing still wins.
+        if cancel.load(Ordering::Relaxed) {
+            return Err(PipelineError::Cancelled);
+        }
         let done = if info.video.rotation != 0 {
             set_rotation(&temp, &rotated, info.video.rotation)?;
             &rotated
@@ -119,7 +124,7 @@ fn run_to(
     } else {
         RawFormat::Rgb24
     };
-    let scale = job.upscaler.spec().scale as u32;
+    let scale = job.enhancer.scale() as u32;
     let (w, h) = (info.video.width, info.video.height);
     let out_size = (w * scale, h * scale);
     let total = job
@@ -127,12 +132,19 @@ fn run_to(
         .map_or(info.video.frames, |m| m.min(info.video.frames));
     let started = Instant::now();
 
-    let (frames_tx, frames_rx) = sync_channel::<(Frame, (i64, i64))>(QUEUE);
-    let (out_tx, out_rx) = sync_channel::<(i64, (i64, i64), Vec<u8>)>(QUEUE);
+    // Pixel conversions happen in the decode and encode threads, off the model's path.
+    let (frames_tx, frames_rx) = sync_channel::<(Tensor, i64, (i64, i64))>(QUEUE);
+    let (out_tx, out_rx) = sync_channel::<(Tensor, i64, (i64, i64))>(QUEUE);
     std::thread::scope(|scope| {
         // `move`: each thread owns its end of the queues, so finishing closes them.
         let decoder = scope.spawn(move || -> Result<(), PipelineError> {
-            let mut dec = Decoder::spawn(job.input, info, format, job.max_frames)?;
+            let mut dec = Decoder::spawn(
+                job.input,
+                info,
+                format,
+                job.enhancer.prefilter().as_deref(),
+                job.max_frames,
+            )?;
             while let Some(frame) = dec.next_frame()? {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(PipelineError::Cancelled);
@@ -140,7 +152,8 @@ fn run_to(
                 let tb = dec
                     .time_base()
                     .ok_or_else(|| PipelineError::Decode("no time base reported".into()))?;
-                if frames_tx.send((frame, tb)).is_err() {
+                let input = to_tensor(&frame.data, w as usize, h as usize, format);
+                if frames_tx.send((input, frame.pts, tb)).is_err() {
                     break; // a later stage failed; it reports why
                 }
             }
@@ -148,7 +161,7 @@ fn run_to(
         });
         let encoder = scope.spawn(move || -> Result<(), PipelineError> {
             let mut enc: Option<Encoder> = None;
-            for (pts, tb, data) in out_rx {
+            for (out, pts, tb) in out_rx {
                 if enc.is_none() {
                     enc = Some(Encoder::spawn(
                         job.input,
@@ -160,7 +173,12 @@ fn run_to(
                         &job.encode,
                     )?);
                 }
+                let data = from_tensor(&out, format);
+                job.enhancer.recycle(out);
                 enc.as_mut().expect("started").write(pts, &data)?;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PipelineError::Cancelled); // dropping the encoder kills FFmpeg
             }
             match enc {
                 Some(e) => e.finish(),
@@ -173,22 +191,19 @@ fn run_to(
         // The model runs here, on the calling thread (it has its own worker pool).
         let mut done = 0u64;
         let mut model_result = Ok(());
-        for (frame, tb) in frames_rx.iter() {
+        for (input, pts, tb) in frames_rx.iter() {
             if cancel.load(Ordering::Relaxed) {
                 model_result = Err(PipelineError::Cancelled);
                 break;
             }
-            let input = to_tensor(&frame.data, w as usize, h as usize, format);
-            let out = match job.upscaler.upscale(&input) {
+            let out = match job.enhancer.process(&input) {
                 Ok(o) => o,
                 Err(e) => {
                     model_result = Err(e.into());
                     break;
                 }
             };
-            let bytes = from_tensor(&out, format);
-            job.upscaler.plan().recycle(out);
-            if out_tx.send((frame.pts, tb, bytes)).is_err() {
+            if out_tx.send((out, pts, tb)).is_err() {
                 break;
             }
             done += 1;

@@ -111,3 +111,32 @@ pub fn clip_with_tracks(dir: &Path, seconds: u32) -> PathBuf {
     ]);
     clip
 }
+
+/// A generated H.264 test pattern of `size` ("WxH") at `rate` fps for `seconds`.
+pub fn testsrc_clip(path: &Path, size: &str, rate: u32, seconds: f64) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate={rate}:duration={seconds}"),
+        "-c:v",
+        "libx264",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// The first frame of a video as RGB bytes.
+pub fn first_frame_rgb(path: &Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -1,0 +1,93 @@
+//! A recipe made runnable: its models loaded and chained, the detail blend applied. The video
+//! pipeline, `vsr upscale-image` and the service all upscale through this.
+
+use vsr_runtime::{Options, RunError, Tensor, Upscaler};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::model_ref::{ModelRef, ModelRefError};
+use crate::resample::lanczos3;
+use crate::settings::Recipe;
+
+pub struct Enhancer {
+    recipe: Recipe,
+    names: Vec<String>,
+    passes: Vec<Upscaler>,
+}
+
+impl Enhancer {
+    /// Loads every pass; the product of their scales must be the scale asked for.
+    pub fn load(
+        recipe: Recipe,
+        config: &Config,
+        catalog: &Catalog,
+        options: Options,
+    ) -> Result<Self, ModelRefError> {
+        let mut names = Vec::new();
+        let mut passes = Vec::new();
+        for pass in &recipe.passes {
+            let model = ModelRef::resolve(Some(pass), config, catalog)?;
+            let (graph, spec) = model.load()?;
+            let upscaler = Upscaler::new(&graph, spec, options)
+                .map_err(|e| ModelRefError::Prepare(model.name.clone(), e))?;
+            passes.push(upscaler);
+            names.push(model.name);
+        }
+        let enhancer = Enhancer {
+            recipe,
+            names,
+            passes,
+        };
+        if let Some(wanted) = enhancer.recipe.scale {
+            if wanted as usize != enhancer.scale() {
+                return Err(ModelRefError::ScaleMismatch {
+                    model: enhancer.model_names(),
+                    has: enhancer.scale(),
+                    wanted,
+                });
+            }
+        }
+        Ok(enhancer)
+    }
+
+    /// Output size over input size.
+    pub fn scale(&self) -> usize {
+        self.passes.iter().map(|p| p.spec().scale).product()
+    }
+
+    /// The models in the order they run, for logs and summaries.
+    pub fn model_names(&self) -> String {
+        self.names.join(" + ")
+    }
+
+    /// The FFmpeg filter to apply to decoded frames before they reach `process`.
+    pub fn prefilter(&self) -> Option<String> {
+        self.recipe.prefilter.map(|p| p.ffmpeg_filter())
+    }
+
+    /// Upscales one frame through every pass, then blends in the Lanczos upscale if asked.
+    pub fn process(&self, frame: &Tensor) -> Result<Tensor, RunError> {
+        let mut out = self.passes[0].upscale(frame)?;
+        for (prev, pass) in self.passes.iter().zip(&self.passes[1..]) {
+            let next = pass.upscale(&out)?;
+            prev.plan().recycle(std::mem::replace(&mut out, next));
+        }
+        let a = self.recipe.detail_blend;
+        if a > 0.0 {
+            let classic = lanczos3(frame, out.w, out.h);
+            for (o, c) in out.data.iter_mut().zip(&classic.data) {
+                *o = (1.0 - a) * *o + a * c;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Returns a tensor from `process` so its memory serves the next frame.
+    pub fn recycle(&self, t: Tensor) {
+        self.passes
+            .last()
+            .expect("one pass at least")
+            .plan()
+            .recycle(t);
+    }
+}

@@ -14,16 +14,17 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps build models fixtures media lint bench clean
+.PHONY: serve test deps build models fixtures test-client media lint bench clean
 
+# The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
+# uploads, results and the task database go under ./vsr-data unless configured.
 serve: deps build models
-	@echo "==> vsr is ready; the HTTP server arrives with the service issue. Commands:"
-	$(VSR) --help
-	$(VSR) models list
+	@echo "==> starting vsr serve (Ctrl-C stops it; running tasks resume at the next start)"
+	$(VSR) serve
 
-test: deps build models fixtures lint
+test: deps build models fixtures test-client lint
 	@echo "==> running the test suite"
-	cargo test --workspace --release
+	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) cargo test --workspace --release
 
 deps:
 	@missing=""; \
@@ -52,6 +53,11 @@ $(REF_PY):
 	@echo "==> creating the ncnn reference environment in $(REF_VENV)"
 	python3 -m venv $(REF_VENV)
 	$(REF_PY) -m pip install --disable-pip-version-check -q $(REF_PACKAGES)
+
+# The seed's Python client (requests) for the API compatibility test.
+test-client: $(REF_PY)
+	@$(REF_PY) -c 'import requests' 2>/dev/null && echo "==> python requests present for the seed client test" || \
+		{ echo "==> installing python requests into $(REF_VENV)"; $(REF_PY) -m pip install --disable-pip-version-check -q requests; }
 
 media:
 	python3 tools/test_media.py --wheels $(VSR_CACHE_DIR)/wheels --out $(VSR_TEST_MEDIA)

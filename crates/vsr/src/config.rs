@@ -47,3 +47,191 @@ impl Config {
         self.models_dir.join(format!("{model}.bin"))
     }
 }
+
+/// Everything `vsr serve` and its workers need, from (lowest to highest precedence) defaults,
+/// a TOML file (`--config` or `VSR_CONFIG`), environment variables (the seed's names where it
+/// has one) and flags. `vsr serve --print-config` shows the result.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub host: String,
+    pub port: u16,
+    /// Worker processes, each running one job at a time.
+    pub workers: usize,
+    /// Inference threads per worker (0 = one per core).
+    pub threads: usize,
+    /// Uploaded videos (seed: `UPLOAD_FOLDER`).
+    pub upload_folder: PathBuf,
+    /// Finished videos (seed: `PROCESSED_FOLDER`).
+    pub processed_folder: PathBuf,
+    /// The SQLite database holding tasks and the job queue.
+    pub database: PathBuf,
+    /// Largest upload in bytes (seed: `MAX_CONTENT_LENGTH`).
+    pub max_content_length: u64,
+    /// Free disk space to keep beyond an upload and its expected output, in bytes.
+    pub min_free_disk: u64,
+    /// How long uploads and results are kept, in seconds.
+    pub retention_seconds: u64,
+    /// How often expired files are swept, in seconds.
+    pub sweep_interval_seconds: u64,
+    /// Tasks waiting beyond this many make uploads fail with 429.
+    pub max_queued: u64,
+    /// Signs expiring download links (seed: `SECRET_KEY`); random per start when unset.
+    pub secret_key: Option<String>,
+    /// When non-empty, every endpoint but health needs one of these keys.
+    pub api_keys: Vec<String>,
+    /// Largest output frame, (width, height).
+    pub max_output: (u64, u64),
+    /// Limits on accepted videos.
+    pub limits: crate::video::Limits,
+    /// Log one JSON object per line instead of text.
+    pub log_json: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        let data = PathBuf::from("vsr-data");
+        ServiceConfig {
+            host: "127.0.0.1".into(),
+            port: 5000,
+            workers: 1,
+            threads: 0,
+            upload_folder: data.join("uploads"),
+            processed_folder: data.join("processed"),
+            database: data.join("vsr.db"),
+            max_content_length: 100 * 1024 * 1024,
+            min_free_disk: 256 * 1024 * 1024,
+            retention_seconds: 24 * 3600,
+            sweep_interval_seconds: 60,
+            max_queued: 100,
+            secret_key: None,
+            api_keys: Vec::new(),
+            max_output: (7680, 4320),
+            limits: crate::video::Limits::default(),
+            log_json: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0}: {1}")]
+    File(PathBuf, String),
+    #[error("environment variable {0}: {1}")]
+    Env(&'static str, String),
+}
+
+impl ServiceConfig {
+    /// Defaults, then the TOML file, then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<ServiceConfig, ConfigError> {
+        let file = file
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("VSR_CONFIG").map(PathBuf::from));
+        let mut config = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File(path.clone(), e.to_string()))?;
+                toml::from_str(&text).map_err(|e| ConfigError::File(path.clone(), e.to_string()))?
+            }
+            None => ServiceConfig::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(key: &'static str, v: String) -> Result<T, ConfigError> {
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::Env(key, format!("cannot parse {v:?}")))
+        }
+        if let Some(v) = get("VSR_HOST") {
+            self.host = v;
+        }
+        if let Some(v) = get("VSR_PORT") {
+            self.port = parse("VSR_PORT", v)?;
+        }
+        if let Some(v) = get("VSR_WORKERS") {
+            self.workers = parse("VSR_WORKERS", v)?;
+        }
+        if let Some(v) = get("VSR_THREADS") {
+            self.threads = parse("VSR_THREADS", v)?;
+        }
+        if let Some(v) = get("UPLOAD_FOLDER") {
+            self.upload_folder = v.into();
+        }
+        if let Some(v) = get("PROCESSED_FOLDER") {
+            self.processed_folder = v.into();
+        }
+        if let Some(v) = get("VSR_DATABASE") {
+            self.database = v.into();
+        }
+        if let Some(v) = get("MAX_CONTENT_LENGTH") {
+            self.max_content_length = parse("MAX_CONTENT_LENGTH", v)?;
+        }
+        if let Some(v) = get("VSR_RETENTION_SECONDS") {
+            self.retention_seconds = parse("VSR_RETENTION_SECONDS", v)?;
+        }
+        if let Some(v) = get("VSR_SWEEP_INTERVAL_SECONDS") {
+            self.sweep_interval_seconds = parse("VSR_SWEEP_INTERVAL_SECONDS", v)?;
+        }
+        if let Some(v) = get("VSR_MAX_QUEUED") {
+            self.max_queued = parse("VSR_MAX_QUEUED", v)?;
+        }
+        if let Some(v) = get("SECRET_KEY") {
+            self.secret_key = Some(v);
+        }
+        if let Some(v) = get("VSR_API_KEYS") {
+            self.api_keys = v
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("VSR_LOG_JSON") {
+            self.log_json = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        Ok(())
+    }
+
+    /// The effective values as TOML, secrets masked.
+    pub fn to_toml_masked(&self) -> String {
+        let mut shown = self.clone();
+        shown.secret_key = shown.secret_key.as_ref().map(|_| "(set)".into());
+        shown.api_keys = shown.api_keys.iter().map(|_| "(set)".into()).collect();
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_seed_names_work() {
+        let mut c: ServiceConfig = toml::from_str("port = 6000\nworkers = 3").unwrap();
+        assert_eq!(
+            (c.port, c.workers, c.max_content_length),
+            (6000, 3, 100 << 20)
+        );
+        let env = [
+            ("MAX_CONTENT_LENGTH", "1000"),
+            ("UPLOAD_FOLDER", "/u"),
+            ("VSR_PORT", "7000"),
+            ("VSR_API_KEYS", "a, b,"),
+        ];
+        c.apply_env(|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        assert_eq!((c.port, c.max_content_length), (7000, 1000));
+        assert_eq!(c.upload_folder, PathBuf::from("/u"));
+        assert_eq!(c.api_keys, ["a", "b"]);
+        let bad = c.apply_env(|k| (k == "VSR_PORT").then(|| "x".to_string()));
+        assert!(matches!(bad, Err(ConfigError::Env("VSR_PORT", _))));
+        assert!(toml::from_str::<ServiceConfig>("prot = 1").is_err());
+        assert!(!c.to_toml_masked().contains("\"a\""));
+    }
+}

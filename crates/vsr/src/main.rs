@@ -8,6 +8,7 @@ mod fetch;
 mod image;
 mod model_ref;
 mod resample;
+mod service;
 mod settings;
 mod subprocess;
 mod video;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 use commands::bench::BenchArgs;
 use commands::probe::ProbeArgs;
+use commands::serve::{ServeArgs, WorkerArgs};
 use commands::upscale::UpscaleArgs;
 use commands::upscale_image::UpscaleImageArgs;
 use config::Config;
@@ -51,6 +53,11 @@ enum Command {
     Bench(BenchArgs),
     /// Show what a video is and whether VSR accepts it
     Probe(ProbeArgs),
+    /// Run the HTTP service (API and web page) with its worker processes
+    Serve(ServeArgs),
+    /// Run one worker process (started by `vsr serve`)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,5 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::UpscaleImage(args) => commands::upscale_image::run(&config, args),
         Command::Bench(args) => commands::bench::run(&config, args),
         Command::Probe(args) => commands::probe::run(args),
+        Command::Serve(args) => commands::serve::serve(config, args),
+        Command::Worker(args) => commands::serve::worker(config, args),
     }
 }

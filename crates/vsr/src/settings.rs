@@ -67,7 +67,7 @@ pub const DETAIL_BLEND: f32 = 0.25;
 
 /// The user's request. Every field has a default, so `{}` is a valid request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Settings {
     /// 2, 3, 4 or 8; `None` means 4, or the chosen model's own scale.
     pub scale: Option<u32>,
@@ -79,6 +79,9 @@ pub struct Settings {
     pub guide_scale: Option<f64>,
     /// A model name or a `.param` path, instead of the preset's choice.
     pub model: Option<String>,
+    /// Output codec (default H.264) and CRF (default: visually lossless for the codec).
+    pub codec: Option<crate::video::encode::Codec>,
+    pub crf: Option<u32>,
 }
 
 /// A setting that cannot be honoured; `field` uses the API's names.
@@ -129,6 +132,14 @@ impl Settings {
         let bad = |field, reason: String| SettingsError { field, reason };
         if let Some(s) = self.scale.filter(|s| !SCALES.contains(s)) {
             return Err(bad("scale", format!("{s} is not one of 2, 3, 4, 8")));
+        }
+        let max_crf = if self.codec == Some(crate::video::encode::Codec::Av1) {
+            63
+        } else {
+            51
+        };
+        if let Some(crf) = self.crf.filter(|&c| c > max_crf) {
+            return Err(bad("crf", format!("{crf} is not 0 to {max_crf}")));
         }
         if self.denoise_level > 3 {
             return Err(bad(
@@ -261,7 +272,10 @@ mod tests {
         let c = Catalog::builtin();
         for p in Preset::ALL {
             for s in [2, 3, 4] {
-                let m = c.get(p.base_model(s)).expect(p.base_model(s));
+                let name = p.base_model(s);
+                let m = c
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{name} not in the catalog"));
                 assert_eq!(m.scale as u32, s);
             }
         }

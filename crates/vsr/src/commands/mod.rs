@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod models;
 pub mod probe;
+pub mod serve;
 pub mod upscale;
 pub mod upscale_image;
 
@@ -100,6 +101,8 @@ impl SettingsArgs {
             preserve_details: self.preserve_details,
             guide_scale: self.guide_scale,
             model: self.model.clone(),
+            codec: None,
+            crf: None,
         }
     }
 

@@ -42,7 +42,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Limits on what we accept (checked before decoding).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Limits {
     pub max_file_bytes: u64,
     pub max_width: u32,

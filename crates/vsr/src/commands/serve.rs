@@ -1,0 +1,88 @@
+//! `vsr serve` and `vsr worker`: configuration and logging at the binary's edge; the service
+//! itself is in `crate::service`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{Config, ServiceConfig};
+use crate::service;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file [env: VSR_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port [default: 5000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Worker processes [default: 1]
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Log one JSON object per line
+    #[arg(long)]
+    pub log_json: bool,
+    /// Print the effective configuration and exit
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[arg(long, default_value_t = 0)]
+    pub slot: usize,
+}
+
+pub fn serve(base: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServiceConfig::load(args.config.as_deref())?;
+    if let Some(h) = &args.host {
+        config.host = h.clone();
+    }
+    if let Some(p) = args.port {
+        config.port = p;
+    }
+    if let Some(w) = args.workers {
+        config.workers = w;
+    }
+    config.log_json |= args.log_json;
+    if args.print_config {
+        print!("{}", config.to_toml_masked());
+        return Ok(());
+    }
+    init_logging(config.log_json);
+    runtime()?.block_on(service::serve(base, config))
+}
+
+pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
+    let config: ServiceConfig = match std::env::var(service::CONFIG_ENV) {
+        Ok(json) => serde_json::from_str(&json)?,
+        Err(_) => ServiceConfig::load(None)?,
+    };
+    init_logging(config.log_json);
+    runtime()?.block_on(service::worker::run(base, config, args.slot))
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,apalis=warn".into());
+    // Colours only on a terminal: log files and journald get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

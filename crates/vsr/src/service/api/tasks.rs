@@ -1,0 +1,189 @@
+//! Following and controlling tasks: status, progress, live events, cancel, delete, list.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::view::{progress_view, task_view};
+use crate::service::auth::Owner;
+use crate::service::problem::Problem;
+use crate::service::store::{Status, Task};
+use crate::service::AppState;
+
+/// How often live views look at the database; progress reaches clients within this.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The task if it exists and the caller may see it.
+pub async fn visible(app: &AppState, owner: &Owner, id: &str) -> Result<Task, Problem> {
+    match app.store.get(id).await? {
+        Some(t) if owner.may_see(&t.owner) => Ok(t),
+        _ => Err(Problem::not_found(id)),
+    }
+}
+
+pub async fn status(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    Ok(Json(task_view(&app, &task)))
+}
+
+pub async fn progress(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    Ok(Json(progress_view(&task)))
+}
+
+/// Server-Sent Events: a `progress` event whenever progress changes, then one `done` event
+/// with the final status, then the stream ends.
+pub async fn events(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    visible(&app, &owner, &id).await?;
+    let state = (app, id, None::<Value>, false);
+    let stream = stream::unfold(state, |(app, id, last, finished)| async move {
+        if finished {
+            return None;
+        }
+        loop {
+            let task = match app.store.get(&id).await {
+                Ok(Some(t)) => t,
+                _ => {
+                    let gone = Event::default()
+                        .event("done")
+                        .data(json!({"taskId": id, "status": "deleted"}).to_string());
+                    return Some((Ok(gone), (app, id, last, true)));
+                }
+            };
+            if task.status.is_terminal() {
+                let done = Event::default()
+                    .event("done")
+                    .data(task_view(&app, &task).to_string());
+                return Some((Ok(done), (app, id, last, true)));
+            }
+            let view = progress_view(&task);
+            if last.as_ref() != Some(&view) {
+                let event = Event::default().event("progress").data(view.to_string());
+                return Some((Ok(event), (app, id, Some(view), false)));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Stops a queued or running task within a second; repeating it is harmless.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    match task.status {
+        Status::Cancelled => return Ok(Json(task_view(&app, &task))),
+        Status::Completed | Status::Failed | Status::Expired => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "task_finished",
+                format!(
+                    "task {id} is already {}; nothing to cancel",
+                    task.status.as_str()
+                ),
+            ))
+        }
+        Status::Queued | Status::Processing => {}
+    }
+    app.store.request_cancel(&id).await?;
+    if task.status == Status::Queued {
+        let expires = crate::service::store::now_ms() + app.config.retention_seconds as i64 * 1000;
+        app.store
+            .finish(&id, Status::Cancelled, None, expires, None)
+            .await?;
+    }
+    // The worker notices within its polling interval; wait for it to confirm.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = app
+            .store
+            .get(&id)
+            .await?
+            .ok_or_else(|| Problem::not_found(&id))?;
+        if now.status.is_terminal() || tokio::time::Instant::now() > deadline {
+            if now.status.is_terminal() {
+                remove_input(&now);
+            }
+            return Ok(Json(task_view(&app, &now)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes a task and its files now (cancelling it first if it runs).
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    if !task.status.is_terminal() {
+        app.store.request_cancel(&id).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < deadline {
+            match app.store.get(&id).await? {
+                Some(t) if !t.status.is_terminal() && t.status == Status::Processing => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => break,
+            }
+        }
+    }
+    app.store.delete(&id).await?;
+    remove_input(&task);
+    let _ = std::fs::remove_file(&task.output_path);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, Problem> {
+    let per_page = page.per_page.unwrap_or(20).clamp(1, 100);
+    let number = page.page.unwrap_or(1).max(1);
+    let (tasks, total) = app
+        .store
+        .list(owner.0.as_deref(), (number - 1) * per_page, per_page)
+        .await?;
+    Ok(Json(json!({
+        "tasks": tasks.iter().map(|t| task_view(&app, t)).collect::<Vec<_>>(),
+        "page": number,
+        "perPage": per_page,
+        "total": total,
+    })))
+}
+
+/// The upload is only needed until the task ends.
+pub fn remove_input(task: &Task) {
+    let _ = std::fs::remove_file(&task.input_path);
+}

@@ -1,0 +1,125 @@
+//! `vsr serve`: the HTTP API over an embedded task store, with jobs run by worker processes.
+//! upload (api) -> task row + job (store, queue) -> worker process (worker) -> video pipeline
+//! -> result in PROCESSED_FOLDER -> download (api) -> expiry (sweeper).
+
+mod api;
+mod auth;
+mod problem;
+mod queue;
+mod store;
+mod supervisor;
+mod sweeper;
+pub mod worker;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use supervisor::CONFIG_ENV;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, ServiceConfig};
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests by status class, 1xx to 5xx.
+    pub requests: [AtomicU64; 5],
+    pub upload_bytes: AtomicU64,
+}
+
+/// What every request handler can reach.
+pub struct App {
+    pub config: ServiceConfig,
+    pub base: Config,
+    pub catalog: Catalog,
+    pub store: store::Store,
+    pub queue: queue::Queue,
+    pub keys: auth::Keys,
+    /// Signs download links.
+    pub secret: Vec<u8>,
+    pub metrics: Metrics,
+}
+
+pub type AppState = Arc<App>;
+
+pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
+    for dir in [&config.upload_folder, &config.processed_folder] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(parent) = config
+        .database
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let store = store::Store::open(&config.database)
+        .await
+        .with_context(|| format!("opening {}", config.database.display()))?;
+    let queue = queue::Queue::open(store.pool()).await?;
+    sweeper::remove_stale_temporaries(&config.processed_folder);
+    // Tasks a stopped server left running, and any still waiting, are queued afresh
+    // (a job delivered twice runs once: workers claim the task row).
+    let requeued = store.requeue_interrupted().await?;
+    if !requeued.is_empty() {
+        tracing::info!(count = requeued.len(), "interrupted tasks re-queued");
+    }
+    for id in store.queued_ids().await? {
+        queue.push(&id).await?;
+    }
+    let secret = match &config.secret_key {
+        Some(k) => k.as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "SECRET_KEY is not set: download links stop working when the server restarts"
+            );
+            uuid::Uuid::new_v4().as_bytes().to_vec()
+        }
+    };
+    let app = Arc::new(App {
+        keys: auth::Keys::new(&config.api_keys),
+        catalog: Catalog::builtin(),
+        metrics: Metrics::default(),
+        secret,
+        store,
+        queue,
+        base,
+        config,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for slot in 0..app.config.workers.max(1) {
+        workers.push(tokio::spawn(supervisor::supervise(
+            app.clone(),
+            slot,
+            stop_rx.clone(),
+        )));
+    }
+    tokio::spawn(sweeper::sweep_forever(app.clone()));
+
+    let addr = format!("{}:{}", app.config.host, app.config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, workers = app.config.workers, "serving");
+    axum::serve(listener, api::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopping workers");
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

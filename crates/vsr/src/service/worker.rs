@@ -1,0 +1,223 @@
+//! `vsr worker`: a separate process that takes jobs from the queue and runs them through the
+//! video pipeline, so a crash while decoding a hostile file fails that task, not the server.
+//! Progress goes to the task row every 250 ms; a cancel request comes back the same way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use tracing::Instrument;
+
+use super::queue::{Queue, UpscaleJob};
+use super::store::{now_ms, Status, Store, Task};
+use crate::catalog::Catalog;
+use crate::config::{Config, ServiceConfig};
+use crate::enhance::Enhancer;
+use crate::video::encode::{Codec, EncodeSettings};
+use crate::video::pipeline::{self, Job, Progress};
+use crate::video::PipelineError;
+
+/// How often progress is written and cancel requests are read.
+const REPORT: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+struct Worker {
+    base: Arc<Config>,
+    config: Arc<ServiceConfig>,
+    store: Store,
+    /// Set on SIGTERM: the running task stops and goes back to the queue.
+    shutdown: Arc<AtomicBool>,
+}
+
+pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> anyhow::Result<()> {
+    // If the server dies (even by SIGKILL), this worker gets SIGTERM: it puts its task back
+    // in the queue for the next server instead of running on unsupervised.
+    // SAFETY: prctl with an integer signal number has no memory effects.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    if std::os::unix::process::parent_id() == 1 {
+        anyhow::bail!("the server that started this worker is gone");
+    }
+    let store = Store::open(&config.database).await?;
+    let queue = Queue::open(store.pool()).await?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let state = Worker {
+        base: Arc::new(base),
+        config: Arc::new(config),
+        store,
+        shutdown: shutdown.clone(),
+    };
+    tracing::info!(slot, pid = std::process::id(), "worker ready");
+    let worker = WorkerBuilder::new(format!("vsr-worker-{slot}"))
+        .concurrency(1)
+        .data(state)
+        .backend(queue.storage())
+        .build_fn(handle);
+    Monitor::new()
+        .register(worker)
+        .shutdown_timeout(Duration::from_secs(20))
+        .run_with_signal(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+            shutdown.store(true, Ordering::Relaxed);
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+async fn handle(job: UpscaleJob, worker: Data<Worker>) -> Result<(), BoxDynError> {
+    // Claiming fails if another worker has it or it was cancelled meanwhile: nothing to do.
+    let Some(task) = worker.store.claim(&job.task_id, std::process::id()).await? else {
+        return Ok(());
+    };
+    let span = tracing::info_span!("task", task = %task.id);
+    run_task(&worker, task).instrument(span).await?;
+    Ok(())
+}
+
+async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
+    tracing::info!(input = %task.input_path.display(), models = ?task.models, "task started");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
+    let blocking = {
+        let (base, config, task, cancel) = (
+            worker.base.clone(),
+            worker.config.clone(),
+            task.clone(),
+            cancel.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            upscale(&base, &config, &task, &cancel, &mut |p| {
+                tx.send_replace(Some(p.clone()));
+            })
+        })
+    };
+    tokio::pin!(blocking);
+    let result = loop {
+        tokio::select! {
+            r = &mut blocking => break r.unwrap_or_else(|e| Err(TaskError::new("worker_panicked", e.to_string()))),
+            _ = tokio::time::sleep(REPORT) => {
+                let p = rx.borrow().clone();
+                let (stage, done, total, fps, eta) = match &p {
+                    Some(p) => ("upscaling", p.current_frame, p.total_frames, p.fps, p.eta_seconds),
+                    None => ("loading_model", 0, task.total_frames, 0.0, 0.0),
+                };
+                let cancelled = worker.store.progress(&task.id, stage, (done, total), fps, eta).await?;
+                if cancelled || worker.shutdown.load(Ordering::Relaxed) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let expires = now_ms() + worker.config.retention_seconds as i64 * 1000;
+    let store = &worker.store;
+    match result {
+        Ok(frames) => {
+            let bytes = std::fs::metadata(&task.output_path)
+                .map(|m| m.len() as i64)
+                .ok();
+            let last = rx.borrow().clone();
+            if let Some(p) = last {
+                store
+                    .progress(
+                        &task.id,
+                        "completed",
+                        (p.current_frame, p.total_frames.max(frames)),
+                        p.fps,
+                        0.0,
+                    )
+                    .await?;
+            }
+            store
+                .finish(&task.id, Status::Completed, None, expires, bytes)
+                .await?;
+            let _ = std::fs::remove_file(&task.input_path);
+            tracing::info!(frames, bytes, "task completed");
+        }
+        Err(e) if e.code == "cancelled" && worker.shutdown.load(Ordering::Relaxed) => {
+            store.release(&task.id).await?;
+            tracing::info!("worker stopping; task returned to the queue");
+        }
+        Err(e) if e.code == "cancelled" => {
+            store
+                .finish(&task.id, Status::Cancelled, None, expires, None)
+                .await?;
+            let _ = std::fs::remove_file(&task.input_path);
+            tracing::info!("task cancelled");
+        }
+        Err(e) => {
+            store
+                .finish(
+                    &task.id,
+                    Status::Failed,
+                    Some((e.code, &e.message)),
+                    expires,
+                    None,
+                )
+                .await?;
+            let _ = std::fs::remove_file(&task.input_path);
+            tracing::warn!(code = e.code, error = %e.message, "task failed");
+        }
+    }
+    Ok(())
+}
+
+struct TaskError {
+    code: &'static str,
+    message: String,
+}
+
+impl TaskError {
+    fn new(code: &'static str, message: String) -> TaskError {
+        TaskError { code, message }
+    }
+}
+
+impl From<PipelineError> for TaskError {
+    fn from(e: PipelineError) -> TaskError {
+        TaskError::new(e.code(), e.to_string())
+    }
+}
+
+/// Loads the task's models and runs the pipeline; the number of frames written.
+fn upscale(
+    base: &Config,
+    config: &ServiceConfig,
+    task: &Task,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<u64, TaskError> {
+    let catalog = Catalog::builtin();
+    let recipe = task
+        .settings
+        .recipe(&catalog)
+        .map_err(|e| TaskError::new("invalid_settings", e.to_string()))?;
+    let options = vsr_runtime::Options {
+        isa: vsr_runtime::Isa::detect(),
+        threads: config.threads,
+        memory_budget: 2 << 30,
+        tile: None,
+    };
+    let enhancer = Enhancer::load(recipe, base, &catalog, options)
+        .map_err(|e| TaskError::new("model_failed", e.to_string()))?;
+    let codec = task.settings.codec.unwrap_or(Codec::H264);
+    let job = Job {
+        input: &task.input_path,
+        output: &task.output_path,
+        enhancer: &enhancer,
+        encode: EncodeSettings {
+            codec,
+            crf: task.settings.crf.unwrap_or(codec.default_crf()),
+            shortest: false,
+        },
+        limits: config.limits.clone(),
+        max_output: config.max_output,
+        max_frames: None,
+    };
+    Ok(pipeline::run(&job, progress, cancel)?.frames)
+}

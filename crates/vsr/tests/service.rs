@@ -1,0 +1,604 @@
+//! `vsr serve` driven over HTTP on a loopback port, with real videos and real models: the
+//! whole task life cycle, every error, cancel, restart mid-job, expiry and API keys.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::testsrc_clip;
+use reqwest::blocking::{multipart, Client};
+use serde_json::{json, Value};
+
+/// A server on a free port with its own folders and database, stopped when dropped.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    client: Client,
+}
+
+impl Server {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Server {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let d = &self.dir;
+        let child = Command::new(env!("CARGO_BIN_EXE_vsr"))
+            .args(["serve", "--port", &self.port.to_string(), "--workers", "1"])
+            .env("UPLOAD_FOLDER", d.join("uploads"))
+            .env("PROCESSED_FOLDER", d.join("processed"))
+            .env("VSR_DATABASE", d.join("vsr.db"))
+            .env("VSR_THREADS", "2")
+            .env("SECRET_KEY", "test-secret")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join(format!("server-{}.log", self.port))).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.client.get(self.url("/healthz")).send().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    fn post(&self, path: &str) -> (u16, Value) {
+        let r = self.client.post(self.url(path)).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    fn upload(&self, video: &Path, settings: Value) -> (u16, Value) {
+        let form = multipart::Form::new()
+            .text("settings", settings.to_string())
+            .file("video", video)
+            .unwrap();
+        let r = self
+            .client
+            .post(self.url("/api/upload"))
+            .multipart(form)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    /// Polls the task until `done` says so, returning its last status.
+    fn wait_for(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let (_, status) = self.get(&format!("/api/status/{id}"));
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "timed out: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+
+    fn files_in(&self, folder: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.join(folder))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-TERM");
+        }
+    }
+}
+
+fn terminal(s: &Value) -> bool {
+    ["completed", "failed", "cancelled", "expired"].contains(&s["status"].as_str().unwrap_or(""))
+}
+
+fn id(v: &Value) -> String {
+    v["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no taskId in {v}"))
+        .to_string()
+}
+
+fn probe_size(file: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Upload -> progress advances (polled and as events) -> completed -> the download plays at
+/// the right size, whole and in ranges; then the task is listed, and deleted.
+#[test]
+fn task_life_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "160x90", 25, 2.0);
+    let server = Server::start(dir.path(), &[]);
+
+    let (code, task) = server.upload(
+        &clip,
+        json!({"scale": 2, "quality": "fast", "guideScale": 7.5}),
+    );
+    assert_eq!(code, 202, "{task}");
+    let id = id(&task);
+    assert_eq!(task["status"], "queued");
+    assert_eq!(task["downloadUrl"], Value::Null);
+    assert_eq!(task["output"]["width"], 320);
+    assert!(task["settings"]["notes"]
+        .to_string()
+        .contains("guideScale 7.5 is not applicable"));
+
+    // Events in the background while progress is polled here.
+    let events_url = server.url(&format!("/api/events/{id}"));
+    let events = std::thread::spawn(move || {
+        let r = Client::new().get(events_url).send().unwrap();
+        BufReader::new(r)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("event:"))
+            .collect::<Vec<_>>()
+    });
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    loop {
+        let (code, p) = server.get(&format!("/api/progress/{id}"));
+        assert_eq!(code, 200);
+        seen.push(p["currentFrame"].as_u64().unwrap());
+        if p["status"] == "completed" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{p}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|&f| f > 0 && f < 50),
+        "no intermediate progress seen: {seen:?}"
+    );
+    let events = events.join().unwrap();
+    assert!(events.iter().any(|e| e == "event: progress"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("event: done"));
+
+    let (_, status) = server.get(&format!("/api/status/{id}"));
+    assert_eq!(status["progress"], 100.0);
+    for key in ["createdAt", "startedAt", "finishedAt", "expiresAt"] {
+        assert!(status[key].is_string(), "{key}: {status}");
+    }
+    // The signed link works; the file plays at 2x with every frame.
+    let url = server.url(status["downloadUrl"].as_str().unwrap());
+    let r = server.client.get(&url).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("clip_320x180.mp4"));
+    let bytes = r.bytes().unwrap();
+    let out = dir.path().join("result.mp4");
+    std::fs::write(&out, &bytes).unwrap();
+    assert_eq!(probe_size(&out), "320,180,50");
+    let part = server
+        .client
+        .get(&url)
+        .header("Range", "bytes=10-19")
+        .send()
+        .unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.bytes().unwrap(), bytes[10..20]);
+
+    let (_, list) = server.get("/api/tasks?perPage=5");
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["tasks"][0]["taskId"], id.as_str());
+    let r = server
+        .client
+        .delete(server.url(&format!("/api/tasks/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(server.get(&format!("/api/status/{id}")).0, 404);
+    assert!(server.files_in("processed").is_empty());
+    assert!(server.files_in("uploads").is_empty());
+}
+
+/// Cancel stops a running task within a second, leaves no files, and repeats harmlessly.
+#[test]
+fn cancel_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("long.mp4");
+    testsrc_clip(&clip, "320x180", 25, 20.0);
+    let server = Server::start(dir.path(), &[]);
+    let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+    let id = id(&task);
+    server.wait_for(&id, 60, |s| {
+        s["stage"] == "upscaling" && s["progress"].as_f64().unwrap() > 0.0
+    });
+    let asked = Instant::now();
+    let (code, cancelled) = server.post(&format!("/api/cancel/{id}"));
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        asked.elapsed()
+    );
+    let (code, again) = server.post(&format!("/api/cancel/{id}"));
+    assert_eq!((code, again["status"].as_str()), (200, Some("cancelled")));
+    let (code, p) = server.get(&format!("/api/download/{id}"));
+    assert_eq!((code, p["code"].as_str()), (409, Some("not_ready")));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.files_in("processed").is_empty(),
+        "{:?}",
+        server.files_in("processed")
+    );
+    assert!(
+        server.files_in("uploads").is_empty(),
+        "{:?}",
+        server.files_in("uploads")
+    );
+}
+
+/// Every refusal has its status and stable code.
+#[test]
+fn errors_have_status_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "64x48", 10, 0.5);
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "this is not a video\n".repeat(100)).unwrap();
+    let big = dir.path().join("big.mp4");
+    testsrc_clip(&big, "640x360", 25, 4.0);
+    let server = Server::start(dir.path(), &[("MAX_CONTENT_LENGTH", "60000")]);
+    let expect = |(code, body): (u16, Value), want: u16, want_code: &str| {
+        assert_eq!(
+            (code, body["code"].as_str()),
+            (want, Some(want_code)),
+            "{body}"
+        );
+        body
+    };
+    expect(server.get("/api/status/nope"), 404, "task_not_found");
+    let b = expect(
+        server.upload(&clip, json!({"scale": 5})),
+        400,
+        "invalid_settings",
+    );
+    assert_eq!(b["field"], "scale");
+    let b = expect(
+        server.upload(&clip, json!({"denoiseLevel": "high"})),
+        400,
+        "invalid_settings",
+    );
+    assert_eq!(b["field"], "denoiseLevel");
+    let b = expect(
+        server.upload(&clip, json!({"colour": 1})),
+        400,
+        "invalid_settings",
+    );
+    assert!(b["detail"].as_str().unwrap().contains("colour"));
+    expect(
+        server.upload(&clip, json!({"model": "no-such-model"})),
+        400,
+        "model_unavailable",
+    );
+    let b = expect(server.upload(&text, json!({})), 415, "unreadable_media");
+    assert!(
+        !b["detail"].as_str().unwrap().contains("uploads/"),
+        "server path leaked: {b}"
+    );
+    // Too large: refused from the declared length, before any of the body is read...
+    let head = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n";
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut conn, &mut reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 413") && reply.contains("too_large"),
+        "{reply}"
+    );
+    // ...and when streamed without a length, once the count passes the limit.
+    let chunked = std::fs::read(&big).unwrap();
+    let part = multipart::Part::reader(std::io::Cursor::new(chunked)).file_name("big.mp4");
+    let form = multipart::Form::new().part("video", part);
+    // The server answers 413 and closes as soon as the count passes the limit; the client,
+    // still sending, may only see the closed connection. Either way the log has the 413.
+    if let Ok(r) = server
+        .client
+        .post(server.url("/api/upload"))
+        .multipart(form)
+        .send()
+    {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log =
+        std::fs::read_to_string(server.dir.join(format!("server-{}.log", server.port))).unwrap();
+    assert_eq!(log.matches("status=413").count(), 2, "{log}");
+    expect(server.get("/no/such/endpoint"), 404, "not_found");
+    // Nothing was left behind by any refusal.
+    assert!(
+        server.files_in("uploads").is_empty(),
+        "{:?}",
+        server.files_in("uploads")
+    );
+    drop(server);
+
+    // A full queue, and a disk too small.
+    let server = Server::start(dir.path(), &[("VSR_MAX_QUEUED", "0")]);
+    expect(server.upload(&clip, json!({})), 429, "queue_full");
+    drop(server);
+    let config = dir.path().join("vsr.toml");
+    std::fs::write(&config, "min_free_disk = 1000000000000000\n").unwrap();
+    let server = Server::start(dir.path(), &[("VSR_CONFIG", config.to_str().unwrap())]);
+    expect(server.upload(&clip, json!({})), 507, "insufficient_storage");
+}
+
+/// Stopping the server mid-job (SIGTERM, then SIGKILL) loses nothing: on restart the task
+/// is re-queued and completes.
+#[test]
+fn restart_mid_job_completes_the_task() {
+    for signal in ["-TERM", "-KILL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.mp4");
+        testsrc_clip(&clip, "160x90", 25, 6.0);
+        let mut server = Server::start(dir.path(), &[]);
+        let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+        let id = id(&task);
+        server.wait_for(&id, 60, |s| s["progress"].as_f64().unwrap_or(0.0) > 5.0);
+        server.signal(signal);
+        std::thread::sleep(Duration::from_millis(500));
+        server.spawn();
+        let done = server.wait_for(&id, 180, terminal);
+        assert_eq!(done["status"], "completed", "{signal}: {done}");
+        let r = server
+            .client
+            .get(server.url(done["downloadUrl"].as_str().unwrap()))
+            .send()
+            .unwrap();
+        let out = dir.path().join("result.mp4");
+        std::fs::write(&out, r.bytes().unwrap()).unwrap();
+        assert_eq!(probe_size(&out), "320,180,150", "{signal}");
+        let leftovers: Vec<_> = server
+            .files_in("processed")
+            .into_iter()
+            .filter(|f| f.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{signal}: {leftovers:?}");
+    }
+}
+
+/// Results expire after the retention period: files removed, status expired, download 410.
+#[test]
+fn expiry_removes_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "64x48", 10, 0.5);
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("VSR_RETENTION_SECONDS", "2"),
+            ("VSR_SWEEP_INTERVAL_SECONDS", "1"),
+        ],
+    );
+    let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+    let id = id(&task);
+    server.wait_for(&id, 60, |s| s["status"] == "completed");
+    assert_eq!(server.files_in("processed").len(), 1);
+    server.wait_for(&id, 20, |s| s["status"] == "expired");
+    assert!(server.files_in("processed").is_empty());
+    let (code, body) = server.get(&format!("/api/download/{id}"));
+    assert_eq!((code, body["code"].as_str()), (410, Some("expired")));
+}
+
+/// With API keys, everything but health needs one, tasks are private to their key, and
+/// signed download links work without one.
+#[test]
+fn api_keys_and_signed_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "64x48", 10, 0.5);
+    let server = Server::start(dir.path(), &[("VSR_API_KEYS", "key-one,key-two")]);
+    assert_eq!(server.get("/healthz").0, 200);
+    let (code, body) = server.get("/api/tasks");
+    assert_eq!((code, body["code"].as_str()), (401, Some("unauthorized")));
+    let with = |key: &str| {
+        server
+            .client
+            .get(server.url("/api/tasks"))
+            .header("X-API-Key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(with("key-one"), 200);
+    assert_eq!(with("key-three"), 401);
+    let form = multipart::Form::new()
+        .text("settings", r#"{"scale":2,"quality":"fast"}"#)
+        .file("video", &clip)
+        .unwrap();
+    let r = server
+        .client
+        .post(server.url("/api/upload"))
+        .header("Authorization", "Bearer key-one")
+        .multipart(form)
+        .send()
+        .unwrap();
+    let task: Value = r.json().unwrap();
+    let id = id(&task);
+    let status = |key: &str| -> (u16, Value) {
+        let r = server
+            .client
+            .get(server.url(&format!("/api/status/{id}")))
+            .header("X-API-Key", key)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    assert_eq!(status("key-two").0, 404, "another key sees the task");
+    let started = Instant::now();
+    let done = loop {
+        let (_, s) = status("key-one");
+        if terminal(&s) {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let link = done["downloadUrl"].as_str().unwrap();
+    assert_eq!(
+        server
+            .client
+            .get(server.url(link))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let forged = link.replace("signature=", "signature=00");
+    assert_eq!(
+        server
+            .client
+            .get(server.url(&forged))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+}
+
+/// The seed's own Python client works unchanged (when Python's `requests` is available).
+#[test]
+fn seed_python_example_works() {
+    let python = std::env::var("VSR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_requests = Command::new(&python)
+        .args(["-c", "import requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_requests,
+        "{python} has no `requests` (make test installs it; set VSR_TEST_PYTHON)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("input.mp4");
+    testsrc_clip(&clip, "64x48", 10, 0.5);
+    let server = Server::start(dir.path(), &[]);
+    let script = format!(
+        r#"
+import json, time
+import requests
+
+# Upload video
+files = {{'video': open('input.mp4', 'rb')}}
+settings = {{
+    'scale': 4,
+    'denoiseLevel': 0,
+    'preserveDetails': True,
+    'quality': 'balanced',
+    'guideScale': 7.5
+}}
+data = {{'settings': json.dumps(settings)}}
+
+response = requests.post('http://localhost:{port}/api/upload',
+                        files=files,
+                        data=data)
+task_id = response.json()['taskId']
+
+# Check status
+status = requests.get(f'http://localhost:{port}/api/status/{{task_id}}').json()
+while status['status'] not in ('completed', 'failed'):
+    time.sleep(0.2)
+    status = requests.get(f'http://localhost:{port}/api/status/{{task_id}}').json()
+print(json.dumps(status))
+"#,
+        port = server.port
+    );
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["output"]["width"], 256);
+    assert_eq!(
+        status["settings"]["models"][0],
+        "realcugan-se-up4x-conservative"
+    );
+}

@@ -68,18 +68,23 @@ pub fn write_png(path: &Path, img: &Rgb8) -> Result<(), ImageError> {
         reason,
     };
     let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut enc = png::Encoder::new(
-        std::io::BufWriter::new(file),
-        img.width as u32,
-        img.height as u32,
-    );
+    encode_png(img, std::io::BufWriter::new(file)).map_err(|e| err(e.to_string()))
+}
+
+/// The image as PNG bytes (for the API's previews).
+pub fn png_bytes(img: &Rgb8) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_png(img, &mut out).expect("encoding to memory cannot fail for a valid image");
+    out
+}
+
+fn encode_png(img: &Rgb8, out: impl std::io::Write) -> Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(out, img.width as u32, img.height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(|e| err(e.to_string()))?;
-    writer
-        .write_image_data(&img.pixels)
-        .map_err(|e| err(e.to_string()))?;
-    writer.finish().map_err(|e| err(e.to_string()))
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&img.pixels)?;
+    writer.finish()
 }
 
 impl Rgb8 {

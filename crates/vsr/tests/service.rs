@@ -602,3 +602,209 @@ print(json.dumps(status))
         "realcugan-se-up4x-conservative"
     );
 }
+
+/// The web page's flow over the API: a draft upload is probed and kept, previewed with any
+/// settings, started, and its result compared frame by frame with the source. A repeated
+/// upload with the same Idempotency-Key gives the same task.
+#[test]
+fn drafts_previews_frames_and_idempotency() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "96x64", 10, 1.0);
+    let server = Server::start(dir.path(), &[]);
+    let form = || {
+        multipart::Form::new()
+            .text("settings", r#"{"scale":2,"quality":"fast"}"#)
+            .text("start", "false")
+            .file("video", &clip)
+            .unwrap()
+    };
+    let upload = |key: &str| -> Value {
+        let r = server
+            .client
+            .post(server.url("/api/upload"))
+            .header("Idempotency-Key", key)
+            .multipart(form())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.json().unwrap()
+    };
+    let draft = upload("k1");
+    assert_eq!(
+        upload("k1")["taskId"],
+        draft["taskId"],
+        "same key, same task"
+    );
+    assert_ne!(upload("k2")["taskId"], draft["taskId"]);
+    let id = id(&draft);
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["input"]["width"], 96);
+
+    // Preview with other settings than the upload's: 3x through the balanced preset.
+    let r = server
+        .client
+        .post(server.url(&format!("/api/preview/{id}")))
+        .json(&json!({"time": 0.5, "settings": {"scale": 3, "quality": "balanced"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let preview: Value = r.json().unwrap();
+    assert_eq!(preview["models"][0], "realcugan-se-up3x");
+    assert_eq!(png_size(&preview["before"]), (96, 64));
+    assert_eq!(png_size(&preview["after"]), (288, 192));
+
+    // Start with the final settings; a second start is refused.
+    let r = server
+        .client
+        .post(server.url(&format!("/api/start/{id}")))
+        .json(&json!({"scale": 2, "quality": "fast"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let (code, again) = server.post(&format!("/api/start/{id}"));
+    assert_eq!((code, again["code"].as_str()), (409, Some("not_draft")));
+    let (code, early) = server.get(&format!("/api/frames/{id}"));
+    assert!(code == 409 || code == 200, "{early}");
+    server.wait_for(&id, 60, |s| s["status"] == "completed");
+    let (code, frames) = server.get(&format!("/api/frames/{id}?time=0.5"));
+    assert_eq!(code, 200, "{frames}");
+    assert_eq!(png_size(&frames["before"]), (96, 64));
+    assert_eq!(png_size(&frames["after"]), (192, 128));
+}
+
+/// Width and height of a PNG data URL.
+fn png_size(url: &Value) -> (u32, u32) {
+    use base64::Engine;
+    let b64 = url
+        .as_str()
+        .unwrap()
+        .strip_prefix("data:image/png;base64,")
+        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let info = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    (info.info().width, info.info().height)
+}
+
+/// A worker that dies mid-task (as a crash on a hostile file would) fails that task only: the
+/// server stays up, starts another worker, and the next task completes.
+#[test]
+fn worker_crash_fails_the_task_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long.mp4");
+    testsrc_clip(&long, "320x180", 25, 20.0);
+    let short = dir.path().join("short.mp4");
+    testsrc_clip(&short, "64x48", 10, 0.5);
+    let server = Server::start(dir.path(), &[]);
+    let (_, task) = server.upload(&long, json!({"scale": 2, "quality": "fast"}));
+    let id = id(&task);
+    server.wait_for(&id, 60, |s| s["stage"] == "upscaling");
+    let server_pid = server.child.as_ref().unwrap().id();
+    let worker = children_of(server_pid)
+        .into_iter()
+        .next()
+        .expect("a worker process");
+    Command::new("kill")
+        .args(["-KILL", &worker.to_string()])
+        .status()
+        .unwrap();
+    let failed = server.wait_for(&id, 20, terminal);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["code"], "worker_crashed");
+    assert_eq!(server.get("/healthz").0, 200);
+    let (_, next) = server.upload(&short, json!({"scale": 2, "quality": "fast"}));
+    let next = next["taskId"].as_str().unwrap().to_string();
+    let done = server.wait_for(&next, 60, terminal);
+    assert_eq!(done["status"], "completed", "{done}");
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    // Each thread lists the children it spawned.
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Models, health, metrics, the OpenAPI description (every route in it is served) and the
+/// effective configuration.
+#[test]
+fn meta_endpoints_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (_, models) = server.get("/api/models");
+    assert_eq!(models["presets"].as_array().unwrap().len(), 3);
+    assert!(models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "realesr-animevideov3-x4" && m["installed"] == true));
+    let (_, health) = server.get("/healthz");
+    assert_eq!(health["status"], "ok");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("vsr_tasks{status=\"completed\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vsr_http_requests_total{class=\"2xx\"}"));
+    let (_, api) = server.get("/api/openapi.json");
+    let paths = api["paths"].as_object().unwrap();
+    for path in [
+        "/api/upload",
+        "/api/status/{id}",
+        "/api/progress/{id}",
+        "/api/events/{id}",
+        "/api/download/{id}",
+        "/api/cancel/{id}",
+        "/api/tasks",
+        "/api/models",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from OpenAPI");
+    }
+    for (path, ops) in paths {
+        let url = path
+            .replace("{id}", "no-such-task")
+            .replace("{name}", "style.css");
+        for method in ops.as_object().unwrap().keys() {
+            let r = server
+                .client
+                .request(method.to_uppercase().parse().unwrap(), server.url(&url))
+                .send()
+                .unwrap();
+            let body = r.text().unwrap_or_default();
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path} is not served"
+            );
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args(["serve", "--print-config", "--port", "6123"])
+        .env("SECRET_KEY", "hush")
+        .env("MAX_CONTENT_LENGTH", "12345")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("port = 6123") && text.contains("max_content_length = 12345"),
+        "{text}"
+    );
+    assert!(!text.contains("hush"), "secret printed: {text}");
+}

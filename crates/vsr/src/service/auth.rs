@@ -66,7 +66,9 @@ pub async fn require_key(State(app): State<AppState>, mut req: Request, next: Ne
         .get("x-api-key")
         .or_else(|| req.headers().get(axum::http::header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string())
+        // EventSource cannot send headers: `?api_key=` works too.
+        .or_else(|| query_param(req.uri().query(), "api_key"));
     let owner = match (app.keys.enabled(), given) {
         (false, _) => Owner(None),
         (true, Some(key)) => match app.keys.check(&key) {
@@ -78,6 +80,19 @@ pub async fn require_key(State(app): State<AppState>, mut req: Request, next: Ne
     };
     req.extensions_mut().insert(owner);
     next.run(req).await
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| {
+            v.replace("%2B", "+")
+                .replace("%2F", "/")
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+        })
 }
 
 fn unauthorized(detail: &str) -> Response {

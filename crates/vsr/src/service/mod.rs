@@ -40,6 +40,8 @@ pub struct App {
     /// Signs download links.
     pub secret: Vec<u8>,
     pub metrics: Metrics,
+    /// Previews run one at a time: each is a full model run in this process.
+    pub previews: tokio::sync::Semaphore,
 }
 
 pub type AppState = Arc<App>;
@@ -82,6 +84,7 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         keys: auth::Keys::new(&config.api_keys),
         catalog: Catalog::builtin(),
         metrics: Metrics::default(),
+        previews: tokio::sync::Semaphore::new(1),
         secret,
         store,
         queue,

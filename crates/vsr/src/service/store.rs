@@ -15,6 +15,8 @@ use crate::settings::Settings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Uploaded and probed, waiting for `POST /api/start` (the web page previews first).
+    Draft,
     Queued,
     Processing,
     Completed,
@@ -27,6 +29,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Draft => "draft",
             Status::Queued => "queued",
             Status::Processing => "processing",
             Status::Completed => "completed",
@@ -38,6 +41,7 @@ impl Status {
 
     pub fn parse(s: &str) -> Status {
         match s {
+            "draft" => Status::Draft,
             "queued" => Status::Queued,
             "processing" => Status::Processing,
             "completed" => Status::Completed,
@@ -48,10 +52,11 @@ impl Status {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Status::Queued | Status::Processing)
+        !matches!(self, Status::Draft | Status::Queued | Status::Processing)
     }
 
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
+        Status::Draft,
         Status::Queued,
         Status::Processing,
         Status::Completed,
@@ -188,8 +193,9 @@ impl Store {
     pub async fn insert(&self, t: &Task, idempotency_key: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tasks (id, owner, idempotency_key, status, stage, settings, models, notes,
-             input_name, input_path, output_path, input, out_width, out_height, total_frames, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             input_name, input_path, output_path, input, out_width, out_height, total_frames, created_at,
+             expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.owner)
@@ -207,6 +213,7 @@ impl Store {
         .bind(t.output_size.1)
         .bind(t.total_frames as i64)
         .bind(t.created_at)
+        .bind(t.expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -327,7 +334,7 @@ impl Store {
         sqlx::query(
             "UPDATE tasks SET status = ?, stage = ?, error_code = ?, error_message = ?, finished_at = ?,
              expires_at = ?, output_bytes = ?, worker_pid = NULL
-             WHERE id = ? AND status IN ('queued', 'processing')",
+             WHERE id = ? AND status IN ('draft', 'queued', 'processing')",
         )
         .bind(status.as_str())
         .bind(status.as_str())
@@ -340,6 +347,23 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Queues a draft with its final settings; false if it is not a draft any more.
+    pub async fn start(&self, t: &Task) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'queued', stage = 'queued', settings = ?, models = ?, notes = ?,
+             out_width = ?, out_height = ?, expires_at = NULL WHERE id = ? AND status = 'draft'",
+        )
+        .bind(json(&t.settings))
+        .bind(json(&t.models))
+        .bind(json(&t.notes))
+        .bind(t.output_size.0)
+        .bind(t.output_size.1)
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Puts a task this worker could not finish (shutting down) back in the queue.
@@ -394,7 +418,7 @@ impl Store {
     pub async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ?
-             AND status IN ('completed', 'failed', 'cancelled')",
+             AND status IN ('draft', 'completed', 'failed', 'cancelled')",
         )
         .bind(now)
         .fetch_all(&self.pool)

@@ -133,10 +133,10 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
                     )
                     .await?;
             }
+            // The upload stays until expiry: the page compares frames of source and result.
             store
                 .finish(&task.id, Status::Completed, None, expires, bytes)
                 .await?;
-            let _ = std::fs::remove_file(&task.input_path);
             tracing::info!(frames, bytes, "task completed");
         }
         Err(e) if e.code == "cancelled" && worker.shutdown.load(Ordering::Relaxed) => {

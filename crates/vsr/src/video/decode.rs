@@ -34,13 +34,14 @@ pub struct Decoder {
 
 impl Decoder {
     /// Starts decoding the probed video stream of `path` to `format` frames, through `prefilter`
-    /// (an FFmpeg filter) if any, at most `max_frames`.
+    /// (an FFmpeg filter) if any, at most `max_frames`, from `start` seconds if given.
     pub fn spawn(
         path: &Path,
         info: &MediaInfo,
         format: RawFormat,
         prefilter: Option<&str>,
         max_frames: Option<u64>,
+        start: Option<f64>,
     ) -> Result<Self, PipelineError> {
         let abs = std::path::absolute(path).map_err(PipelineError::Io)?;
         let mut cmd = crate::subprocess::pipeline_ffmpeg();
@@ -50,9 +51,12 @@ impl Decoder {
                 "file",
                 "-format_whitelist",
                 ALLOWED_CONTAINERS,
-            ])
-            // Frames stay as stored; the output keeps the rotation as metadata.
-            .args(["-noautorotate", "-i"])
+            ]);
+        if let Some(t) = start {
+            cmd.args(["-ss", &format!("{:.3}", t.max(0.0))]);
+        }
+        // Frames stay as stored; the output keeps the rotation as metadata.
+        cmd.args(["-noautorotate", "-i"])
             .arg(format!("file:{}", abs.display()))
             .args([
                 "-map",
@@ -197,4 +201,25 @@ mod tests {
         )
         .is_none());
     }
+}
+
+/// The frame at `seconds` (or the last one before the end), as 8-bit RGB.
+pub fn frame_at(
+    path: &Path,
+    info: &MediaInfo,
+    seconds: f64,
+) -> Result<crate::image::Rgb8, PipelineError> {
+    let mut dec = Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), Some(seconds))?;
+    let frame = match dec.next_frame()? {
+        Some(f) => f,
+        // Past the last frame: take the first one instead of failing.
+        None => Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), None)?
+            .next_frame()?
+            .ok_or_else(|| PipelineError::Decode("the video has no decodable frames".into()))?,
+    };
+    Ok(crate::image::Rgb8 {
+        width: info.video.width as usize,
+        height: info.video.height as usize,
+        pixels: frame.data,
+    })
 }

@@ -144,6 +144,7 @@ fn run_to(
                 format,
                 job.enhancer.prefilter().as_deref(),
                 job.max_frames,
+                None,
             )?;
             while let Some(frame) = dec.next_frame()? {
                 if cancel.load(Ordering::Relaxed) {

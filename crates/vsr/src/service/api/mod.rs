@@ -3,9 +3,11 @@
 
 mod download;
 mod meta;
+mod preview;
 mod tasks;
 mod upload;
 mod view;
+mod web;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -33,7 +35,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/upload",
-        summary: "Upload a video with settings; queues a task",
+        summary: "Upload a video with settings; queues a task (or keeps a draft with start=false)",
         responses: &[
             (202, "task queued"),
             (400, "bad settings (`field` names it)"),
@@ -41,6 +43,39 @@ pub const ROUTES: &[Route] = &[
             (415, "not a supported video"),
             (429, "queue full"),
             (507, "not enough disk"),
+        ],
+    },
+    Route {
+        method: "post",
+        path: "/api/start/{id}",
+        summary: "Queue a draft (uploaded with start=false), with final settings as the JSON body",
+        responses: &[
+            (202, "task queued"),
+            (400, "bad settings"),
+            (404, "no such task"),
+            (409, "not a draft"),
+        ],
+    },
+    Route {
+        method: "post",
+        path: "/api/preview/{id}",
+        summary: "One frame through given settings: {time, settings} -> before/after PNG data URLs",
+        responses: &[
+            (200, "before and after"),
+            (400, "bad settings"),
+            (404, "no such task"),
+            (410, "upload expired"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/frames/{id}",
+        summary: "The same frame of the source and of the result (?time=S)",
+        responses: &[
+            (200, "before and after"),
+            (404, "no such task"),
+            (409, "not completed"),
+            (410, "expired"),
         ],
     },
     Route {
@@ -116,6 +151,18 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/",
+        summary: "The web page",
+        responses: &[(200, "HTML")],
+    },
+    Route {
+        method: "get",
+        path: "/static/{name}",
+        summary: "The web page's script and style",
+        responses: &[(200, "file"), (404, "no such file")],
+    },
+    Route {
+        method: "get",
         path: "/healthz",
         summary: "Liveness (no key needed)",
         responses: &[(200, "ok")],
@@ -133,6 +180,11 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("post", "/api/upload") => post(upload::upload).layer(DefaultBodyLimit::disable()),
         ("get", "/api/status/{id}") | ("get", "/api/tasks/{id}") => get(tasks::status),
         ("get", "/api/progress/{id}") => get(tasks::progress),
+        ("post", "/api/start/{id}") => post(preview::start),
+        ("post", "/api/preview/{id}") => post(preview::preview),
+        ("get", "/api/frames/{id}") => get(preview::frames),
+        ("get", "/") => get(web::index),
+        ("get", "/static/{name}") => get(web::asset),
         ("get", "/api/events/{id}") => get(tasks::events),
         ("get", "/api/download/{id}") => get(download::download),
         ("post", "/api/cancel/{id}") => post(tasks::cancel),

@@ -105,10 +105,10 @@ pub async fn cancel(
                 ),
             ))
         }
-        Status::Queued | Status::Processing => {}
+        Status::Draft | Status::Queued | Status::Processing => {}
     }
     app.store.request_cancel(&id).await?;
-    if task.status == Status::Queued {
+    if matches!(task.status, Status::Draft | Status::Queued) {
         let expires = crate::service::store::now_ms() + app.config.retention_seconds as i64 * 1000;
         app.store
             .finish(&id, Status::Cancelled, None, expires, None)

@@ -71,12 +71,20 @@ pub async fn upload(
 
     let id = uuid::Uuid::new_v4().to_string();
     let mut settings_text: Option<String> = None;
+    let mut draft = false;
     let mut video: Option<(PathBuf, String)> = None;
     // Whatever happens below, a half-written upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
     while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
         match field.name().unwrap_or("") {
             "settings" => settings_text = Some(field.text().await.map_err(bad_multipart)?),
+            // `start=false`: probe and keep the video, start later (after a preview).
+            "start" => {
+                draft = matches!(
+                    field.text().await.map_err(bad_multipart)?.trim(),
+                    "false" | "0" | "no"
+                )
+            }
             "video" | "file" => {
                 let name = field.file_name().unwrap_or("video.mp4").to_string();
                 let ext = Path::new(&name)
@@ -115,6 +123,85 @@ pub async fn upload(
     })?;
 
     let settings = parse_settings(settings_text.as_deref())?;
+    let limits = app.config.limits.clone();
+    let probe_path = input_path.clone();
+    let info = tokio::task::spawn_blocking(move || crate::video::probe(&probe_path, &limits))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(|e| unsupported(e, &input_path, &input_name))?;
+    let v = &info.video;
+    let input = InputFacts {
+        width: v.width,
+        height: v.height,
+        fps: v.fps,
+        frames: v.frames,
+        duration: info.duration_s,
+    };
+    let checked = check_settings(&app, settings, &input)?;
+    let ext = if input_path.extension().is_some_and(|e| e == "mkv") {
+        "mkv"
+    } else {
+        "mp4"
+    };
+    let task = Task {
+        id: id.clone(),
+        owner: owner.0.clone(),
+        status: if draft { Status::Draft } else { Status::Queued },
+        stage: if draft { "draft" } else { "queued" }.into(),
+        models: checked.models,
+        notes: checked.notes,
+        settings: checked.settings,
+        input_name,
+        input_path: input_path.clone(),
+        output_path: app.config.processed_folder.join(format!("{id}.{ext}")),
+        input,
+        output_size: checked.output_size,
+        current_frame: 0,
+        total_frames: v.frames,
+        fps: 0.0,
+        eta_seconds: 0.0,
+        error: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+        // A draft nobody starts is swept like a finished task.
+        expires_at: draft.then(|| now_ms() + app.config.retention_seconds as i64 * 1000),
+        output_bytes: None,
+    };
+    match app.store.insert(&task, idempotency_key.as_deref()).await {
+        Ok(()) => {}
+        // The same key raced in twice: answer with the task that won.
+        Err(_) if idempotency_key.is_some() => {
+            let key = idempotency_key.as_deref().unwrap_or_default();
+            if let Some(existing) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
+                return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &existing))));
+            }
+            return Err(Problem::internal("could not store the task"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !draft {
+        app.queue.push(&id).await.map_err(Problem::internal)?;
+    }
+    guard.0 = None; // the task owns the upload now
+    tracing::info!(task = %id, width = v.width, height = v.height, frames = v.frames, models = ?task.models, draft, "task created");
+    Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
+}
+
+/// Settings that passed every check, with what they mean for this video.
+pub struct Checked {
+    pub settings: Settings,
+    pub models: Vec<String>,
+    pub notes: Vec<String>,
+    pub output_size: (u32, u32),
+}
+
+/// Checks settings against the installed models and the output size limit for `input`.
+pub fn check_settings(
+    app: &AppState,
+    settings: Settings,
+    input: &InputFacts,
+) -> Result<Checked, Problem> {
     let recipe = settings
         .recipe(&app.catalog)
         .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
@@ -141,15 +228,7 @@ pub async fn upload(
             format!("the model upscales {scale}x, not {wanted}x"),
         ));
     }
-
-    let limits = app.config.limits.clone();
-    let probe_path = input_path.clone();
-    let info = tokio::task::spawn_blocking(move || crate::video::probe(&probe_path, &limits))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(|e| unsupported(e, &input_path, &input_name))?;
-    let v = &info.video;
-    let (ow, oh) = (v.width as u64 * scale, v.height as u64 * scale);
+    let (ow, oh) = (input.width as u64 * scale, input.height as u64 * scale);
     let (mw, mh) = app.config.max_output;
     if !((ow <= mw && oh <= mh) || (ow <= mh && oh <= mw)) {
         return Err(Problem::bad_field(
@@ -157,65 +236,20 @@ pub async fn upload(
             "scale",
             format!(
                 "{}x{} at {scale}x is {ow}x{oh}, over the {mw}x{mh} allowed",
-                v.width, v.height
+                input.width, input.height
             ),
         ));
     }
-    let ext = if input_path.extension().is_some_and(|e| e == "mkv") {
-        "mkv"
-    } else {
-        "mp4"
-    };
-    let task = Task {
-        id: id.clone(),
-        owner: owner.0.clone(),
-        status: Status::Queued,
-        stage: "queued".into(),
-        models: recipe.passes.clone(),
-        notes: recipe.notes.clone(),
+    Ok(Checked {
         settings,
-        input_name,
-        input_path: input_path.clone(),
-        output_path: app.config.processed_folder.join(format!("{id}.{ext}")),
-        input: InputFacts {
-            width: v.width,
-            height: v.height,
-            fps: v.fps,
-            frames: v.frames,
-            duration: info.duration_s,
-        },
+        models: recipe.passes,
+        notes: recipe.notes,
         output_size: (ow as u32, oh as u32),
-        current_frame: 0,
-        total_frames: v.frames,
-        fps: 0.0,
-        eta_seconds: 0.0,
-        error: None,
-        created_at: now_ms(),
-        started_at: None,
-        finished_at: None,
-        expires_at: None,
-        output_bytes: None,
-    };
-    match app.store.insert(&task, idempotency_key.as_deref()).await {
-        Ok(()) => {}
-        // The same key raced in twice: answer with the task that won.
-        Err(_) if idempotency_key.is_some() => {
-            let key = idempotency_key.as_deref().unwrap_or_default();
-            if let Some(existing) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
-                return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &existing))));
-            }
-            return Err(Problem::internal("could not store the task"));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    app.queue.push(&id).await.map_err(Problem::internal)?;
-    guard.0 = None; // the task owns the upload now
-    tracing::info!(task = %id, width = v.width, height = v.height, frames = v.frames, models = ?task.models, "task queued");
-    Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
+    })
 }
 
 /// The `settings` field: a JSON object (the seed sends it as a string); absent means defaults.
-fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
+pub fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(Settings::default());
     };

@@ -1,0 +1,203 @@
+//! Trying settings before spending minutes: start a draft, preview one frame with any
+//! settings, and compare a frame of the result with the source.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::tasks::visible;
+use super::upload::check_settings;
+use super::view::task_view;
+use crate::enhance::Enhancer;
+use crate::image::{png_bytes, Rgb8};
+use crate::service::auth::Owner;
+use crate::service::problem::Problem;
+use crate::service::store::{Status, Task};
+use crate::service::AppState;
+use crate::settings::Settings;
+
+/// `POST /api/start/<id>` with the final settings: queues a draft.
+pub async fn start(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let mut task = visible(&app, &owner, &id).await?;
+    if task.status != Status::Draft {
+        return Err(not_draft(&task));
+    }
+    let settings = match body {
+        Some(Json(v)) => settings_from(v)?,
+        None => task.settings.clone(),
+    };
+    let checked = check_settings(&app, settings, &task.input)?;
+    task.settings = checked.settings;
+    task.models = checked.models;
+    task.notes = checked.notes;
+    task.output_size = checked.output_size;
+    if !app.store.start(&task).await? {
+        return Err(not_draft(&task));
+    }
+    app.queue.push(&id).await.map_err(Problem::internal)?;
+    let task = visible(&app, &owner, &id).await?;
+    tracing::info!(task = %id, models = ?task.models, "draft started");
+    Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// Seconds into the video (default: the middle).
+    time: Option<f64>,
+    settings: Option<Value>,
+}
+
+/// `POST /api/preview/<id>`: one frame of the upload through the given settings, before and
+/// after, as PNG data URLs. Decoding is FFmpeg's (a child process); previews run one at a time.
+pub async fn preview(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+    Json(req): Json<PreviewRequest>,
+) -> Result<Json<Value>, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    let settings = match req.settings {
+        Some(v) => settings_from(v)?,
+        None => task.settings.clone(),
+    };
+    let checked = check_settings(&app, settings, &task.input)?;
+    let time = req.time.unwrap_or(task.input.duration / 2.0);
+    let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
+    let started = Instant::now();
+    let (input, base, catalog, threads) = (
+        task.input_path.clone(),
+        app.base.clone(),
+        crate::catalog::Catalog::builtin(),
+        app.config.threads,
+    );
+    let recipe_settings = checked.settings.clone();
+    let limits = app.config.limits.clone();
+    let (before, after) = tokio::task::spawn_blocking(move || -> Result<(Rgb8, Rgb8), Problem> {
+        let frame = source_frame(&input, &limits, time)?;
+        let recipe = recipe_settings
+            .recipe(&catalog)
+            .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
+        let options = vsr_runtime::Options {
+            isa: vsr_runtime::Isa::detect(),
+            threads,
+            memory_budget: 2 << 30,
+            tile: None,
+        };
+        let enhancer =
+            Enhancer::load(recipe, &base, &catalog, options).map_err(Problem::internal)?;
+        let out = enhancer
+            .process(&frame.to_tensor())
+            .map_err(Problem::internal)?;
+        Ok((frame, Rgb8::from_tensor(&out)))
+    })
+    .await
+    .map_err(Problem::internal)??;
+    Ok(Json(json!({
+        "taskId": id,
+        "time": time,
+        "width": before.width,
+        "height": before.height,
+        "outputWidth": after.width,
+        "outputHeight": after.height,
+        "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        "models": checked.models,
+        "notes": checked.notes,
+        "before": data_url(&before),
+        "after": data_url(&after),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct FrameQuery {
+    time: Option<f64>,
+}
+
+/// `GET /api/frames/<id>?time=S`: the same frame of the source and of the finished result.
+pub async fn frames(
+    State(app): State<AppState>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+    Query(q): Query<FrameQuery>,
+) -> Result<Json<Value>, Problem> {
+    let task = visible(&app, &owner, &id).await?;
+    if task.status != Status::Completed {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!(
+                "task {id} is {}; frames of the result exist once it is completed",
+                task.status.as_str()
+            ),
+        ));
+    }
+    let time = q.time.unwrap_or(task.input.duration / 2.0);
+    let limits = app.config.limits.clone();
+    let (input, output) = (task.input_path.clone(), task.output_path.clone());
+    let (before, after) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Problem>((
+            source_frame(&input, &limits, time)?,
+            source_frame(&output, &limits, time)?,
+        ))
+    })
+    .await
+    .map_err(Problem::internal)??;
+    Ok(Json(json!({
+        "taskId": id,
+        "time": time,
+        "width": before.width,
+        "height": before.height,
+        "outputWidth": after.width,
+        "outputHeight": after.height,
+        "before": data_url(&before),
+        "after": data_url(&after),
+    })))
+}
+
+fn source_frame(
+    path: &std::path::Path,
+    limits: &crate::video::Limits,
+    time: f64,
+) -> Result<Rgb8, Problem> {
+    let gone = || Problem::new(StatusCode::GONE, "expired", "the video is no longer stored");
+    if !path.exists() {
+        return Err(gone());
+    }
+    let info = crate::video::probe(path, limits)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    crate::video::decode::frame_at(path, &info, time)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+}
+
+fn settings_from(v: Value) -> Result<Settings, Problem> {
+    super::upload::parse_settings(Some(&v.to_string()))
+}
+
+fn not_draft(task: &Task) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "not_draft",
+        format!(
+            "task {} is {}; only a draft (uploaded with start=false) can be started",
+            task.id,
+            task.status.as_str()
+        ),
+    )
+}
+
+fn data_url(img: &Rgb8) -> String {
+    use base64::Engine;
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png_bytes(img))
+    )
+}

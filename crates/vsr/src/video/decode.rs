@@ -181,6 +181,27 @@ fn parse_showinfo(line: &str) -> Option<Report> {
     Some(Report::Pts(pts.parse().ok()?))
 }
 
+/// The frame at `seconds` (or the last one before the end), as 8-bit RGB.
+pub fn frame_at(
+    path: &Path,
+    info: &MediaInfo,
+    seconds: f64,
+) -> Result<crate::image::Rgb8, PipelineError> {
+    let mut dec = Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), Some(seconds))?;
+    let frame = match dec.next_frame()? {
+        Some(f) => f,
+        // Past the last frame: take the first one instead of failing.
+        None => Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), None)?
+            .next_frame()?
+            .ok_or_else(|| PipelineError::Decode("the video has no decodable frames".into()))?,
+    };
+    Ok(crate::image::Rgb8 {
+        width: info.video.width as usize,
+        height: info.video.height as usize,
+        pixels: frame.data,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,25 +222,4 @@ mod tests {
         )
         .is_none());
     }
-}
-
-/// The frame at `seconds` (or the last one before the end), as 8-bit RGB.
-pub fn frame_at(
-    path: &Path,
-    info: &MediaInfo,
-    seconds: f64,
-) -> Result<crate::image::Rgb8, PipelineError> {
-    let mut dec = Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), Some(seconds))?;
-    let frame = match dec.next_frame()? {
-        Some(f) => f,
-        // Past the last frame: take the first one instead of failing.
-        None => Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), None)?
-            .next_frame()?
-            .ok_or_else(|| PipelineError::Decode("the video has no decodable frames".into()))?,
-    };
-    Ok(crate::image::Rgb8 {
-        width: info.video.width as usize,
-        height: info.video.height as usize,
-        pixels: frame.data,
-    })
 }

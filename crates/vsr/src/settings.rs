@@ -127,8 +127,20 @@ pub struct Recipe {
 }
 
 impl Settings {
-    /// The recipe for these settings, or which field is wrong and why.
-    pub fn recipe(&self, catalog: &Catalog) -> Result<Recipe, SettingsError> {
+    /// The recipe for these settings, or which field is wrong and why. `default_model` (the
+    /// seed's `MODEL_PATH`) stands in when no model is named.
+    pub fn recipe(
+        &self,
+        catalog: &Catalog,
+        default_model: Option<&str>,
+    ) -> Result<Recipe, SettingsError> {
+        if let (None, Some(default)) = (&self.model, default_model) {
+            let with_default = Settings {
+                model: Some(default.to_string()),
+                ..self.clone()
+            };
+            return with_default.recipe(catalog, None);
+        }
         let bad = |field, reason: String| SettingsError { field, reason };
         if let Some(s) = self.scale.filter(|s| !SCALES.contains(s)) {
             return Err(bad("scale", format!("{s} is not one of 2, 3, 4, 8")));
@@ -264,7 +276,7 @@ mod tests {
 
     fn recipe(json: &str) -> Result<Recipe, SettingsError> {
         let s: Settings = serde_json::from_str(json).unwrap();
-        s.recipe(&Catalog::builtin())
+        s.recipe(&Catalog::builtin(), None)
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
         ..Default::default()
     };
     let enhancer = crate::enhance::Enhancer::load(
-        settings.recipe(&catalog)?,
+        settings.recipe(&catalog, None)?,
         config,
         &catalog,
         args.run.options()?,

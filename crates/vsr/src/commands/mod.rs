@@ -111,7 +111,7 @@ impl SettingsArgs {
         let catalog = Catalog::builtin();
         let recipe = self
             .settings()
-            .recipe(&catalog)
+            .recipe(&catalog, config.default_model.as_deref())
             .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
         for note in &recipe.notes {
             eprintln!("note: {note}");

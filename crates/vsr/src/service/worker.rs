@@ -195,7 +195,7 @@ fn upscale(
     let catalog = Catalog::builtin();
     let recipe = task
         .settings
-        .recipe(&catalog)
+        .recipe(&catalog, base.default_model.as_deref())
         .map_err(|e| TaskError::new("invalid_settings", e.to_string()))?;
     let options = vsr_runtime::Options {
         isa: vsr_runtime::Isa::detect(),

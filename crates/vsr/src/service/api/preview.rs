@@ -85,7 +85,7 @@ pub async fn preview(
     let (before, after) = tokio::task::spawn_blocking(move || -> Result<(Rgb8, Rgb8), Problem> {
         let frame = source_frame(&input, &limits, time)?;
         let recipe = recipe_settings
-            .recipe(&catalog)
+            .recipe(&catalog, base.default_model.as_deref())
             .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
         let options = vsr_runtime::Options {
             isa: vsr_runtime::Isa::detect(),

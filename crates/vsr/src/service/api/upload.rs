@@ -203,7 +203,7 @@ pub fn check_settings(
     input: &InputFacts,
 ) -> Result<Checked, Problem> {
     let recipe = settings
-        .recipe(&app.catalog)
+        .recipe(&app.catalog, app.base.default_model.as_deref())
         .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
     // Every pass's model must be installed; the scale of a custom model comes from its graph.
     let mut scale = 1u64;

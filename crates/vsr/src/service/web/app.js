@@ -83,12 +83,16 @@
   function sentence(text) {
     const t = String(text).trim().replace(/\s+/g, ' ');
     if (!t) return '';
-    const first = t.charAt(0).toUpperCase() + t.slice(1);
+    // A plain first word is capitalised; a file name or identifier is left as it is.
+    const first = /^[a-z]+[\s,]/.test(t) ? t.charAt(0).toUpperCase() + t.slice(1) : t;
     return /[.!?]$/.test(first) ? first : first + '.';
   }
 
   /** Plain words for a failed request: never the raw body. */
   function plainMessage(status, code, detail, field) {
+    if (code === 'unauthorized') {
+      return state.apiKey ? 'The saved API key was not accepted. Enter another one under “API key”.' : 'This server needs an API key. Enter it under “API key” at the top of the page.';
+    }
     let lead = FRIENDLY[code];
     if (!lead) {
       if (!status) lead = FRIENDLY.network;
@@ -118,7 +122,7 @@
     const code = isObj && typeof problem.code === 'string' ? problem.code : '';
     const detail = isObj && typeof problem.detail === 'string' ? problem.detail : '';
     const field = isObj && typeof problem.field === 'string' ? problem.field : '';
-    if (status === 401) askForKey(detail);
+    if (status === 401) askForKey();
     return new ApiError(status, code, plainMessage(status, code, detail, field), field);
   }
 
@@ -192,6 +196,13 @@
     return `${(bytes / 1e6).toLocaleString(undefined, { maximumFractionDigits: bytes < 1e7 ? 2 : 1 })} MB`;
   }
 
+  /** A file's size for people: kB below a megabyte. */
+  function fmtBytes(bytes) {
+    if (typeof bytes !== 'number' || !isFinite(bytes)) return '';
+    if (bytes < 1e6) return `${Math.max(1, Math.round(bytes / 1e3)).toLocaleString()} kB`;
+    return fmtMB(bytes);
+  }
+
   function fmtDate(iso) {
     if (!iso) return '';
     const d = new Date(iso);
@@ -227,14 +238,14 @@
 
   // ---------- API key ----------
 
-  function askForKey(detail) {
+  function askForKey() {
     const auth = $('#auth');
     const wasHidden = auth.hidden;
     auth.hidden = false;
     $('#auth-toggle').hidden = false;
     $('#auth-toggle').setAttribute('aria-expanded', 'true');
     $('#auth-message').textContent = state.apiKey
-      ? `The saved API key was not accepted${detail ? ': ' + sentence(detail) : '.'} Enter another one.`
+      ? 'The saved API key was not accepted. Enter another one.'
       : 'This server needs an API key. Enter it here; it is kept in this browser only.';
     if (wasHidden) $('#api-key').focus();
   }
@@ -435,7 +446,7 @@
     const text = $('#upload-text');
     bar.value = 0;
     $('#upload-label').textContent = 'Uploading';
-    text.textContent = `0% of ${fmtMB(file.size)}`;
+    text.textContent = `0% of ${fmtBytes(file.size)}`;
     show(wrap, true);
     showError($('#upload-error'), null);
     try {
@@ -445,7 +456,7 @@
           $('#upload-label').textContent = 'Uploaded';
           text.textContent = 'Checking the video…';
         } else {
-          text.textContent = `${Math.round(fraction * 100)}% of ${fmtMB(file.size)}`;
+          text.textContent = `${Math.round(fraction * 100)}% of ${fmtBytes(file.size)}`;
         }
       });
       bar.value = 100;
@@ -469,13 +480,16 @@
     state.file = file;
     clearTask();
     const name = $('#file-name');
-    name.textContent = `${file.name} · ${fmtMB(file.size)}`;
+    name.textContent = `${file.name} · ${fmtBytes(file.size)}`;
     show(name, true);
     try {
       await sendDraft();
       $('#run-status').textContent = 'Ready. Preview a frame, or upscale the whole video.';
     } catch (err) {
       if (err.code === 'aborted') return;
+      // A refused file is not kept: there is nothing to preview or start.
+      if (state.file === file) state.file = null;
+      updateButtons();
       showError($('#upload-error'), err);
       $('#run-status').textContent = 'Choose a video to begin.';
     }
@@ -539,16 +553,22 @@
     $('#run-panel').removeAttribute('data-task-id');
     $('#run-panel').removeAttribute('data-status');
     $('#run-status').textContent = 'Choose a video to begin.';
+    markCurrentRow();
     updateButtons();
+  }
+
+  function markCurrentRow() {
+    const id = state.task ? state.task.taskId : '';
+    for (const row of $$('#tasks-body tr')) row.classList.toggle('current', row.dataset.taskId === id);
   }
 
   function setTask(task) {
     const changed = !state.task || state.task.taskId !== task.taskId;
     if (changed) state.generation++;
     state.task = task;
-    renderFacts(task);
-    renderTaskStatus(task);
     if (changed) {
+      // A fresh start for the progress display and the frame pickers, before anything is drawn.
+      resetProgress();
       const d = task.input && Number(task.input.duration);
       for (const id of ['#preview-time', '#result-time']) {
         const r = $(id);
@@ -558,6 +578,9 @@
       }
       updateTimeOutputs();
     }
+    renderFacts(task);
+    renderTaskStatus(task);
+    markCurrentRow();
     updateButtons();
   }
 
@@ -623,6 +646,9 @@
     if (task.status !== 'draft') {
       if (typeof task.progress === 'number') setProgress(task.status === 'completed' ? 100 : task.progress);
       if (task.stage) $('#run-stage').textContent = task.stage;
+      if (task.status === 'completed' && task.input && task.input.frames) {
+        $('#run-frames').textContent = `${fmtNumber(task.input.frames, 0)} of ${fmtNumber(task.input.frames, 0)}`;
+      }
     }
 
     const notes = task.settings && Array.isArray(task.settings.notes) ? task.settings.notes : [];
@@ -647,6 +673,11 @@
     updateOutputFact();
   }
 
+  function resetProgress() {
+    setProgress(0);
+    for (const id of ['#run-frames', '#run-fps', '#run-eta', '#run-stage']) $(id).textContent = '–';
+  }
+
   function setProgress(pct) {
     const p = Math.max(0, Math.min(100, Number(pct) || 0));
     const bar = $('#run-progress');
@@ -669,6 +700,7 @@
       state.task = Object.assign({}, state.task, { status: p.status, progress: p.progress, stage: p.stage });
       renderTaskStatus(state.task);
       updateButtons();
+      refreshTasks();
     }
   }
 
@@ -764,9 +796,6 @@
     setTask(task);
     $('#run-stage').textContent = task.stage || STATUS_WORDS[task.status] || '–';
     $('#run-eta').textContent = '–';
-    if (task.status === 'completed' && task.input && task.input.frames) {
-      $('#run-frames').textContent = `${fmtNumber(task.input.frames, 0)} of ${fmtNumber(task.input.frames, 0)}`;
-    }
     refreshTasks();
   }
 
@@ -783,10 +812,7 @@
       }
       $('#run-status').textContent = 'Starting…';
       const started = await api('POST', `/api/start/${encodeURIComponent(task.taskId)}`, currentSettings());
-      setProgress(0);
-      $('#run-frames').textContent = '–';
-      $('#run-fps').textContent = '–';
-      $('#run-eta').textContent = '–';
+      resetProgress();
       setTask(started);
       follow(started);
       refreshTasks();
@@ -1149,9 +1175,9 @@
       const name = t.inputName || t.taskId;
       const out = t.output || {};
       const outText = [out.width ? fmtSize(out.width, out.height) : '', typeof out.bytes === 'number' ? fmtMB(out.bytes) : ''].filter(Boolean).join(' · ');
-      const statusCell = el('td', { 'data-label': 'Status', class: 'status-cell' },
+      const statusCell = el('td', { 'data-label': 'Status', class: 'status-cell' }, el('span', { class: 'cell-line' },
         el('span', { class: `badge badge-${t.status}`, 'data-testid': 'task-status', text: STATUS_WORDS[t.status] || t.status }),
-        RUNNING.has(t.status) && typeof t.progress === 'number' ? el('span', { class: 'muted', text: ` ${fmtNumber(t.progress, 0)}%` }) : null);
+        RUNNING.has(t.status) && typeof t.progress === 'number' ? el('span', { class: 'muted', text: ` ${fmtNumber(t.progress, 0)}%` }) : null));
       const actions = el('td', { 'data-label': 'Actions', class: 'actions-cell' });
       const open = el('button', { type: 'button', class: 'button secondary small', 'data-focus-key': `open-${t.taskId}`, 'aria-label': `Open ${name}`, text: 'Open' });
       open.addEventListener('click', () => openTask(t));

@@ -14,7 +14,7 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps build models fixtures test-client media lint bench clean
+.PHONY: serve test deps build models fixtures test-client web-deps media lint bench clean
 
 # The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
 # uploads, results and the task database go under ./vsr-data unless configured.
@@ -22,7 +22,7 @@ serve: deps build models
 	@echo "==> starting vsr serve (Ctrl-C stops it; running tasks resume at the next start)"
 	$(VSR) serve
 
-test: deps build models fixtures test-client lint
+test: deps build models fixtures test-client web-deps lint
 	@echo "==> running the test suite"
 	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) cargo test --workspace --release
 
@@ -53,6 +53,26 @@ $(REF_PY):
 	@echo "==> creating the ncnn reference environment in $(REF_VENV)"
 	python3 -m venv $(REF_VENV)
 	$(REF_PY) -m pip install --disable-pip-version-check -q $(REF_PACKAGES)
+
+# The web page's browser test: Debian's Chromium and Node, and playwright-core to drive them.
+web-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing with apt-get:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else \
+		echo "==> chromium and node present for the web page test"; \
+	fi
+	@if [ -d tests/web/node_modules/playwright-core ]; then \
+		echo "==> playwright-core present in tests/web"; \
+	else \
+		echo "==> installing playwright-core into tests/web (npm, no lockfile)"; \
+		cd tests/web && npm install --no-save --no-package-lock --no-audit --no-fund playwright-core@1; \
+	fi
 
 # The seed's Python client (requests) for the API compatibility test.
 test-client: $(REF_PY)

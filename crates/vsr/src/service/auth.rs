@@ -87,12 +87,36 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| {
-            v.replace("%2B", "+")
-                .replace("%2F", "/")
-                .replace("%3D", "=")
-                .replace("%2C", ",")
-        })
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space).
+fn percent_decode(v: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn unauthorized(detail: &str) -> Response {
@@ -145,5 +169,10 @@ mod tests {
             &sign(b"s3cret", "task", later - 120)
         ));
         assert!(!verify(b"s3cret", "task", later, "zz"));
+        assert_eq!(percent_decode("a%20b+c%2B%3D%zz%"), "a b c+=%zz%");
+        assert_eq!(
+            query_param(Some("x=1&api_key=k%26y"), "api_key").as_deref(),
+            Some("k&y")
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the `vsr` integration tests: the binary, test media and fixtures.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

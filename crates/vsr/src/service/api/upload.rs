@@ -271,9 +271,10 @@ fn unsupported(e: VideoError, stored: &Path, name: &str) -> Problem {
         "over_limit" => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
     };
+    // FFmpeg repeats the path in its own message; say the name once.
     let detail = e
         .to_string()
-        .replace(&format!("file:{}", stored.display()), name)
+        .replace(&format!("file:{}: ", stored.display()), "")
         .replace(&stored.display().to_string(), name);
     Problem::new(status, e.code(), detail)
 }

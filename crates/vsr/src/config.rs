@@ -86,6 +86,8 @@ pub struct ServiceConfig {
     pub limits: crate::video::Limits,
     /// Log one JSON object per line instead of text.
     pub log_json: bool,
+    /// Where workers run models: auto, cpu, cuda or cuda:N.
+    pub device: String,
 }
 
 impl Default for ServiceConfig {
@@ -109,6 +111,7 @@ impl Default for ServiceConfig {
             max_output: (7680, 4320),
             limits: crate::video::Limits::default(),
             log_json: false,
+            device: "auto".into(),
         }
     }
 }
@@ -187,6 +190,9 @@ impl ServiceConfig {
                 .map(|k| k.trim().to_string())
                 .filter(|k| !k.is_empty())
                 .collect();
+        }
+        if let Some(v) = get("VSR_DEVICE") {
+            self.device = v;
         }
         if let Some(v) = get("VSR_LOG_JSON") {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");

@@ -55,6 +55,12 @@ enum Command {
     Probe(ProbeArgs),
     /// Run the HTTP service (API and web page) with its worker processes
     Serve(ServeArgs),
+    /// Show the CPU and CUDA devices, and which one --device picks
+    Devices {
+        /// auto, cpu, cuda or cuda:N
+        #[arg(long, env = "VSR_DEVICE", default_value = "auto")]
+        device: vsr_cuda::DeviceRequest,
+    },
     /// Run one worker process (started by `vsr serve`)
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -103,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(&config, args),
         Command::Probe(args) => commands::probe::run(args),
         Command::Serve(args) => commands::serve::serve(config, args),
+        Command::Devices { device } => commands::devices::run(*device),
         Command::Worker(args) => commands::serve::worker(config, args),
     }
 }

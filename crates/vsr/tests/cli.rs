@@ -236,3 +236,22 @@ fn custom_model_by_path_with_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `vsr devices` lists what the machine has; a CUDA device that cannot be used is refused with
+/// a stable code, and `auto` says which device it picked and why.
+#[test]
+fn devices_and_device_selection() {
+    let out = vsr(&["devices"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cpu ") && text.contains("selected:"),
+        "{text}"
+    );
+    let out = vsr(&["devices", "--device", "cuda:7"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[cuda_unavailable]"));
+    let out = vsr(&["devices", "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not auto, cpu, cuda or cuda:N"));
+}

@@ -1,6 +1,7 @@
 //! One module per command; `main` only parses arguments and dispatches.
 
 pub mod bench;
+pub mod devices;
 pub mod models;
 pub mod probe;
 pub mod serve;
@@ -39,6 +40,9 @@ pub struct RunArgs {
     /// Memory budget for one tile's activations, in MiB
     #[arg(long, default_value_t = 2048)]
     pub memory_mib: usize,
+    /// Where the model runs: auto, cpu, cuda or cuda:N
+    #[arg(long, env = "VSR_DEVICE", default_value = "auto")]
+    pub device: vsr_cuda::DeviceRequest,
 }
 
 impl RunArgs {
@@ -59,6 +63,9 @@ impl RunArgs {
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {
+        let selection = vsr_cuda::select(self.device, &vsr_cuda::inventory())
+            .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+        eprintln!("device: {}", selection.reason);
         Ok(Options {
             isa: self.isa()?,
             threads: self.threads,

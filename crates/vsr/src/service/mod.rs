@@ -47,6 +47,10 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
+    let request: vsr_cuda::DeviceRequest = config.device.parse().map_err(anyhow::Error::msg)?;
+    let selection = vsr_cuda::select(request, &vsr_cuda::inventory())
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    tracing::info!(device = %config.device, "{}", selection.reason);
     for dir in [&config.upload_folder, &config.processed_folder] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

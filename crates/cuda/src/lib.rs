@@ -1,0 +1,289 @@
+//! CUDA for VSR, loaded at run time: the binary builds and runs on machines without a CUDA
+//! toolkit, driver or GPU, and finds them when they are there. This crate answers "which
+//! device runs the model, and why" (`select`); the CUDA executor builds on it.
+//!
+//! Libraries are looked up by name on the system's search path, and first in the folders of
+//! `VSR_CUDA_LIB_PATH` (colon-separated), such as pip's `site-packages/nvidia/*/lib`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What the user asked for: `auto`, `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceRequest {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(DeviceRequest::Auto),
+            "cpu" => Ok(DeviceRequest::Cpu),
+            "cuda" => Ok(DeviceRequest::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceRequest::Cuda)
+                .ok_or_else(|| format!("{other:?} is not auto, cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// One GPU as the driver describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpu {
+    pub index: usize,
+    pub name: String,
+    pub total_bytes: u64,
+    pub compute_capability: (i32, i32),
+}
+
+/// What this machine offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// The GPUs, or why there are none.
+    pub gpus: Result<Vec<Gpu>, String>,
+    /// The CUDA libraries an executor needs, each found (with its path) or not.
+    pub libraries: Vec<(&'static str, Option<PathBuf>)>,
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Device {
+    Cpu,
+    Cuda(Gpu),
+}
+
+/// The device chosen and the one-line reason, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub device: Device,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("CUDA device {index} is not usable: {reason}")]
+    CudaUnavailable { index: usize, reason: String },
+}
+
+impl DeviceError {
+    pub fn code(&self) -> &'static str {
+        "cuda_unavailable"
+    }
+}
+
+/// Whether this build can run models on CUDA. The executor is the next step (docs/gpu.md);
+/// until it lands, `auto` says so and uses the CPU, and `cuda` is refused with the reason.
+pub const CUDA_EXECUTOR: bool = false;
+
+/// Picks the device for `request` given what the machine has.
+pub fn select(request: DeviceRequest, inventory: &Inventory) -> Result<Selection, DeviceError> {
+    let cpu = |reason: String| Selection {
+        device: Device::Cpu,
+        reason,
+    };
+    let usable = |index: usize| -> Result<Gpu, String> {
+        let gpus = inventory.gpus.as_ref().map_err(Clone::clone)?;
+        let gpu = gpus
+            .get(index)
+            .ok_or_else(|| format!("the machine has {} CUDA device(s)", gpus.len()))?;
+        if !CUDA_EXECUTOR {
+            return Err(format!(
+                "{} found, but this build has no CUDA executor yet",
+                gpu.name
+            ));
+        }
+        Ok(gpu.clone())
+    };
+    match request {
+        DeviceRequest::Cpu => Ok(cpu("the CPU was asked for".into())),
+        DeviceRequest::Auto => Ok(match usable(0) {
+            Ok(gpu) => Selection {
+                reason: format!("CUDA device 0 ({}) found", gpu.name),
+                device: Device::Cuda(gpu),
+            },
+            Err(why) => cpu(format!("using the CPU: {why}")),
+        }),
+        DeviceRequest::Cuda(index) => usable(index)
+            .map(|gpu| Selection {
+                reason: format!("CUDA device {index} ({}) was asked for", gpu.name),
+                device: Device::Cuda(gpu),
+            })
+            .map_err(|reason| DeviceError::CudaUnavailable { index, reason }),
+    }
+}
+
+/// The libraries a CUDA executor loads, by the names their packages install.
+const LIBRARIES: &[(&str, &[&str])] = &[
+    ("driver", &["libcuda.so.1", "libcuda.so"]),
+    (
+        "nvrtc",
+        &["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"],
+    ),
+    (
+        "cublas",
+        &["libcublas.so.13", "libcublas.so.12", "libcublas.so"],
+    ),
+    ("cudnn", &["libcudnn.so.9", "libcudnn.so"]),
+];
+
+/// Looks for the driver, the GPUs and the libraries; never fails, never panics.
+pub fn inventory() -> Inventory {
+    let libraries: Vec<(&'static str, Option<PathBuf>)> = LIBRARIES
+        .iter()
+        .map(|(what, names)| (*what, find_library(names)))
+        .collect();
+    let gpus = if libraries[0].1.is_some() {
+        // cudarc loads the driver lazily and panics if it cannot; it is present here, but a
+        // broken installation must still not take the process down.
+        std::panic::catch_unwind(list_gpus)
+            .unwrap_or_else(|_| Err("the CUDA driver failed to load".into()))
+    } else {
+        Err("no NVIDIA driver (libcuda.so.1 not found)".into())
+    };
+    Inventory { gpus, libraries }
+}
+
+fn list_gpus() -> Result<Vec<Gpu>, String> {
+    use cudarc::driver::{result, sys::CUdevice_attribute as A, CudaContext};
+    let err = |e: cudarc::driver::DriverError| e.to_string();
+    result::init().map_err(err)?;
+    let count = result::device::get_count().map_err(err)? as usize;
+    (0..count)
+        .map(|index| {
+            let ctx = CudaContext::new(index).map_err(err)?;
+            let attr = |a| ctx.attribute(a).map_err(err);
+            Ok(Gpu {
+                index,
+                name: ctx.name().map_err(err)?,
+                total_bytes: unsafe { result::device::total_mem(ctx.cu_device()) }.map_err(err)?
+                    as u64,
+                compute_capability: (
+                    attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+                    attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The first of `names` found in `VSR_CUDA_LIB_PATH`'s folders, else on the system's path.
+/// A library found in a configured folder is loaded (and kept) now, so that later loads by
+/// name, cudarc's included, get that copy.
+fn find_library(names: &[&str]) -> Option<PathBuf> {
+    let dirs: Vec<PathBuf> = std::env::var_os("VSR_CUDA_LIB_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for name in names {
+        for dir in &dirs {
+            let path = dir.join(name);
+            // SAFETY: loading a CUDA library runs its initialisers, which is what using it means.
+            if path.is_file()
+                && unsafe { libloading::Library::new(&path) }
+                    .map(std::mem::forget)
+                    .is_ok()
+            {
+                return Some(path);
+            }
+        }
+        // SAFETY: as above.
+        if let Ok(lib) = unsafe { libloading::Library::new(name) } {
+            std::mem::forget(lib);
+            return Some(PathBuf::from(name));
+        }
+    }
+    None
+}
+
+impl fmt::Display for Inventory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.gpus {
+            Ok(gpus) if gpus.is_empty() => writeln!(f, "CUDA: the driver reports no GPU")?,
+            Ok(gpus) => {
+                for g in gpus {
+                    writeln!(
+                        f,
+                        "cuda:{}  {}  {:.1} GiB  compute capability {}.{}",
+                        g.index,
+                        g.name,
+                        g.total_bytes as f64 / (1u64 << 30) as f64,
+                        g.compute_capability.0,
+                        g.compute_capability.1
+                    )?
+                }
+            }
+            Err(why) => writeln!(f, "CUDA: {why}")?,
+        }
+        for (what, path) in &self.libraries {
+            match path {
+                Some(p) => writeln!(f, "  {what:<7} {}", p.display())?,
+                None => writeln!(f, "  {what:<7} not found (set VSR_CUDA_LIB_PATH)")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h200() -> Gpu {
+        Gpu {
+            index: 0,
+            name: "NVIDIA H200".into(),
+            total_bytes: 141 << 30,
+            compute_capability: (9, 0),
+        }
+    }
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!("auto".parse(), Ok(DeviceRequest::Auto));
+        assert_eq!("cpu".parse(), Ok(DeviceRequest::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceRequest::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceRequest::Cuda(3)));
+        assert!("gpu".parse::<DeviceRequest>().is_err());
+        assert!("cuda:x".parse::<DeviceRequest>().is_err());
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_cpu_with_a_reason() {
+        let none = Inventory {
+            gpus: Err("no NVIDIA driver (libcuda.so.1 not found)".into()),
+            libraries: vec![],
+        };
+        let s = select(DeviceRequest::Auto, &none).unwrap();
+        assert_eq!(s.device, Device::Cpu);
+        assert!(s.reason.contains("libcuda.so.1"), "{}", s.reason);
+        let e = select(DeviceRequest::Cuda(0), &none).unwrap_err();
+        assert_eq!(e.code(), "cuda_unavailable");
+        let one = Inventory {
+            gpus: Ok(vec![h200()]),
+            libraries: vec![],
+        };
+        let e = select(DeviceRequest::Cuda(1), &one).unwrap_err();
+        assert!(e.to_string().contains("1 CUDA device"), "{e}");
+        let s = select(DeviceRequest::Auto, &one).unwrap();
+        assert_eq!(s.device == Device::Cpu, !CUDA_EXECUTOR);
+        assert!(s.reason.contains("NVIDIA H200"), "{}", s.reason);
+        assert_eq!(
+            select(DeviceRequest::Cpu, &one).unwrap().device,
+            Device::Cpu
+        );
+    }
+
+    /// On this machine, whatever it has: the probe answers without panicking.
+    #[test]
+    fn inventory_never_panics() {
+        let inv = inventory();
+        assert_eq!(inv.libraries.len(), LIBRARIES.len());
+        let _ = inv.to_string();
+    }
+}

@@ -678,3 +678,35 @@ fn meta_endpoints_and_config() {
     );
     assert!(!text.contains("hush"), "secret printed: {text}");
 }
+
+/// `VSR_LOG_JSON=1` (or `--log-json`): one JSON object per line, each request with its id and
+/// each job line with its task id.
+#[test]
+fn json_logs_carry_request_and_task_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    testsrc_clip(&clip, "64x48", 10, 0.3);
+    let server = Server::start(dir.path(), &[("VSR_LOG_JSON", "1")]);
+    let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+    let id = id(&task);
+    server.wait_for(&id, 60, terminal);
+    std::thread::sleep(Duration::from_millis(300));
+    let log =
+        std::fs::read_to_string(server.dir.join(format!("server-{}.log", server.port))).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["request_id"].is_string() && l["fields"]["path"] == "/api/upload"));
+    let job_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"].as_str().unwrap_or("").ends_with("worker") && l["span"].is_object())
+        .collect();
+    assert!(!job_lines.is_empty(), "{log}");
+    assert!(
+        job_lines.iter().all(|l| l["span"]["task"] == id.as_str()),
+        "{log}"
+    );
+}

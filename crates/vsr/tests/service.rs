@@ -175,6 +175,37 @@ fn cancel_mid_run() {
         "{:?}",
         server.files_in("uploads")
     );
+
+    // A heavy model takes seconds per frame: cancel does not wait for the frame to end.
+    let heavy = dir.path().join("heavy.mp4");
+    testsrc_clip(&heavy, "256x144", 10, 2.0);
+    let (_, task) = server.upload(&heavy, json!({"scale": 4, "quality": "quality"}));
+    let id = task["taskId"].as_str().unwrap().to_string();
+    server.wait_for(&id, 120, |s| s["stage"] == "upscaling");
+    let asked = Instant::now();
+    let (code, cancelled) = server.post(&format!("/api/cancel/{id}"));
+    assert_eq!(
+        (code, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        asked.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.files_in("processed").is_empty(),
+        "{:?}",
+        server.files_in("processed")
+    );
+    // The worker that stopped mid-frame was replaced: the next task runs.
+    let small = dir.path().join("small.mp4");
+    testsrc_clip(&small, "64x48", 10, 0.3);
+    let (_, next) = server.upload(&small, json!({"scale": 2, "quality": "fast"}));
+    let next = next["taskId"].as_str().unwrap().to_string();
+    assert_eq!(server.wait_for(&next, 60, terminal)["status"], "completed");
 }
 
 /// Every refusal has its status and stable code.

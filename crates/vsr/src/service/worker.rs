@@ -19,7 +19,9 @@ use crate::video::pipeline::{self, Job, Progress};
 use crate::video::PipelineError;
 
 /// How often progress is written and cancel requests are read.
-const REPORT: Duration = Duration::from_millis(250);
+const REPORT: Duration = Duration::from_millis(200);
+/// A frame of a heavy model can take many seconds; a stop is not left waiting for it.
+const HARD_STOP: Duration = Duration::from_millis(600);
 
 #[derive(Clone)]
 struct Worker {
@@ -98,7 +100,11 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
         })
     };
     tokio::pin!(blocking);
+    let mut stop_asked: Option<std::time::Instant> = None;
     let result = loop {
+        if stop_asked.is_some_and(|t| t.elapsed() > HARD_STOP) {
+            hard_stop(worker, &task).await;
+        }
         tokio::select! {
             r = &mut blocking => break r.unwrap_or_else(|e| Err(TaskError::new("worker_panicked", e.to_string()))),
             _ = tokio::time::sleep(REPORT) => {
@@ -110,6 +116,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
                 let cancelled = worker.store.progress(&task.id, stage, (done, total), fps, eta).await?;
                 if cancelled || worker.shutdown.load(Ordering::Relaxed) {
                     cancel.store(true, Ordering::Relaxed);
+                    stop_asked.get_or_insert_with(std::time::Instant::now);
                 }
             }
         }
@@ -165,6 +172,28 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
         }
     }
     Ok(())
+}
+
+/// Ends a task whose pipeline did not stop in time: records the outcome, removes the task's
+/// temporaries, and exits the process (the supervisor starts a fresh worker; FFmpeg children
+/// end when their pipes close).
+async fn hard_stop(worker: &Worker, task: &Task) -> ! {
+    let expires = now_ms() + worker.config.retention_seconds as i64 * 1000;
+    if worker.shutdown.load(Ordering::Relaxed) {
+        let _ = worker.store.release(&task.id).await;
+        tracing::info!("worker stopping mid-frame; task returned to the queue");
+    } else {
+        let _ = worker
+            .store
+            .finish(&task.id, Status::Cancelled, None, expires, None)
+            .await;
+        let _ = std::fs::remove_file(&task.input_path);
+        tracing::info!("task cancelled mid-frame; worker restarting");
+    }
+    for temp in crate::video::pipeline::temporaries(&task.output_path) {
+        let _ = std::fs::remove_file(temp);
+    }
+    std::process::exit(0)
 }
 
 struct TaskError {

@@ -78,8 +78,7 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Summary, PipelineError> {
     let info = validate(job)?;
-    let temp = temp_path(job.output, "partial");
-    let rotated = temp_path(job.output, "rotated");
+    let [temp, rotated] = temporaries(job.output);
     let result = run_to(job, &info, &temp, progress, cancel).and_then(|summary| {
         // A cancel that arrived while the encoder was finishing still wins.
         if cancel.load(Ordering::Relaxed) {
@@ -98,6 +97,11 @@ pub fn run(
         let _ = std::fs::remove_file(leftover);
     }
     result
+}
+
+/// The files a job on `output` writes before the final rename (this process's names).
+pub fn temporaries(output: &Path) -> [PathBuf; 2] {
+    [temp_path(output, "partial"), temp_path(output, "rotated")]
 }
 
 /// `dir/.name.STAGE-PID.ext`: same directory (so the rename is atomic), same extension (so

@@ -1,9 +1,13 @@
 //! CUDA for VSR, loaded at run time: the binary builds and runs on machines without a CUDA
 //! toolkit, driver or GPU, and finds them when they are there. This crate answers "which
-//! device runs the model, and why" (`select`); the CUDA executor builds on it.
+//! device runs the model, and why" (`select`), and runs it there (`CudaPlan`).
 //!
 //! Libraries are looked up by name on the system's search path, and first in the folders of
 //! `VSR_CUDA_LIB_PATH` (colon-separated), such as pip's `site-packages/nvidia/*/lib`.
+
+mod executor;
+
+pub use executor::{unsupported_layers, CudaPlan, CudaPlanError};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -78,10 +82,6 @@ impl DeviceError {
     }
 }
 
-/// Whether this build can run models on CUDA. The executor is the next step (docs/gpu.md);
-/// until it lands, `auto` says so and uses the CPU, and `cuda` is refused with the reason.
-pub const CUDA_EXECUTOR: bool = false;
-
 /// Picks the device for `request` given what the machine has.
 pub fn select(request: DeviceRequest, inventory: &Inventory) -> Result<Selection, DeviceError> {
     let cpu = |reason: String| Selection {
@@ -93,12 +93,6 @@ pub fn select(request: DeviceRequest, inventory: &Inventory) -> Result<Selection
         let gpu = gpus
             .get(index)
             .ok_or_else(|| format!("the machine has {} CUDA device(s)", gpus.len()))?;
-        if !CUDA_EXECUTOR {
-            return Err(format!(
-                "{} found, but this build has no CUDA executor yet",
-                gpu.name
-            ));
-        }
         Ok(gpu.clone())
     };
     match request {
@@ -271,7 +265,7 @@ mod tests {
         let e = select(DeviceRequest::Cuda(1), &one).unwrap_err();
         assert!(e.to_string().contains("1 CUDA device"), "{e}");
         let s = select(DeviceRequest::Auto, &one).unwrap();
-        assert_eq!(s.device == Device::Cpu, !CUDA_EXECUTOR);
+        assert_eq!(s.device, Device::Cuda(h200()));
         assert!(s.reason.contains("NVIDIA H200"), "{}", s.reason);
         assert_eq!(
             select(DeviceRequest::Cpu, &one).unwrap().device,

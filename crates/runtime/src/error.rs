@@ -96,4 +96,6 @@ pub enum RunError {
     },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    #[error("{device}: {reason}")]
+    Device { device: String, reason: String },
 }

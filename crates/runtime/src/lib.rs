@@ -7,6 +7,7 @@
 //! (padding, value range) and tiling for frames of any size.
 
 pub mod error;
+pub mod executor;
 pub mod graph;
 pub mod kernels;
 pub mod param;
@@ -14,6 +15,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use error::{LoadError, LoadErrorKind, RunError};
+pub use executor::Executor;
 pub use graph::Graph;
 pub use kernels::Isa;
 pub use tensor::Tensor;

@@ -9,10 +9,12 @@
 //! statistics (the reference tools' "no sync" behaviour), which is approximate.
 
 use crate::error::RunError;
+use crate::executor::Executor;
 use crate::graph::{Graph, Op};
 use crate::kernels::Isa;
 use crate::plan::Plan;
 use crate::tensor::{Shape, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How the reference tools extend the frame before running the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +79,12 @@ impl Default for Options {
 const MIN_TILE: usize = 32;
 
 /// A model ready to upscale frames.
-#[derive(Debug)]
 pub struct Upscaler {
     plan: Plan,
+    /// Runs the network instead of `plan` while it works; after a failure (out of device
+    /// memory, say) the CPU plan takes over.
+    accelerator: Option<Box<dyn Executor>>,
+    accelerator_failed: AtomicBool,
     spec: ModelSpec,
     options: Options,
     /// Input pixels of context each tile needs on every side for an exact result.
@@ -89,6 +94,12 @@ pub struct Upscaler {
     /// Network output pixels before the frame's first pixel (Real-ESRGAN-style networks keep
     /// the padding; Real-CUGAN-style ones crop it themselves).
     keeps_padding: bool,
+}
+
+impl std::fmt::Debug for Upscaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upscaler({:?} on {})", self.spec, self.device_name())
+    }
 }
 
 impl Upscaler {
@@ -108,12 +119,48 @@ impl Upscaler {
         let context = radius.div_ceil(spec.align) * spec.align;
         Ok(Upscaler {
             plan,
+            accelerator: None,
+            accelerator_failed: AtomicBool::new(false),
             spec,
             options,
             context,
             global,
             keeps_padding,
         })
+    }
+
+    /// Runs the network on `accelerator`, keeping the CPU plan as the fallback.
+    pub fn with_accelerator(mut self, accelerator: Box<dyn Executor>) -> Self {
+        self.accelerator = Some(accelerator);
+        self
+    }
+
+    /// What runs the network now: the accelerator's name, or "cpu".
+    pub fn device_name(&self) -> String {
+        match &self.accelerator {
+            Some(a) if !self.accelerator_failed.load(Ordering::Relaxed) => a.name(),
+            _ => "cpu".into(),
+        }
+    }
+
+    /// The network on one (padded) window; the flag says whether the result came from the
+    /// CPU plan's pool (and should go back to it): both executors take it from there.
+    fn run_network(&self, window: Tensor) -> Result<(Tensor, bool), RunError> {
+        if let Some(accel) = &self.accelerator {
+            if !self.accelerator_failed.load(Ordering::Relaxed) {
+                match accel.run(&window, &mut |h, w, c| self.plan.take_tensor(h, w, c)) {
+                    Ok(out) => {
+                        self.plan.recycle(window);
+                        return Ok((out, true));
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}; continuing on the CPU", accel.name());
+                        self.accelerator_failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        Ok((self.plan.run(window)?, true))
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -185,7 +232,7 @@ impl Upscaler {
                     window.copy_region((0, 0), source, (y0, x0), y1 - y0, x1 - x0);
                     window
                 };
-                let result = self.plan.run(window)?;
+                let (result, pooled) = self.run_network(window)?;
                 let (oy, ox) = ((ty - y0 + margin) * s, (tx - x0 + margin) * s);
                 if oy + th * s > result.h || ox + tw * s > result.w {
                     return Err(RunError::Shape {
@@ -197,7 +244,9 @@ impl Upscaler {
                     });
                 }
                 out.copy_region((ty * s, tx * s), &result, (oy, ox), th * s, tw * s);
-                self.plan.recycle(result);
+                if pooled {
+                    self.plan.recycle(result);
+                }
             }
         }
         if let Some(padded) = padded {

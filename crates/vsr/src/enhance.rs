@@ -1,6 +1,7 @@
 //! A recipe made runnable: its models loaded and chained, the detail blend applied. The video
 //! pipeline, `vsr upscale-image` and the service all upscale through this.
 
+use vsr_cuda::{CudaPlan, Device};
 use vsr_runtime::{Options, RunError, Tensor, Upscaler};
 
 use crate::catalog::Catalog;
@@ -17,19 +18,38 @@ pub struct Enhancer {
 
 impl Enhancer {
     /// Loads every pass; the product of their scales must be the scale asked for.
+    /// On `device`: a model the CUDA executor cannot run yet uses the CPU, with a note, unless
+    /// `strict` (CUDA was asked for by name), when it is an error.
     pub fn load(
         recipe: Recipe,
         config: &Config,
         catalog: &Catalog,
         options: Options,
+        device: &Device,
+        strict: bool,
     ) -> Result<Self, ModelRefError> {
         let mut names = Vec::new();
         let mut passes = Vec::new();
         for pass in &recipe.passes {
             let model = ModelRef::resolve(Some(pass), config, catalog)?;
             let (graph, spec) = model.load()?;
-            let upscaler = Upscaler::new(&graph, spec, options)
+            let mut upscaler = Upscaler::new(&graph, spec, options)
                 .map_err(|e| ModelRefError::Prepare(model.name.clone(), e))?;
+            if let Device::Cuda(gpu) = device {
+                match CudaPlan::new(&graph, gpu.index) {
+                    Ok(plan) => upscaler = upscaler.with_accelerator(Box::new(plan)),
+                    Err(e) if strict => {
+                        return Err(ModelRefError::Prepare(
+                            model.name.clone(),
+                            RunError::Device {
+                                device: format!("cuda:{}", gpu.index),
+                                reason: e.to_string(),
+                            },
+                        ))
+                    }
+                    Err(e) => eprintln!("note: {}: {e}; it runs on the CPU", model.name),
+                }
+            }
             passes.push(upscaler);
             names.push(model.name);
         }
@@ -58,6 +78,13 @@ impl Enhancer {
     /// The models in the order they run, for logs and summaries.
     pub fn model_names(&self) -> String {
         self.names.join(" + ")
+    }
+
+    /// Where each pass runs, for logs.
+    pub fn devices(&self) -> String {
+        let mut names: Vec<String> = self.passes.iter().map(Upscaler::device_name).collect();
+        names.dedup();
+        names.join(" + ")
     }
 
     /// The FFmpeg filter to apply to decoded frames before they reach `process`.

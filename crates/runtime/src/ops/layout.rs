@@ -314,6 +314,22 @@ fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
     t
 }
 
+/// Per output coordinate, the first source sample and up to four weights, as `interp` uses
+/// them for bilinear (2 taps) and bicubic (4 taps) resizing: for other executors to match.
+pub fn resize_taps(
+    mode: InterpMode,
+    src: usize,
+    dst: usize,
+    align_corner: bool,
+) -> (Vec<usize>, Vec<[f32; 4]>, usize) {
+    let t = if mode == InterpMode::Bicubic && src >= 4 {
+        (cubic_taps(src, dst, align_corner), 4)
+    } else {
+        (linear_taps(src, dst, align_corner), 2)
+    };
+    (t.0.index, t.0.weights, t.1)
+}
+
 pub fn interp(
     input: &Tensor,
     mode: InterpMode,

@@ -62,10 +62,20 @@ impl RunArgs {
         Ok(wanted)
     }
 
-    pub fn options(&self) -> anyhow::Result<Options> {
+    /// The device to run on, announced in one line with the reason.
+    pub fn device(&self) -> anyhow::Result<vsr_cuda::Device> {
         let selection = vsr_cuda::select(self.device, &vsr_cuda::inventory())
             .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
         eprintln!("device: {}", selection.reason);
+        Ok(selection.device)
+    }
+
+    /// Whether CUDA was asked for by name (then models it cannot run are an error).
+    pub fn strict_device(&self) -> bool {
+        matches!(self.device, vsr_cuda::DeviceRequest::Cuda(_))
+    }
+
+    pub fn options(&self) -> anyhow::Result<Options> {
         Ok(Options {
             isa: self.isa()?,
             threads: self.threads,
@@ -123,6 +133,13 @@ impl SettingsArgs {
         for note in &recipe.notes {
             eprintln!("note: {note}");
         }
-        Ok(Enhancer::load(recipe, config, &catalog, run.options()?)?)
+        Ok(Enhancer::load(
+            recipe,
+            config,
+            &catalog,
+            run.options()?,
+            &run.device()?,
+            run.strict_device(),
+        )?)
     }
 }

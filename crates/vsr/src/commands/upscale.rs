@@ -93,7 +93,7 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     eprintln!(
-        "{}: {} frames {}x{} -> {}x{} with {} in {:.1}s ({:.2} fps)",
+        "{}: {} frames {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps)",
         args.output.display(),
         summary.frames,
         summary.input.video.width,
@@ -101,6 +101,7 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         summary.output_size.0,
         summary.output_size.1,
         enhancer.model_names(),
+        enhancer.devices(),
         summary.seconds,
         summary.frames as f64 / summary.seconds.max(1e-9)
     );

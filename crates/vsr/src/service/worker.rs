@@ -232,7 +232,12 @@ fn upscale(
         memory_budget: 2 << 30,
         tile: None,
     };
-    let enhancer = Enhancer::load(recipe, base, &catalog, options)
+    let request: vsr_cuda::DeviceRequest = config.device.parse().unwrap_or_default();
+    let device = vsr_cuda::select(request, &vsr_cuda::inventory())
+        .map_err(|e| TaskError::new(e.code(), e.to_string()))?
+        .device;
+    let strict = matches!(request, vsr_cuda::DeviceRequest::Cuda(_));
+    let enhancer = Enhancer::load(recipe, base, &catalog, options, &device, strict)
         .map_err(|e| TaskError::new("model_failed", e.to_string()))?;
     let codec = task.settings.codec.unwrap_or(Codec::H264);
     let job = Job {

@@ -93,8 +93,15 @@ pub async fn preview(
             memory_budget: 2 << 30,
             tile: None,
         };
-        let enhancer =
-            Enhancer::load(recipe, &base, &catalog, options).map_err(Problem::internal)?;
+        let enhancer = Enhancer::load(
+            recipe,
+            &base,
+            &catalog,
+            options,
+            &vsr_cuda::Device::Cpu,
+            false,
+        )
+        .map_err(Problem::internal)?;
         let out = enhancer
             .process(&frame.to_tensor())
             .map_err(Problem::internal)?;

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::cudnn::{sys as dnn, ConvForward, Cudnn};
+use cudarc::cudnn::{
+    sys as dnn, ConvDescriptor, ConvForward, Cudnn, FilterDescriptor, TensorDescriptor,
+};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
@@ -61,9 +63,16 @@ extern "C" __global__ void resample(const h16* x, h16* y, long n, int ih, int iw
     y[i] = f2h(acc);
 }
 
-extern "C" __global__ void add(const h16* a, const h16* b, h16* y, long n) {
+// y = ca * a + cb * b (Eltwise sum with coefficients; plain addition is 1, 1).
+extern "C" __global__ void axpby(const h16* a, const h16* b, h16* y, long n, float ca, float cb) {
     INDEX
-    y[i] = f2h(h2f(a[i]) + h2f(b[i]));
+    y[i] = f2h(ca * h2f(a[i]) + cb * h2f(b[i]));
+}
+
+// One input of a channel concatenation: its `cx` channels at `offset` of `ctot`.
+extern "C" __global__ void copy_channels(const h16* x, h16* y, long n, int cx, int ctot, int offset) {
+    INDEX
+    y[(i / cx) * ctot + offset + i % cx] = x[i];
 }
 
 extern "C" __global__ void to_half(const float* x, h16* y, long n) { INDEX y[i] = f2h(x[i]); }
@@ -100,7 +109,10 @@ enum Step {
         size: (usize, usize),
         align_corner: bool,
     },
-    Add,
+    /// `ca * a + cb * b`.
+    Sum(f32, f32),
+    /// Channel concatenation of every input.
+    Concat,
     /// Split: the outputs share the input's buffer.
     Alias,
 }
@@ -124,7 +136,8 @@ struct Kernels {
     bias_act: CudaFunction,
     pixel_shuffle: CudaFunction,
     resample: CudaFunction,
-    add: CudaFunction,
+    axpby: CudaFunction,
+    copy_channels: CudaFunction,
     to_half: CudaFunction,
     to_float: CudaFunction,
 }
@@ -137,6 +150,24 @@ struct DnnHandle(Arc<Cudnn>);
 unsafe impl Send for DnnHandle {}
 unsafe impl Sync for DnnHandle {}
 
+/// A convolution ready to launch on one input size.
+struct ConvSetup {
+    x: TensorDescriptor<f16>,
+    y: TensorDescriptor<f16>,
+    w: FilterDescriptor<f16>,
+    conv: ConvDescriptor<f32>,
+    algo: dnn::cudnnConvolutionFwdAlgo_t,
+    workspace: usize,
+    out: (usize, usize),
+}
+
+struct Setups(HashMap<(usize, usize, usize), ConvSetup>);
+
+// SAFETY: the descriptors are plain cuDNN handles, used only under `CudaPlan::running` (as
+// the cuDNN handle they belong to).
+unsafe impl Send for Setups {}
+unsafe impl Sync for Setups {}
+
 pub struct CudaPlan {
     name: String,
     stream: Arc<CudaStream>,
@@ -148,8 +179,8 @@ pub struct CudaPlan {
     blob_count: usize,
     /// Each blob's last reader, so its memory goes back as soon as possible.
     last_use: Vec<usize>,
-    /// Algorithms and workspace per (conv index, height, width).
-    algos: Mutex<HashMap<(usize, usize, usize), dnn::cudnnConvolutionFwdAlgo_t>>,
+    /// Per (conv index, height, width): descriptors, algorithm, workspace size.
+    setups: Mutex<Setups>,
     workspace: Mutex<Option<CudaSlice<u8>>>,
     /// One frame at a time per plan (one stream).
     running: Mutex<()>,
@@ -189,6 +220,10 @@ impl CudaPlan {
         }
         let ctx = CudaContext::new(index).map_err(cuda_err)?;
         let name = format!("cuda:{index} ({})", ctx.name().map_err(cuda_err)?);
+        // One stream does all the work, so cudarc's cross-stream event tracking (an event
+        // recorded per buffer per launch) is pure overhead.
+        // SAFETY: no buffer of this context is used on another stream.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(cuda_err)?;
         let cudnn = DnnHandle(Cudnn::new(stream.clone()).map_err(cuda_err)?);
         let ptx = cudarc::nvrtc::compile_ptx(KERNELS).map_err(cuda_err)?;
@@ -198,7 +233,8 @@ impl CudaPlan {
             bias_act: f("bias_act")?,
             pixel_shuffle: f("pixel_shuffle")?,
             resample: f("resample")?,
-            add: f("add")?,
+            axpby: f("axpby")?,
+            copy_channels: f("copy_channels")?,
             to_half: f("to_half")?,
             to_float: f("to_float")?,
         };
@@ -288,11 +324,15 @@ impl CudaPlan {
                 Op::BinaryOp {
                     kind: BinaryKind::Add,
                     scalar: None,
-                } => Step::Add,
+                } => Step::Sum(1.0, 1.0),
                 Op::Eltwise {
                     kind: EltwiseKind::Sum,
                     coeffs,
-                } if coeffs.iter().all(|&c| c == 1.0) => Step::Add,
+                } if n.inputs.len() == 2 => Step::Sum(
+                    coeffs.first().copied().unwrap_or(1.0),
+                    coeffs.get(1).copied().unwrap_or(1.0),
+                ),
+                Op::Concat { axis: 0 | -3 } => Step::Concat,
                 _ => return Err(CudaPlanError::Unsupported(n.kind.clone())),
             };
             nodes.push(Node {
@@ -317,7 +357,7 @@ impl CudaPlan {
             output: graph.output,
             blob_count: graph.blob_names.len(),
             last_use,
-            algos: Mutex::new(HashMap::new()),
+            setups: Mutex::new(Setups(HashMap::new())),
             workspace: Mutex::new(None),
             running: Mutex::new(()),
         })
@@ -332,74 +372,75 @@ impl CudaPlan {
         unsafe { self.stream.alloc::<f16>(n) }.map_err(cuda_err)
     }
 
-    fn conv(&self, index: usize, conv: &Conv, x: &Blob) -> Result<Blob, CudaPlanError> {
+    /// Descriptors, algorithm and workspace size for convolution `index` on an `h x w` input,
+    /// made on first use and kept: per frame, a convolution is then only its launches.
+    fn setup(&self, conv: &Conv, x: &Blob) -> Result<ConvSetup, CudaPlanError> {
         let out_dim = |n: usize, k: usize, s: usize, d: usize, p: usize| {
             (n + 2 * p - d * (k - 1) - 1) / s + 1
         };
         let oh = out_dim(x.h, conv.k.0, conv.stride.0, conv.dil.0, conv.pad.0);
         let ow = out_dim(x.w, conv.k.1, conv.stride.1, conv.dil.1, conv.pad.1);
         let nhwc = dnn::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
-        let i32_ = |v: usize| v as i32;
-        let xd = self
-            .cudnn
-            .0
-            .create_4d_tensor::<f16>(nhwc, [1, i32_(conv.in_c), i32_(x.h), i32_(x.w)])
+        let i = |v: usize| v as i32;
+        let dnn = &self.cudnn.0;
+        let xd = dnn
+            .create_4d_tensor::<f16>(nhwc, [1, i(conv.in_c), i(x.h), i(x.w)])
             .map_err(cuda_err)?;
-        let yd = self
-            .cudnn
-            .0
-            .create_4d_tensor::<f16>(nhwc, [1, i32_(conv.out_c), i32_(oh), i32_(ow)])
+        let yd = dnn
+            .create_4d_tensor::<f16>(nhwc, [1, i(conv.out_c), i(oh), i(ow)])
             .map_err(cuda_err)?;
-        let wd = self
-            .cudnn
-            .0
+        let wd = dnn
             .create_4d_filter::<f16>(
                 nhwc,
-                [
-                    i32_(conv.out_c),
-                    i32_(conv.in_c),
-                    i32_(conv.k.0),
-                    i32_(conv.k.1),
-                ],
+                [i(conv.out_c), i(conv.in_c), i(conv.k.0), i(conv.k.1)],
             )
             .map_err(cuda_err)?;
-        let mut cd = self
-            .cudnn
-            .0
+        let mut cd = dnn
             .create_conv2d::<f32>(
-                [i32_(conv.pad.0), i32_(conv.pad.1)],
-                [i32_(conv.stride.0), i32_(conv.stride.1)],
-                [i32_(conv.dil.0), i32_(conv.dil.1)],
+                [i(conv.pad.0), i(conv.pad.1)],
+                [i(conv.stride.0), i(conv.stride.1)],
+                [i(conv.dil.0), i(conv.dil.1)],
                 dnn::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
             )
             .map_err(cuda_err)?;
         cd.set_math_type(dnn::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)
             .map_err(cuda_err)?;
+        let mut y = self.alloc(oh * ow * conv.out_c)?;
         let op = ConvForward {
             conv: &cd,
             x: &xd,
             w: &wd,
             y: &yd,
         };
-        let mut y = self.alloc(oh * ow * conv.out_c)?;
-        let known = self
-            .algos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(index, x.h, x.w))
-            .copied();
-        let algo = match known {
-            Some(a) => a,
-            None => {
-                let a = self.fastest_algorithm(&op, x, &conv.weights, &mut y)?;
-                self.algos
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((index, x.h, x.w), a);
-                a
-            }
+        let algo = self.fastest_algorithm(&op, x, &conv.weights, &mut y)?;
+        let workspace = op.get_workspace_size(algo).map_err(cuda_err)?;
+        Ok(ConvSetup {
+            x: xd,
+            y: yd,
+            w: wd,
+            conv: cd,
+            algo,
+            workspace,
+            out: (oh, ow),
+        })
+    }
+
+    fn conv(&self, index: usize, conv: &Conv, x: &Blob) -> Result<Blob, CudaPlanError> {
+        let mut setups = self.setups.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (index, x.h, x.w);
+        let setup = match setups.0.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.setup(conv, x)?),
         };
-        let need = op.get_workspace_size(algo).map_err(cuda_err)?;
+        let (oh, ow) = setup.out;
+        let (algo, need) = (setup.algo, setup.workspace);
+        let op = ConvForward {
+            conv: &setup.conv,
+            x: &setup.x,
+            w: &setup.w,
+            y: &setup.y,
+        };
+        let mut y = self.alloc(oh * ow * conv.out_c)?;
         let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         if need > 0 && ws.as_ref().is_none_or(|w| w.len() < need) {
             *ws = Some(self.stream.alloc_zeros::<u8>(need).map_err(cuda_err)?);
@@ -654,7 +695,38 @@ impl CudaPlan {
                         c: a.c,
                     }
                 }
-                Step::Add => {
+                Step::Concat => {
+                    let parts: Vec<Blob> =
+                        (0..node.inputs.len()).map(get).collect::<Result<_, _>>()?;
+                    if parts.iter().any(|p| (p.h, p.w) != (a.h, a.w)) {
+                        return Err(CudaPlanError::Unsupported(
+                            "a concatenation of different sizes".into(),
+                        ));
+                    }
+                    let ctot: usize = parts.iter().map(|p| p.c).sum();
+                    let mut y = self.alloc(a.h * a.w * ctot)?;
+                    let mut offset = 0;
+                    for p in &parts {
+                        let n = p.h * p.w * p.c;
+                        let (nn, cx, ct, off) = (n as i64, p.c as i32, ctot as i32, offset as i32);
+                        let mut b = self.stream.launch_builder(&self.kernels.copy_channels);
+                        b.arg(p.data.as_ref())
+                            .arg(&mut y)
+                            .arg(&nn)
+                            .arg(&cx)
+                            .arg(&ct)
+                            .arg(&off);
+                        // SAFETY: each input's channels land inside the output's `ctot`.
+                        unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
+                        offset += p.c;
+                    }
+                    Blob {
+                        data: Arc::new(y),
+                        c: ctot,
+                        ..a
+                    }
+                }
+                Step::Sum(ca, cb) => {
                     let bb = get(1)?;
                     if (a.h, a.w, a.c) != (bb.h, bb.w, bb.c) {
                         return Err(CudaPlanError::Unsupported(
@@ -664,11 +736,13 @@ impl CudaPlan {
                     let n = a.h * a.w * a.c;
                     let mut y = self.alloc(n)?;
                     let nn = n as i64;
-                    let mut b = self.stream.launch_builder(&self.kernels.add);
+                    let mut b = self.stream.launch_builder(&self.kernels.axpby);
                     b.arg(a.data.as_ref())
                         .arg(bb.data.as_ref())
                         .arg(&mut y)
-                        .arg(&nn);
+                        .arg(&nn)
+                        .arg(ca)
+                        .arg(cb);
                     // SAFETY: all three buffers hold `n` elements.
                     unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
                     Blob {
@@ -789,9 +863,8 @@ pub fn unsupported_layers(graph: &Graph) -> Vec<String> {
             Op::PixelShuffle { channel_major, .. } => !channel_major,
             Op::Interp { .. } => true,
             Op::BinaryOp { kind, scalar } => *kind == BinaryKind::Add && scalar.is_none(),
-            Op::Eltwise { kind, coeffs } => {
-                *kind == EltwiseKind::Sum && coeffs.iter().all(|&c| c == 1.0)
-            }
+            Op::Eltwise { kind, .. } => *kind == EltwiseKind::Sum && n.inputs.len() == 2,
+            Op::Concat { axis } => matches!(axis, 0 | -3),
             _ => false,
         };
         if !ok && !missing.contains(&n.kind) {

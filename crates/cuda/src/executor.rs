@@ -7,13 +7,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::cudnn::{
-    sys as dnn, ConvDescriptor, ConvForward, Cudnn, FilterDescriptor, TensorDescriptor,
+    sys as dnn, ConvBackwardData, ConvDescriptor, ConvForward, Cudnn, FilterDescriptor,
+    TensorDescriptor,
 };
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use half::f16;
-use vsr_runtime::graph::{Activation, BinaryKind, EltwiseKind, Graph, InterpMode, Op};
+use vsr_runtime::graph::{
+    Activation, BinaryKind, ConvSpec, CropSpec, EltwiseKind, Graph, InterpMode, Op,
+};
 use vsr_runtime::{Executor, RunError, Tensor};
 
 const KERNELS: &str = r#"
@@ -75,6 +78,47 @@ extern "C" __global__ void copy_channels(const h16* x, h16* y, long n, int cx, i
     y[(i / cx) * ctot + offset + i % cx] = x[i];
 }
 
+// Squeeze-excitation: the mean of each channel (one block per channel).
+extern "C" __global__ void channel_mean(const h16* x, h16* y, long hw, int c) {
+    __shared__ float part[256];
+    int ch = blockIdx.x;
+    float s = 0.f;
+    for (long p = threadIdx.x; p < hw; p += blockDim.x) s += h2f(x[p * c + ch]);
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k /= 2) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) y[ch] = f2h(part[0] / (float)hw);
+}
+
+// A small fully connected layer: mode 0 none, 1 leaky ReLU (`slope`), 4 sigmoid.
+extern "C" __global__ void dense(const h16* x, const float* w, const float* b, h16* y, int in, int out, int mode, float slope) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= out) return;
+    float s = b[o];
+    for (int i = 0; i < in; i++) s += w[(long)o * in + i] * h2f(x[i]);
+    if (mode == 1) s = s > 0.f ? s : s * slope;
+    else if (mode == 4) s = 1.f / (1.f + __expf(-s));
+    y[o] = f2h(s);
+}
+
+// Each channel of `x` times that channel's entry of `s`.
+extern "C" __global__ void scale_channels(const h16* x, const h16* s, h16* y, long n, int c) {
+    INDEX
+    y[i] = f2h(h2f(x[i]) * h2f(s[i % c]));
+}
+
+// An `oh x ow x oc` window of `x` (`iw` wide, `ic` channels) from (y0, x0, c0).
+extern "C" __global__ void crop(const h16* x, h16* y, long n, int iw, int ic, int y0, int x0, int c0, int ow, int oc) {
+    INDEX
+    int ch = i % oc;
+    long p = i / oc;
+    int X = p % ow, Y = p / ow;
+    y[i] = x[((long)(Y + y0) * iw + X + x0) * ic + c0 + ch];
+}
+
 extern "C" __global__ void to_half(const float* x, h16* y, long n) { INDEX y[i] = f2h(x[i]); }
 extern "C" __global__ void to_float(const h16* x, float* y, long n) { INDEX y[i] = h2f(x[i]); }
 "#;
@@ -82,6 +126,61 @@ extern "C" __global__ void to_float(const h16* x, float* y, long n) { INDEX y[i]
 /// A fused activation, as the kernel's `mode` and parameters.
 #[derive(Clone, Copy)]
 struct Act {
+    mode: i32,
+    slope: f32,
+}
+
+impl Conv {
+    /// `spec` on the device, its weights as cuDNN wants them for NHWC: `[out][kh][kw][in]` for
+    /// a convolution, `[in][kh][kw][out]` for a transposed one (backward-data's filter).
+    fn upload(
+        stream: &Arc<CudaStream>,
+        spec: &ConvSpec,
+        transposed: bool,
+    ) -> Result<Conv, CudaPlanError> {
+        let c = spec;
+        let (kh, kw) = (c.kh, c.kw);
+        let mut w = vec![f16::ZERO; c.weights.len()];
+        for o in 0..c.out_c {
+            for i in 0..c.in_c {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        let at = if transposed {
+                            ((i * kh + y) * kw + x) * c.out_c + o
+                        } else {
+                            ((o * kh + y) * kw + x) * c.in_c + i
+                        };
+                        w[at] = f16::from_f32(c.weights[((o * c.in_c + i) * kh + y) * kw + x]);
+                    }
+                }
+            }
+        }
+        let bias = if c.bias.is_empty() {
+            vec![0.0; c.out_c]
+        } else {
+            c.bias.clone()
+        };
+        let (act, slopes) = activation(&c.act);
+        Ok(Conv {
+            in_c: c.in_c,
+            out_c: c.out_c,
+            k: (kh, kw),
+            stride: (c.stride_h, c.stride_w),
+            dil: (c.dil_h, c.dil_w),
+            pad: (c.pad.top, c.pad.left),
+            weights: stream.memcpy_stod(&w).map_err(cuda_err)?,
+            bias: stream.memcpy_stod(&bias).map_err(cuda_err)?,
+            act,
+            slopes: stream.memcpy_stod(&slopes).map_err(cuda_err)?,
+        })
+    }
+}
+
+struct Dense {
+    inputs: usize,
+    outputs: usize,
+    weights: CudaSlice<f32>,
+    bias: CudaSlice<f32>,
     mode: i32,
     slope: f32,
 }
@@ -113,6 +212,15 @@ enum Step {
     Sum(f32, f32),
     /// Channel concatenation of every input.
     Concat,
+    /// Transposed convolution (cuDNN backward-data), bias and activation fused after.
+    Deconv(Box<Conv>),
+    /// Global average pooling to one value per channel.
+    Mean,
+    /// A fully connected layer on a per-channel vector.
+    Dense(Box<Dense>),
+    /// The first input's channels scaled by the second, a per-channel vector.
+    ScaleChannels,
+    Crop(CropSpec),
     /// Split: the outputs share the input's buffer.
     Alias,
 }
@@ -138,6 +246,10 @@ struct Kernels {
     resample: CudaFunction,
     axpby: CudaFunction,
     copy_channels: CudaFunction,
+    channel_mean: CudaFunction,
+    dense: CudaFunction,
+    scale_channels: CudaFunction,
+    crop: CudaFunction,
     to_half: CudaFunction,
     to_float: CudaFunction,
 }
@@ -235,6 +347,10 @@ impl CudaPlan {
             resample: f("resample")?,
             axpby: f("axpby")?,
             copy_channels: f("copy_channels")?,
+            channel_mean: f("channel_mean")?,
+            dense: f("dense")?,
+            scale_channels: f("scale_channels")?,
+            crop: f("crop")?,
             to_half: f("to_half")?,
             to_float: f("to_float")?,
         };
@@ -249,39 +365,7 @@ impl CudaPlan {
             let step = match &n.op {
                 Op::Input => continue,
                 Op::Split => Step::Alias,
-                Op::Convolution(c) => {
-                    let (kh, kw) = (c.kh, c.kw);
-                    let mut krsc = vec![f16::ZERO; c.weights.len()];
-                    for o in 0..c.out_c {
-                        for i in 0..c.in_c {
-                            for y in 0..kh {
-                                for x in 0..kw {
-                                    krsc[((o * kh + y) * kw + x) * c.in_c + i] = f16::from_f32(
-                                        c.weights[((o * c.in_c + i) * kh + y) * kw + x],
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    let bias = if c.bias.is_empty() {
-                        vec![0.0; c.out_c]
-                    } else {
-                        c.bias.clone()
-                    };
-                    let (act, slopes) = activation(&c.act);
-                    Step::Conv(Box::new(Conv {
-                        in_c: c.in_c,
-                        out_c: c.out_c,
-                        k: (kh, kw),
-                        stride: (c.stride_h, c.stride_w),
-                        dil: (c.dil_h, c.dil_w),
-                        pad: (c.pad.top, c.pad.left),
-                        weights: stream.memcpy_stod(&krsc).map_err(cuda_err)?,
-                        bias: stream.memcpy_stod(&bias).map_err(cuda_err)?,
-                        act,
-                        slopes: stream.memcpy_stod(&slopes).map_err(cuda_err)?,
-                    }))
-                }
+                Op::Convolution(c) => Step::Conv(Box::new(Conv::upload(&stream, c, false)?)),
                 Op::Activation(a) => {
                     // Fold into the convolution that produced its input, when it is the only reader.
                     let input = n.inputs[0];
@@ -333,6 +417,38 @@ impl CudaPlan {
                     coeffs.get(1).copied().unwrap_or(1.0),
                 ),
                 Op::Concat { axis: 0 | -3 } => Step::Concat,
+                Op::Deconvolution(c) => Step::Deconv(Box::new(Conv::upload(&stream, c, true)?)),
+                Op::GlobalPool { max: false } => Step::Mean,
+                Op::InnerProduct {
+                    out,
+                    weights,
+                    bias,
+                    act,
+                } => {
+                    let (mode, slope) = match act {
+                        Activation::Relu { slope } => (1, *slope),
+                        Activation::Sigmoid => (4, 0.0),
+                        _ => (0, 0.0),
+                    };
+                    let bias = if bias.is_empty() {
+                        vec![0.0; *out]
+                    } else {
+                        bias.clone()
+                    };
+                    Step::Dense(Box::new(Dense {
+                        inputs: weights.len() / out,
+                        outputs: *out,
+                        weights: stream.memcpy_stod(weights).map_err(cuda_err)?,
+                        bias: stream.memcpy_stod(&bias).map_err(cuda_err)?,
+                        mode,
+                        slope,
+                    }))
+                }
+                Op::BinaryOp {
+                    kind: BinaryKind::Mul,
+                    scalar: None,
+                } => Step::ScaleChannels,
+                Op::Crop(spec) => Step::Crop(spec.clone()),
                 _ => return Err(CudaPlanError::Unsupported(n.kind.clone())),
             };
             nodes.push(Node {
@@ -372,28 +488,39 @@ impl CudaPlan {
         unsafe { self.stream.alloc::<f16>(n) }.map_err(cuda_err)
     }
 
-    /// Descriptors, algorithm and workspace size for convolution `index` on an `h x w` input,
-    /// made on first use and kept: per frame, a convolution is then only its launches.
-    fn setup(&self, conv: &Conv, x: &Blob) -> Result<ConvSetup, CudaPlanError> {
-        let out_dim = |n: usize, k: usize, s: usize, d: usize, p: usize| {
-            (n + 2 * p - d * (k - 1) - 1) / s + 1
-        };
-        let oh = out_dim(x.h, conv.k.0, conv.stride.0, conv.dil.0, conv.pad.0);
-        let ow = out_dim(x.w, conv.k.1, conv.stride.1, conv.dil.1, conv.pad.1);
+    /// cuDNN's descriptors for `conv` from an `input` to an `output` size: the two tensors, the
+    /// filter (for backward-data when `transposed`) and the convolution, fp16 with fp32
+    /// accumulation on tensor cores.
+    #[allow(clippy::type_complexity)]
+    fn descriptors(
+        &self,
+        conv: &Conv,
+        input: (usize, usize),
+        output: (usize, usize),
+        transposed: bool,
+    ) -> Result<
+        (
+            TensorDescriptor<f16>,
+            TensorDescriptor<f16>,
+            FilterDescriptor<f16>,
+            ConvDescriptor<f32>,
+        ),
+        CudaPlanError,
+    > {
         let nhwc = dnn::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
         let i = |v: usize| v as i32;
         let dnn = &self.cudnn.0;
-        let xd = dnn
-            .create_4d_tensor::<f16>(nhwc, [1, i(conv.in_c), i(x.h), i(x.w)])
-            .map_err(cuda_err)?;
-        let yd = dnn
-            .create_4d_tensor::<f16>(nhwc, [1, i(conv.out_c), i(oh), i(ow)])
-            .map_err(cuda_err)?;
-        let wd = dnn
-            .create_4d_filter::<f16>(
-                nhwc,
-                [i(conv.out_c), i(conv.in_c), i(conv.k.0), i(conv.k.1)],
-            )
+        let tensor = |c: usize, (h, w): (usize, usize)| {
+            dnn.create_4d_tensor::<f16>(nhwc, [1, i(c), i(h), i(w)])
+                .map_err(cuda_err)
+        };
+        let (k, c) = if transposed {
+            (conv.in_c, conv.out_c)
+        } else {
+            (conv.out_c, conv.in_c)
+        };
+        let filter = dnn
+            .create_4d_filter::<f16>(nhwc, [i(k), i(c), i(conv.k.0), i(conv.k.1)])
             .map_err(cuda_err)?;
         let mut cd = dnn
             .create_conv2d::<f32>(
@@ -405,6 +532,23 @@ impl CudaPlan {
             .map_err(cuda_err)?;
         cd.set_math_type(dnn::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)
             .map_err(cuda_err)?;
+        Ok((
+            tensor(conv.in_c, input)?,
+            tensor(conv.out_c, output)?,
+            filter,
+            cd,
+        ))
+    }
+
+    /// Descriptors, algorithm and workspace size for convolution `index` on an `h x w` input,
+    /// made on first use and kept: per frame, a convolution is then only its launches.
+    fn setup(&self, conv: &Conv, x: &Blob) -> Result<ConvSetup, CudaPlanError> {
+        let out_dim = |n: usize, k: usize, s: usize, d: usize, p: usize| {
+            (n + 2 * p - d * (k - 1) - 1) / s + 1
+        };
+        let oh = out_dim(x.h, conv.k.0, conv.stride.0, conv.dil.0, conv.pad.0);
+        let ow = out_dim(x.w, conv.k.1, conv.stride.1, conv.dil.1, conv.pad.1);
+        let (xd, yd, wd, cd) = self.descriptors(conv, (x.h, x.w), (oh, ow), false)?;
         let mut y = self.alloc(oh * ow * conv.out_c)?;
         let op = ConvForward {
             conv: &cd,
@@ -422,6 +566,68 @@ impl CudaPlan {
             algo,
             workspace,
             out: (oh, ow),
+        })
+    }
+
+    /// A transposed convolution as cuDNN's backward-data, then bias and activation.
+    fn deconv(&self, conv: &Conv, x: &Blob) -> Result<Blob, CudaPlanError> {
+        let full = |n: usize, k: usize, s: usize, d: usize| (n - 1) * s + d * (k - 1) + 1;
+        let oh = full(x.h, conv.k.0, conv.stride.0, conv.dil.0) - 2 * conv.pad.0;
+        let ow = full(x.w, conv.k.1, conv.stride.1, conv.dil.1) - 2 * conv.pad.1;
+        let (dy, dx, wd, cd) = self.descriptors(conv, (x.h, x.w), (oh, ow), true)?;
+        let op = ConvBackwardData {
+            conv: &cd,
+            dx: &dx,
+            w: &wd,
+            dy: &dy,
+        };
+        let algo = op.pick_algorithm().map_err(cuda_err)?;
+        let need = op.get_workspace_size(algo).map_err(cuda_err)?;
+        let mut ws = self
+            .stream
+            .alloc_zeros::<u8>(need.max(1))
+            .map_err(cuda_err)?;
+        let n = oh * ow * conv.out_c;
+        let mut y = self.alloc(n)?;
+        // SAFETY: descriptors match the buffers' types, layouts and sizes.
+        unsafe {
+            op.launch(
+                algo,
+                Some(&mut ws).filter(|_| need > 0),
+                (f16::ONE, f16::ZERO),
+                &mut y,
+                &conv.weights,
+                x.data.as_ref(),
+            )
+        }
+        .map_err(cuda_err)?;
+        self.bias_act(y, conv, (oh, ow))
+    }
+
+    /// Bias and activation in place on a convolution's `oh x ow` output, as a blob.
+    fn bias_act(
+        &self,
+        mut y: CudaSlice<f16>,
+        conv: &Conv,
+        (oh, ow): (usize, usize),
+    ) -> Result<Blob, CudaPlanError> {
+        let n = oh * ow * conv.out_c;
+        let (cn, c, mode, slope) = (n as i64, conv.out_c as i32, conv.act.mode, conv.act.slope);
+        let mut b = self.stream.launch_builder(&self.kernels.bias_act);
+        b.arg(&mut y)
+            .arg(&conv.bias)
+            .arg(&conv.slopes)
+            .arg(&cn)
+            .arg(&c)
+            .arg(&mode)
+            .arg(&slope);
+        // SAFETY: the kernel reads and writes within `n` elements and `c` channels.
+        unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
+        Ok(Blob {
+            data: Arc::new(y),
+            h: oh,
+            w: ow,
+            c: conv.out_c,
         })
     }
 
@@ -445,7 +651,6 @@ impl CudaPlan {
         if need > 0 && ws.as_ref().is_none_or(|w| w.len() < need) {
             *ws = Some(self.stream.alloc_zeros::<u8>(need).map_err(cuda_err)?);
         }
-        let n = oh * ow * conv.out_c;
         // SAFETY: descriptors match the buffers' types, layouts and sizes.
         unsafe {
             op.launch(
@@ -458,23 +663,7 @@ impl CudaPlan {
             )
         }
         .map_err(cuda_err)?;
-        let (cn, c, mode, slope) = (n as i64, conv.out_c as i32, conv.act.mode, conv.act.slope);
-        let mut b = self.stream.launch_builder(&self.kernels.bias_act);
-        b.arg(&mut y)
-            .arg(&conv.bias)
-            .arg(&conv.slopes)
-            .arg(&cn)
-            .arg(&c)
-            .arg(&mode)
-            .arg(&slope);
-        // SAFETY: the kernel reads and writes within `n` elements and `c` channels.
-        unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
-        Ok(Blob {
-            data: Arc::new(y),
-            h: oh,
-            w: ow,
-            c: conv.out_c,
-        })
+        self.bias_act(y, conv, (oh, ow))
     }
 
     /// Times every cuDNN algorithm on this very convolution and keeps the fastest (what
@@ -695,6 +884,114 @@ impl CudaPlan {
                         c: a.c,
                     }
                 }
+                Step::Deconv(conv) => self.deconv(conv, &a)?,
+                Step::Mean => {
+                    let mut y = self.alloc(a.c)?;
+                    let (hw, c) = ((a.h * a.w) as i64, a.c as i32);
+                    let cfg = LaunchConfig {
+                        grid_dim: (a.c as u32, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    let mut b = self.stream.launch_builder(&self.kernels.channel_mean);
+                    b.arg(a.data.as_ref()).arg(&mut y).arg(&hw).arg(&c);
+                    // SAFETY: one block per channel, each reading its channel of `a`.
+                    unsafe { b.launch(cfg) }.map_err(cuda_err)?;
+                    Blob {
+                        data: Arc::new(y),
+                        h: 1,
+                        w: 1,
+                        c: a.c,
+                    }
+                }
+                Step::Dense(d) => {
+                    if a.h * a.w * a.c != d.inputs {
+                        return Err(CudaPlanError::Unsupported(
+                            "a fully connected layer on a frame".into(),
+                        ));
+                    }
+                    let mut y = self.alloc(d.outputs)?;
+                    let (inp, out) = (d.inputs as i32, d.outputs as i32);
+                    let cfg = LaunchConfig {
+                        grid_dim: (d.outputs.div_ceil(128) as u32, 1, 1),
+                        block_dim: (128, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    let mut b = self.stream.launch_builder(&self.kernels.dense);
+                    b.arg(a.data.as_ref())
+                        .arg(&d.weights)
+                        .arg(&d.bias)
+                        .arg(&mut y)
+                        .arg(&inp)
+                        .arg(&out)
+                        .arg(&d.mode)
+                        .arg(&d.slope);
+                    // SAFETY: `weights` is outputs x inputs; each thread writes one output.
+                    unsafe { b.launch(cfg) }.map_err(cuda_err)?;
+                    Blob {
+                        data: Arc::new(y),
+                        h: 1,
+                        w: 1,
+                        c: d.outputs,
+                    }
+                }
+                Step::ScaleChannels => {
+                    let s = get(1)?;
+                    if s.h * s.w != 1 || s.c != a.c {
+                        return Err(CudaPlanError::Unsupported(
+                            "a multiplication other than per channel".into(),
+                        ));
+                    }
+                    let n = a.h * a.w * a.c;
+                    let mut y = self.alloc(n)?;
+                    let (nn, c) = (n as i64, a.c as i32);
+                    let mut b = self.stream.launch_builder(&self.kernels.scale_channels);
+                    b.arg(a.data.as_ref())
+                        .arg(s.data.as_ref())
+                        .arg(&mut y)
+                        .arg(&nn)
+                        .arg(&c);
+                    // SAFETY: `s` has one entry per channel of `a`.
+                    unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
+                    Blob {
+                        data: Arc::new(y),
+                        ..a
+                    }
+                }
+                Step::Crop(spec) => {
+                    let shape = |b: &Blob| vsr_runtime::Shape::image(b.h, b.w, b.c);
+                    let reference = if node.inputs.len() > 1 {
+                        Some(shape(&get(1)?))
+                    } else {
+                        None
+                    };
+                    let r = vsr_runtime::ops::layout::crop_region(spec, shape(&a), reference)
+                        .ok_or_else(|| CudaPlanError::Cuda("a crop outside its input".into()))?;
+                    let n = r.h * r.w * r.ch;
+                    let mut y = self.alloc(n)?;
+                    let (nn, iw, ic) = (n as i64, a.w as i32, a.c as i32);
+                    let (y0, x0, c0, ow, oc) =
+                        (r.y as i32, r.x as i32, r.c as i32, r.w as i32, r.ch as i32);
+                    let mut b = self.stream.launch_builder(&self.kernels.crop);
+                    b.arg(a.data.as_ref())
+                        .arg(&mut y)
+                        .arg(&nn)
+                        .arg(&iw)
+                        .arg(&ic)
+                        .arg(&y0)
+                        .arg(&x0)
+                        .arg(&c0)
+                        .arg(&ow)
+                        .arg(&oc);
+                    // SAFETY: the region lies inside `a` (checked by crop_region).
+                    unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
+                    Blob {
+                        data: Arc::new(y),
+                        h: r.h,
+                        w: r.w,
+                        c: r.ch,
+                    }
+                }
                 Step::Concat => {
                     let parts: Vec<Blob> =
                         (0..node.inputs.len()).map(get).collect::<Result<_, _>>()?;
@@ -846,23 +1143,30 @@ pub fn unsupported_layers(graph: &Graph) -> Vec<String> {
     for n in &graph.nodes {
         let ok = match &n.op {
             Op::Input | Op::Split => true,
-            Op::Convolution(c) => {
+            Op::Convolution(c) | Op::Deconvolution(c) => {
                 c.pad.top == c.pad.bottom
                     && c.pad.left == c.pad.right
-                    && !matches!(
+                    && c.out_pad_right == 0
+                    && c.out_pad_bottom == 0
+                    && matches!(
                         c.act,
-                        Activation::Clip { .. }
-                            | Activation::Sigmoid
-                            | Activation::Mish
-                            | Activation::HardSwish { .. }
-                            | Activation::Swish
-                            | Activation::TanH
+                        Activation::Identity | Activation::Relu { .. } | Activation::PRelu(_)
                     )
             }
+            Op::GlobalPool { max } => !max,
+            Op::InnerProduct { act, .. } => {
+                matches!(
+                    act,
+                    Activation::Identity | Activation::Relu { .. } | Activation::Sigmoid
+                )
+            }
+            Op::Crop(_) => true,
             Op::Activation(a) => matches!(a, Activation::Relu { .. } | Activation::PRelu(_)),
             Op::PixelShuffle { channel_major, .. } => !channel_major,
             Op::Interp { .. } => true,
-            Op::BinaryOp { kind, scalar } => *kind == BinaryKind::Add && scalar.is_none(),
+            Op::BinaryOp { kind, scalar } => {
+                matches!(kind, BinaryKind::Add | BinaryKind::Mul) && scalar.is_none()
+            }
             Op::Eltwise { kind, .. } => *kind == EltwiseKind::Sum && n.inputs.len() == 2,
             Op::Concat { axis } => matches!(axis, 0 | -3),
             _ => false,

@@ -275,6 +275,16 @@ struct ConvSetup {
 
 struct Setups(HashMap<(usize, usize, usize), ConvSetup>);
 
+/// A resize's sampling positions and weights on the device, for one input size.
+struct DeviceTaps {
+    iy: CudaSlice<i32>,
+    wy: CudaSlice<f32>,
+    ix: CudaSlice<i32>,
+    wx: CudaSlice<f32>,
+    taps: i32,
+    out: (usize, usize),
+}
+
 // SAFETY: the descriptors are plain cuDNN handles, used only under `CudaPlan::running` (as
 // the cuDNN handle they belong to).
 unsafe impl Send for Setups {}
@@ -293,6 +303,8 @@ pub struct CudaPlan {
     last_use: Vec<usize>,
     /// Per (conv index, height, width): descriptors, algorithm, workspace size.
     setups: Mutex<Setups>,
+    /// Per (resize index, height, width): its taps, uploaded once.
+    taps: Mutex<HashMap<(usize, usize, usize), Arc<DeviceTaps>>>,
     workspace: Mutex<Option<CudaSlice<u8>>>,
     /// One frame at a time per plan (one stream).
     running: Mutex<()>,
@@ -474,6 +486,7 @@ impl CudaPlan {
             blob_count: graph.blob_names.len(),
             last_use,
             setups: Mutex::new(Setups(HashMap::new())),
+            taps: Mutex::new(HashMap::new()),
             workspace: Mutex::new(None),
             running: Mutex::new(()),
         })
@@ -567,6 +580,39 @@ impl CudaPlan {
             workspace,
             out: (oh, ow),
         })
+    }
+
+    /// The taps of resize `index` for input `x`, computed and uploaded on first use.
+    fn resize_taps(
+        &self,
+        index: usize,
+        x: &Blob,
+        (mode, scale, size, align_corner): (InterpMode, (f32, f32), (usize, usize), bool),
+    ) -> Result<Arc<DeviceTaps>, CudaPlanError> {
+        let mut cache = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(&(index, x.h, x.w)) {
+            return Ok(t.clone());
+        }
+        let (oh, ow) =
+            vsr_runtime::ops::layout::interp_shape(x.h, x.w, scale.0, scale.1, size.0, size.1);
+        let (iy, wy, taps) = resize_taps(mode, x.h, oh, align_corner);
+        let (ix, wx, _) = resize_taps(mode, x.w, ow, align_corner);
+        let up_i = |v: Vec<usize>| {
+            self.stream
+                .memcpy_stod(&v.iter().map(|&i| i as i32).collect::<Vec<i32>>())
+                .map_err(cuda_err)
+        };
+        let up_w = |v: Vec<[f32; 4]>| self.stream.memcpy_stod(&v.concat()).map_err(cuda_err);
+        let t = Arc::new(DeviceTaps {
+            iy: up_i(iy)?,
+            wy: up_w(wy)?,
+            ix: up_i(ix)?,
+            wx: up_w(wx)?,
+            taps: taps as i32,
+            out: (oh, ow),
+        });
+        cache.insert((index, x.h, x.w), t.clone());
+        Ok(t)
     }
 
     /// A transposed convolution as cuDNN's backward-data, then bias and activation.
@@ -842,28 +888,12 @@ impl CudaPlan {
                     size,
                     align_corner,
                 } => {
-                    let (oh, ow) = vsr_runtime::ops::layout::interp_shape(
-                        a.h, a.w, scale.0, scale.1, size.0, size.1,
-                    );
-                    let (iy, wy, taps) = resize_taps(*mode, a.h, oh, *align_corner);
-                    let (ix, wx, _) = resize_taps(*mode, a.w, ow, *align_corner);
-                    let up_i = |v: Vec<usize>| {
-                        self.stream
-                            .memcpy_stod(&v.iter().map(|&i| i as i32).collect::<Vec<i32>>())
-                            .map_err(cuda_err)
-                    };
-                    let up_w =
-                        |v: Vec<[f32; 4]>| self.stream.memcpy_stod(&v.concat()).map_err(cuda_err);
-                    let (iy, wy, ix, wx) = (up_i(iy)?, up_w(wy)?, up_i(ix)?, up_w(wx)?);
+                    let t = self.resize_taps(index, &a, (*mode, *scale, *size, *align_corner))?;
+                    let (oh, ow) = t.out;
                     let n = oh * ow * a.c;
                     let mut y = self.alloc(n)?;
-                    let (nn, ih, iw, oww, c, t) = (
-                        n as i64,
-                        a.h as i32,
-                        a.w as i32,
-                        ow as i32,
-                        a.c as i32,
-                        taps as i32,
+                    let (nn, ih, iw, oww, c, taps) = (
+                        n as i64, a.h as i32, a.w as i32, ow as i32, a.c as i32, t.taps,
                     );
                     let mut b = self.stream.launch_builder(&self.kernels.resample);
                     b.arg(a.data.as_ref())
@@ -873,8 +903,8 @@ impl CudaPlan {
                         .arg(&iw)
                         .arg(&oww)
                         .arg(&c)
-                        .arg(&t);
-                    b.arg(&iy).arg(&wy).arg(&ix).arg(&wx);
+                        .arg(&taps);
+                    b.arg(&t.iy).arg(&t.wy).arg(&t.ix).arg(&t.wx);
                     // SAFETY: tap indices are clamped to the source; weights cover every output.
                     unsafe { b.launch(Self::launch_cfg(n)) }.map_err(cuda_err)?;
                     Blob {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{clip_with_tracks, ffmpeg, media_dir, rotated_clip};
+use common::{clip_with_tracks, ffmpeg, hevc10_clip, media_dir, odd_clip, rotated_clip};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,20 +47,9 @@ fn real_clip_is_described() {
 fn generated_clips_are_described() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
 
     let odd = p("odd.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=24:duration=1,scale=321:181",
-        "-pix_fmt",
-        "yuv444p",
-        "-c:v",
-        "libx264",
-        &s(&odd),
-    ]);
+    odd_clip(&odd, 24, 1.0);
     let v = probe(&odd).unwrap();
     assert_eq!(
         (v["video"]["width"].as_u64(), v["video"]["height"].as_u64()),
@@ -69,19 +58,7 @@ fn generated_clips_are_described() {
     assert_eq!(v["video"]["frames"], 24);
 
     let hevc10 = p("hevc10.mkv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=128x72:rate=10:duration=1",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "log-level=error",
-        &s(&hevc10),
-    ]);
+    hevc10_clip(&hevc10, "128x72", 10, 1.0);
     let v = probe(&hevc10).unwrap();
     assert_eq!(v["video"]["codec"], "hevc");
     assert_eq!(v["video"]["bitDepth"], 10);

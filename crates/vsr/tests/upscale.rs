@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    clip_with_tracks, ffmpeg, first_frame_rgb, media_dir, ok, rotated_clip, testsrc_clip,
+    clip_with_tracks, ffmpeg, first_frame_rgb, hevc10_clip, media_dir, odd_clip, ok, rotated_clip,
+    testsrc_clip,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -153,17 +154,7 @@ fn generated_clips_keep_timestamps_and_streams() {
 
     // Odd size, and a single frame.
     let odd = p("odd.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=5:duration=0.4,scale=321:181",
-        "-pix_fmt",
-        "yuv444p",
-        "-c:v",
-        "libx264",
-        &s(&odd),
-    ]);
+    odd_clip(&odd, 5, 0.4);
     let out = p("odd-2x.mp4");
     ok(&upscale(&odd, &out, &["--scale", "2"]));
     assert_eq!(size(&out), "642,362");
@@ -186,19 +177,7 @@ fn generated_clips_keep_timestamps_and_streams() {
 
     // 10-bit HEVC stays 10-bit.
     let hevc = p("hevc10.mkv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.5",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "log-level=error",
-        &s(&hevc),
-    ]);
+    hevc10_clip(&hevc, "64x48", 10, 0.5);
     let out = p("hevc10-2x.mkv");
     ok(&upscale(&hevc, &out, &["--scale", "2", "--codec", "h265"]));
     let fmt = ffprobe(
@@ -272,15 +251,7 @@ fn refused_inputs_leave_nothing_behind() {
     }
     // Over the output limit: 64x48 at 4x is 256x192, over a 200x200 maximum.
     let small = p("small.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.2",
-        "-c:v",
-        "libx264",
-        small.to_str().unwrap(),
-    ]);
+    testsrc_clip(&small, "64x48", 10, 0.2);
     let r = upscale(
         &small,
         &p("big.mp4"),
@@ -296,15 +267,7 @@ fn refused_inputs_leave_nothing_behind() {
 fn pipeline_benchmark_reports_both_rates() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=1",
-        "-c:v",
-        "libx264",
-        clip.to_str().unwrap(),
-    ]);
+    testsrc_clip(&clip, "64x48", 10, 1.0);
     let out = Command::new(env!("CARGO_BIN_EXE_vsr"))
         .args([
             "bench",

@@ -127,6 +127,38 @@ pub fn testsrc_clip(path: &Path, size: &str, rate: u32, seconds: f64) {
     ]);
 }
 
+/// A 321x181 clip (odd sizes on both axes, so 4:4:4) at `rate` fps for `seconds`.
+pub fn odd_clip(path: &Path, rate: u32, seconds: f64) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=320x180:rate={rate}:duration={seconds},scale=321:181"),
+        "-pix_fmt",
+        "yuv444p",
+        "-c:v",
+        "libx264",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// A 10-bit HEVC clip of `size` ("WxH").
+pub fn hevc10_clip(path: &Path, size: &str, rate: u32, seconds: f64) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate={rate}:duration={seconds}"),
+        "-pix_fmt",
+        "yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        path.to_str().unwrap(),
+    ]);
+}
+
 /// The first frame of a video as RGB bytes.
 pub fn first_frame_rgb(path: &Path) -> Vec<u8> {
     let out = Command::new("ffmpeg")

@@ -109,19 +109,11 @@ pub async fn preview(
     })
     .await
     .map_err(Problem::internal)??;
-    Ok(Json(json!({
-        "taskId": id,
-        "time": time,
-        "width": before.width,
-        "height": before.height,
-        "outputWidth": after.width,
-        "outputHeight": after.height,
-        "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-        "models": checked.models,
-        "notes": checked.notes,
-        "before": data_url(&before),
-        "after": data_url(&after),
-    })))
+    let mut view = comparison(&id, time, &before, &after);
+    view["seconds"] = json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
+    view["models"] = json!(checked.models);
+    view["notes"] = json!(checked.notes);
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]
@@ -158,16 +150,21 @@ pub async fn frames(
     })
     .await
     .map_err(Problem::internal)??;
-    Ok(Json(json!({
+    Ok(Json(comparison(&id, time, &before, &after)))
+}
+
+/// A frame before and after, as both the preview and the result comparison return it.
+fn comparison(id: &str, time: f64, before: &Rgb8, after: &Rgb8) -> Value {
+    json!({
         "taskId": id,
         "time": time,
         "width": before.width,
         "height": before.height,
         "outputWidth": after.width,
         "outputHeight": after.height,
-        "before": data_url(&before),
-        "after": data_url(&after),
-    })))
+        "before": data_url(before),
+        "after": data_url(after),
+    })
 }
 
 fn source_frame(

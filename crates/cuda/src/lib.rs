@@ -6,8 +6,12 @@
 //! `VSR_CUDA_LIB_PATH` (colon-separated), such as pip's `site-packages/nvidia/*/lib`.
 
 mod executor;
+mod kernels;
+mod lower;
 
-pub use executor::{unsupported_layers, CudaPlan, CudaPlanError};
+pub use executor::{CudaPlan, CudaPlanError};
+pub use kernels::compile_kernels;
+pub use lower::unsupported_layers;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -177,22 +181,44 @@ fn find_library(names: &[&str]) -> Option<PathBuf> {
     for name in names {
         for dir in &dirs {
             let path = dir.join(name);
-            // SAFETY: loading a CUDA library runs its initialisers, which is what using it means.
-            if path.is_file()
-                && unsafe { libloading::Library::new(&path) }
-                    .map(std::mem::forget)
-                    .is_ok()
-            {
+            if path.is_file() && load_and_keep(&path) {
+                // NVRTC opens its builtins by name when it first compiles: load them from
+                // the same folder now, so that open finds them without LD_LIBRARY_PATH.
+                if name.starts_with("libnvrtc.") {
+                    companions(dir, "libnvrtc-builtins.so").for_each(|p| {
+                        load_and_keep(&p);
+                    });
+                }
                 return Some(path);
             }
         }
-        // SAFETY: as above.
-        if let Ok(lib) = unsafe { libloading::Library::new(name) } {
-            std::mem::forget(lib);
+        if load_and_keep(std::path::Path::new(name)) {
             return Some(PathBuf::from(name));
         }
     }
     None
+}
+
+/// Loads a library for the rest of the process; false if it cannot be loaded.
+fn load_and_keep(path: &std::path::Path) -> bool {
+    // SAFETY: loading a CUDA library runs its initialisers, which is what using it means.
+    unsafe { libloading::Library::new(path) }
+        .map(std::mem::forget)
+        .is_ok()
+}
+
+/// The files of `dir` named `prefix` and a version (`libnvrtc-builtins.so.13.0`).
+fn companions(dir: &std::path::Path, prefix: &str) -> impl Iterator<Item = PathBuf> {
+    let prefix = format!("{prefix}.");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(move |p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
 }
 
 impl fmt::Display for Inventory {

@@ -98,4 +98,7 @@ pub enum RunError {
     Threads(String),
     #[error("{device}: {reason}")]
     Device { device: String, reason: String },
+    /// The accelerator could not allocate what this window needs; a smaller tile may fit.
+    #[error("{device}: out of memory: {reason}")]
+    DeviceOutOfMemory { device: String, reason: String },
 }

@@ -14,4 +14,13 @@ pub trait Executor: Send + Sync {
         input: &Tensor,
         output: &mut dyn FnMut(usize, usize, usize) -> Tensor,
     ) -> Result<Tensor, RunError>;
+
+    /// How much activation memory, counted as `Plan::peak_bytes` counts it for the CPU, one
+    /// tile may take for this executor to run it now (its free memory, converted); `None`
+    /// when the device does not limit tiles beyond the CPU's budget. An estimate: a window
+    /// that still does not fit fails with `RunError::DeviceOutOfMemory`, and the upscaler
+    /// retries it in smaller tiles.
+    fn tile_budget(&self) -> Option<usize> {
+        None
+    }
 }

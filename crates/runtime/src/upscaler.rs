@@ -14,7 +14,7 @@ use crate::graph::{Graph, Op};
 use crate::kernels::Isa;
 use crate::plan::Plan;
 use crate::tensor::{Shape, Tensor};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// How the reference tools extend the frame before running the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,9 @@ pub struct Upscaler {
     /// memory, say) the CPU plan takes over.
     accelerator: Option<Box<dyn Executor>>,
     accelerator_failed: AtomicBool,
+    /// The tile side the accelerator last ran out of memory above, halved: later frames start
+    /// there instead of failing again (`usize::MAX` until it first runs out).
+    device_tile_limit: AtomicUsize,
     spec: ModelSpec,
     options: Options,
     /// Input pixels of context each tile needs on every side for an exact result.
@@ -121,6 +124,7 @@ impl Upscaler {
             plan,
             accelerator: None,
             accelerator_failed: AtomicBool::new(false),
+            device_tile_limit: AtomicUsize::new(usize::MAX),
             spec,
             options,
             context,
@@ -137,30 +141,44 @@ impl Upscaler {
 
     /// What runs the network now: the accelerator's name, or "cpu".
     pub fn device_name(&self) -> String {
-        match &self.accelerator {
-            Some(a) if !self.accelerator_failed.load(Ordering::Relaxed) => a.name(),
-            _ => "cpu".into(),
+        match self.active_accelerator() {
+            Some(a) => a.name(),
+            None => "cpu".into(),
         }
     }
 
-    /// The network on one (padded) window; the flag says whether the result came from the
-    /// CPU plan's pool (and should go back to it): both executors take it from there.
-    fn run_network(&self, window: Tensor) -> Result<(Tensor, bool), RunError> {
-        if let Some(accel) = &self.accelerator {
-            if !self.accelerator_failed.load(Ordering::Relaxed) {
-                match accel.run(&window, &mut |h, w, c| self.plan.take_tensor(h, w, c)) {
-                    Ok(out) => {
-                        self.plan.recycle(window);
-                        return Ok((out, true));
-                    }
-                    Err(e) => {
-                        eprintln!("{}: {e}; continuing on the CPU", accel.name());
-                        self.accelerator_failed.store(true, Ordering::Relaxed);
-                    }
+    /// The accelerator, unless there is none or it has failed.
+    fn active_accelerator(&self) -> Option<&dyn Executor> {
+        self.accelerator
+            .as_deref()
+            .filter(|_| !self.accelerator_failed.load(Ordering::Relaxed))
+    }
+
+    /// Gives up on the accelerator: the CPU plan runs every later window.
+    fn abandon_accelerator(&self, accel: &dyn Executor, why: &RunError) {
+        eprintln!("{}: {why}; continuing on the CPU", accel.name());
+        self.accelerator_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The network on one (padded) window. Both executors take the result from the CPU
+    /// plan's pool, where the caller gives it back. An accelerator that fails for any reason
+    /// but memory is abandoned for the CPU plan; running out of memory is the caller's to
+    /// handle, with smaller tiles.
+    fn run_network(&self, window: Tensor) -> Result<Tensor, RunError> {
+        if let Some(accel) = self.active_accelerator() {
+            match accel.run(&window, &mut |h, w, c| self.plan.take_tensor(h, w, c)) {
+                Ok(out) => {
+                    self.plan.recycle(window);
+                    return Ok(out);
                 }
+                Err(e @ RunError::DeviceOutOfMemory { .. }) => {
+                    self.plan.recycle(window);
+                    return Err(e);
+                }
+                Err(e) => self.abandon_accelerator(accel, &e),
             }
         }
-        Ok((self.plan.run(window)?, true))
+        self.plan.run(window)
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -189,11 +207,48 @@ impl Upscaler {
                 got: frame.shape_str(),
             });
         }
+        loop {
+            let accelerator = self.active_accelerator();
+            let tile = self.tile_for(frame.h, frame.w, accelerator)?;
+            match self.upscale_with_tile(frame, tile) {
+                Err(e @ RunError::DeviceOutOfMemory { .. }) => {
+                    let accel = accelerator.expect("only an accelerator runs out of memory");
+                    if tile <= MIN_TILE {
+                        self.abandon_accelerator(accel, &e);
+                    } else {
+                        let smaller = (tile / 2).max(MIN_TILE);
+                        eprintln!(
+                            "{}: out of memory with {tile}-pixel tiles; retrying with {smaller}",
+                            accel.name()
+                        );
+                        self.device_tile_limit.fetch_min(smaller, Ordering::Relaxed);
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The tile side for an `h x w` frame on `accelerator` (or the CPU plan): the one forced
+    /// in the options, else the largest that fits the executor's budget; on an accelerator,
+    /// never above the size it last ran out of memory with.
+    fn tile_for(
+        &self,
+        h: usize,
+        w: usize,
+        accelerator: Option<&dyn Executor>,
+    ) -> Result<usize, RunError> {
+        let budget = accelerator
+            .and_then(|a| a.tile_budget())
+            .unwrap_or(self.options.memory_budget);
         let tile = match self.options.tile {
             Some(t) => t,
-            None => self.tile_for_budget(frame.h, frame.w)?,
+            None => self.tile_within(h, w, budget)?,
         };
-        self.upscale_with_tile(frame, tile)
+        Ok(match accelerator {
+            Some(_) => tile.min(self.device_tile_limit.load(Ordering::Relaxed)),
+            None => tile,
+        })
     }
 
     /// Upscales in tiles of `tile` input pixels per side (the whole frame if it is smaller).
@@ -232,7 +287,7 @@ impl Upscaler {
                     window.copy_region((0, 0), source, (y0, x0), y1 - y0, x1 - x0);
                     window
                 };
-                let (result, pooled) = self.run_network(window)?;
+                let result = self.run_network(window)?;
                 let (oy, ox) = ((ty - y0 + margin) * s, (tx - x0 + margin) * s);
                 if oy + th * s > result.h || ox + tw * s > result.w {
                     return Err(RunError::Shape {
@@ -244,9 +299,7 @@ impl Upscaler {
                     });
                 }
                 out.copy_region((ty * s, tx * s), &result, (oy, ox), th * s, tw * s);
-                if pooled {
-                    self.plan.recycle(result);
-                }
+                self.plan.recycle(result);
             }
         }
         if let Some(padded) = padded {
@@ -264,9 +317,8 @@ impl Upscaler {
         Ok(out)
     }
 
-    /// The largest tile whose activations fit the budget (the whole frame if it fits).
-    pub fn tile_for_budget(&self, h: usize, w: usize) -> Result<usize, RunError> {
-        let budget = self.options.memory_budget;
+    /// The largest tile whose activations fit `budget` bytes (the whole frame if it fits).
+    fn tile_within(&self, h: usize, w: usize, budget: usize) -> Result<usize, RunError> {
         let fits = |tile: usize| -> Result<bool, RunError> {
             let th = tile.min(h).next_multiple_of(self.spec.align);
             let tw = tile.min(w).next_multiple_of(self.spec.align);

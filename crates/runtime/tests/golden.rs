@@ -5,60 +5,8 @@
 
 mod common;
 
-use common::{load, manifest, read_f32, shape, spec_of};
+use common::{compare, load, manifest, read_f32, shape, spec_of, Compare};
 use vsr_runtime::{Isa, Options, Tensor, Upscaler};
-
-/// Where ncnn's Winograd and direct convolutions disagree by more than this, the reference
-/// itself is ill-conditioned (float rounding amplified by the model).
-const ILL_CONDITIONED: f32 = 1e-4;
-
-/// Compares on the images as displayed (clamped to 0..1, CHW of `w` columns). Returns the
-/// largest error at well-conditioned pixels, the largest error over the allowance at
-/// ill-conditioned ones, and how many pixels are ill-conditioned.
-///
-/// A pixel is ill-conditioned where the reference disagrees with itself (ncnn Winograd vs ncnn
-/// direct convolution) by more than `ILL_CONDITIONED` within 3 pixels of it: nowhere for every
-/// model but SPAN, which turns fp32 rounding into ~1e-3 swings in the ringing it produces
-/// around one sharp edge of the test image. There we allow the tolerance plus 8x the largest
-/// such disagreement nearby.
-fn compare(
-    ours: &[f32],
-    reference: &[f32],
-    direct: &[f32],
-    w: usize,
-    tolerance: f32,
-) -> (f32, f32, usize) {
-    assert_eq!(ours.len(), reference.len());
-    let clamp = |v: f32| v.clamp(0.0, 1.0);
-    let sensitivity: Vec<f32> = reference
-        .iter()
-        .zip(direct)
-        .map(|(a, b)| (clamp(*a) - clamp(*b)).abs())
-        .collect();
-    let rows = ours.len() / w;
-    let nearby = |i: usize| {
-        let (r, c) = (i / w, i % w);
-        let mut m = 0.0f32;
-        for rr in r.saturating_sub(3)..(r + 4).min(rows) {
-            for cc in c.saturating_sub(3)..(c + 4).min(w) {
-                m = m.max(sensitivity[rr * w + cc]);
-            }
-        }
-        m
-    };
-    let (mut worst, mut worst_ill, mut ill) = (0.0f32, f32::NEG_INFINITY, 0);
-    for i in 0..ours.len() {
-        let d = (clamp(ours[i]) - clamp(reference[i])).abs();
-        let s = nearby(i);
-        if s > ILL_CONDITIONED {
-            ill += 1;
-            worst_ill = worst_ill.max(d - tolerance - 8.0 * s);
-        } else {
-            worst = worst.max(d);
-        }
-    }
-    (worst, worst_ill, ill)
-}
 
 /// Runs every case with `isa`, comparing with ncnn's output.
 fn check_all(isa: Isa, tolerance: f32) {
@@ -89,7 +37,14 @@ fn check_all(isa: Isa, tolerance: f32) {
         .expect("upscaler");
         let got = up.upscale(&input).expect("runs");
         assert_eq!((got.c, got.h, got.w), (oc, oh, ow), "{name}: output shape");
-        let (diff, excess, ill) = compare(&got.to_chw(), &want, &want_direct, ow, tolerance);
+        let (diff, excess, ill) = compare(
+            &got.to_chw(),
+            &want,
+            &want_direct,
+            ow,
+            tolerance,
+            Compare::Clamped,
+        );
         println!("{name:45} {isa:?} max error {diff:.2e}; {ill} ill-conditioned pixels, excess {excess:.1e}");
         if diff > tolerance || excess > 0.0 || ill * 10 > want.len() {
             failures.push(format!(

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine without a Rust toolchain needs to check the CUDA executor, into
+# .devbin/ (ignored by git; carry it to the machine):
+#   bin/vsr, bin/golden_gpu   the release binary and the GPU golden test, stripped
+#   fixtures/                 ncnn's fixtures for the cases of the models named
+#   models/                   those models
+#   gpu_check.sh              runs the golden test, then times the models on the GPU
+#
+# Usage: tools/device_bundle.sh MODEL...   (names or shell patterns, e.g. 'realcugan-*')
+# The machine's carry limit is 64 MiB: bundle the 70 MiB of fixture models in parts, e.g.
+#   tools/device_bundle.sh 'realesr-animevideov3-*' 'realcugan-*' 'waifu2x-*' 'spanx*'
+#   tools/device_bundle.sh realesrgan-x4plus
+# On the machine: VSR_CUDA_LIB_PATH=<folders with libcudnn, libnvrtc> .devbin/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || { sed -n 2,14p "$0"; exit 2; }
+: "${VSR_MODELS_DIR:=${VSR_CACHE_DIR:-$HOME/.cache/vsr}/models}"
+: "${VSR_FIXTURES:=target/fixtures}"
+out=.devbin
+rm -rf "$out" && mkdir -p "$out/bin" "$out/fixtures" "$out/models"
+
+echo "==> building vsr and the GPU golden test (release)"
+cargo build --release -q
+test_bin=$(cargo test --release -q -p vsr-cuda --test golden_gpu --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "golden_gpu" and m.get("executable"):
+        print(m["executable"])')
+strip -o "$out/bin/vsr" target/release/vsr
+strip -o "$out/bin/golden_gpu" "$test_bin"
+
+echo "==> fixtures and models for: $*"
+python3 - "$VSR_FIXTURES" "$VSR_MODELS_DIR" "$out" "$@" <<'PY'
+import fnmatch, json, os, shutil, sys
+fixtures, models, out, patterns = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+m = json.load(open(os.path.join(fixtures, "manifest.json")))
+cases = [c for c in m["cases"] if any(fnmatch.fnmatch(c["model"], p) for p in patterns)]
+if not cases:
+    sys.exit(f"no fixture case for {patterns}")
+for c in cases:
+    for key in ("input", "output", "output_direct"):
+        shutil.copy(os.path.join(fixtures, c[key]), os.path.join(out, "fixtures"))
+m["cases"] = cases
+json.dump(m, open(os.path.join(out, "fixtures", "manifest.json"), "w"), indent=1)
+for name in sorted({c["model"] for c in cases}):
+    for ext in ("param", "bin"):
+        shutil.copy(os.path.join(models, f"{name}.{ext}"), os.path.join(out, "models"))
+print(f"{len(cases)} cases, models: {', '.join(sorted({c['model'] for c in cases}))}")
+PY
+
+cat > "$out/gpu_check.sh" <<'SH'
+#!/usr/bin/env bash
+# The CUDA executor on this machine's GPU: ncnn's fixtures (8-bit within 2 levels), then
+# seconds per frame on the device for each model bundled (vsr bench --device cuda).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export VSR_FIXTURES=$here/fixtures VSR_MODELS_DIR=$here/models
+"$here/bin/vsr" devices
+"$here/bin/golden_gpu" --ignored --nocapture --test-threads 1; status=$?
+for param in "$here"/models/*.param; do
+    name=$(basename "$param" .param)
+    "$here/bin/vsr" bench --device cuda --model "$name" --width 960 --height 540 --runs 10
+done
+exit $status
+SH
+chmod +x "$out/gpu_check.sh"
+size=$(du -sm "$out" | cut -f1)
+echo "==> $out: ${size} MiB"
+[ "$size" -le 60 ] || { echo "over the 64 MiB carry limit (less models per bundle)"; exit 1; }

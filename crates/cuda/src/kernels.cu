@@ -1,10 +1,18 @@
 // The CUDA executor's own kernels, compiled at run time by NVRTC (no toolkit needed at build
 // time). Activations are fp16 (`h16`), channels last: element i of an h x w x c blob is channel
 // i % c of pixel i / c. Arithmetic is in fp32.
+//
+// The element-wise kernels (one thread per output element, `INDEX`) take their arguments in
+// the order `CudaPlan::launch` pushes them: the inputs, the output `y`, its length `n`, then
+// their own parameters.
 
+// (The tests also compile this file as C++ on the CPU, with `kernels_emulation.cpp`
+// providing the CUDA built-ins and these conversions.)
+#ifndef VSR_HOST_EMULATION
 typedef unsigned short h16;
 __device__ __forceinline__ float h2f(h16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ h16 f2h(float f) { h16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#endif
 #define INDEX long i = blockIdx.x * (long)blockDim.x + threadIdx.x; if (i >= n) return;
 
 // ncnn's activations, by mode: 0 none; 1 leaky ReLU (p0 = slope, 0 for ReLU); 2 PReLU with a
@@ -36,7 +44,7 @@ extern "C" __global__ void bias_act(h16* y, const float* bias, const float* slop
 }
 
 // A stand-alone activation (its input is still read by other layers).
-extern "C" __global__ void act(const h16* x, h16* y, const float* slopes, long n, int c, int mode, float p0, float p1) {
+extern "C" __global__ void act(const h16* x, h16* y, long n, const float* slopes, int c, int mode, float p0, float p1) {
     INDEX
     y[i] = f2h(activate(h2f(x[i]), mode, p0, p1, slopes, i % c));
 }

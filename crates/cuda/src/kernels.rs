@@ -59,3 +59,6 @@ impl Kernels {
         LaunchConfig::for_num_elems(n as u32)
     }
 }
+
+#[cfg(test)]
+mod emulated;

@@ -33,20 +33,25 @@ pub(crate) struct Act {
     pub slopes: CudaSlice<f32>,
 }
 
+/// `activate`'s mode and parameters for `a` (PReLU's slopes go separately).
+pub(crate) fn activation_mode(a: &Activation) -> (i32, f32, f32) {
+    match a {
+        Activation::Identity => (0, 0.0, 0.0),
+        Activation::Relu { slope } => (1, *slope, 0.0),
+        Activation::PRelu(s) if s.len() == 1 => (3, 0.0, 0.0),
+        Activation::PRelu(_) => (2, 0.0, 0.0),
+        Activation::Sigmoid => (4, 0.0, 0.0),
+        Activation::Swish => (5, 0.0, 0.0),
+        Activation::Mish => (6, 0.0, 0.0),
+        Activation::HardSwish { alpha, beta } => (7, *alpha, *beta),
+        Activation::Clip { min, max } => (8, *min, *max),
+        Activation::TanH => (9, 0.0, 0.0),
+    }
+}
+
 impl Act {
     fn upload(stream: &Arc<CudaStream>, a: &Activation) -> Result<Act, CudaPlanError> {
-        let (mode, p0, p1) = match a {
-            Activation::Identity => (0, 0.0, 0.0),
-            Activation::Relu { slope } => (1, *slope, 0.0),
-            Activation::PRelu(s) if s.len() == 1 => (3, 0.0, 0.0),
-            Activation::PRelu(_) => (2, 0.0, 0.0),
-            Activation::Sigmoid => (4, 0.0, 0.0),
-            Activation::Swish => (5, 0.0, 0.0),
-            Activation::Mish => (6, 0.0, 0.0),
-            Activation::HardSwish { alpha, beta } => (7, *alpha, *beta),
-            Activation::Clip { min, max } => (8, *min, *max),
-            Activation::TanH => (9, 0.0, 0.0),
-        };
+        let (mode, p0, p1) = activation_mode(a);
         let slopes = match a {
             Activation::PRelu(s) => stream.memcpy_stod(s)?,
             _ => stream.memcpy_stod(&[0.0f32])?,
@@ -437,7 +442,7 @@ impl Builder<'_> {
 }
 
 /// `kernels.cu`'s `binary` op codes.
-fn op_code(kind: BinaryKind) -> i32 {
+pub(crate) fn op_code(kind: BinaryKind) -> i32 {
     match kind {
         BinaryKind::Add => 0,
         BinaryKind::Sub => 1,

@@ -209,7 +209,15 @@ impl Upscaler {
         }
         loop {
             let accelerator = self.active_accelerator();
-            let tile = self.tile_for(frame.h, frame.w, accelerator)?;
+            let tile = match (self.tile_for(frame.h, frame.w, accelerator), accelerator) {
+                (Ok(tile), _) => tile,
+                // Not even the smallest tile fits the device's free memory.
+                (Err(e @ RunError::OverBudget { .. }), Some(accel)) => {
+                    self.abandon_accelerator(accel, &e);
+                    continue;
+                }
+                (Err(e), _) => return Err(e),
+            };
             match self.upscale_with_tile(frame, tile) {
                 Err(e @ RunError::DeviceOutOfMemory { .. }) => {
                     let accel = accelerator.expect("only an accelerator runs out of memory");

@@ -190,6 +190,22 @@ fn too_little_memory_for_any_tile_falls_back_to_the_cpu() {
 }
 
 #[test]
+fn a_device_whose_free_memory_fits_no_tile_is_not_tried() {
+    let graph = load(MODEL);
+    let input = frame();
+    let expected = upscaler(&graph).upscale(&input).unwrap();
+    let mut small = SmallDevice::new(&graph, 1 << 10);
+    small.reports_budget = true;
+    let small = device(small);
+    let up = upscaler(&graph).with_accelerator(Box::new(small));
+    let out = up.upscale(&input).unwrap();
+    assert_eq!(small.out_of_memory.load(Ordering::Relaxed), 0);
+    assert_eq!(small.runs.load(Ordering::Relaxed), 0);
+    assert_eq!(up.device_name(), "cpu");
+    assert!(max_diff(&out, &expected) < 1e-4);
+}
+
+#[test]
 fn a_device_error_other_than_memory_falls_back_to_the_cpu_at_once() {
     let graph = load(MODEL);
     let input = frame();

@@ -653,6 +653,12 @@ fn meta_endpoints_and_config() {
         .any(|m| m["name"] == "realesr-animevideov3-x4" && m["installed"] == true));
     let (_, health) = server.get("/healthz");
     assert_eq!(health["status"], "ok");
+    // The harness asks for the CPU (the test machine may have a GPU or not).
+    assert_eq!(health["device"], "cpu", "{health}");
+    assert!(
+        health["device_reason"].as_str().unwrap().contains("CPU"),
+        "{health}"
+    );
     let metrics = server
         .client
         .get(server.url("/metrics"))

@@ -42,6 +42,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Previews run one at a time: each is a full model run in this process.
     pub previews: tokio::sync::Semaphore,
+    /// Where models run (the workers select the same way), and why: for /healthz.
+    pub device: vsr_cuda::Selection,
 }
 
 pub type AppState = Arc<App>;
@@ -94,6 +96,7 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         queue,
         base,
         config,
+        device: selection,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();

@@ -49,6 +49,7 @@ impl Server {
             .env("PROCESSED_FOLDER", d.join("processed"))
             .env("VSR_DATABASE", d.join("vsr.db"))
             .env("VSR_THREADS", "2")
+            .env("VSR_DEVICE", "cpu")
             .env("SECRET_KEY", "test-secret")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())

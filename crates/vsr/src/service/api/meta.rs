@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
+use vsr_cuda::Device;
 
 use super::ROUTES;
 use crate::service::store::Status;
@@ -38,6 +39,11 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "status": if db.is_ok() { "ok" } else { "degraded" },
         "queued": db.unwrap_or(-1),
         "workers": app.config.workers,
+        "device": match &app.device.device {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(gpu) => format!("cuda:{} ({})", gpu.index, gpu.name),
+        },
+        "device_reason": app.device.reason,
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -164,7 +164,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/healthz",
-        summary: "Liveness (no key needed)",
+        summary: "Liveness, queue length, workers and the device models run on (no key needed)",
         responses: &[(200, "ok")],
     },
     Route {

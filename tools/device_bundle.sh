@@ -52,7 +52,9 @@ PY
 cat > "$out/gpu_check.sh" <<'SH'
 #!/usr/bin/env bash
 # The CUDA executor on this machine's GPU: ncnn's fixtures (8-bit within 2 levels), then
-# seconds per frame on the device for each model bundled (vsr bench --device cuda).
+# seconds per frame on the device for each model bundled (vsr bench --device cuda; x4plus at
+# 480x270, the others at 960x540), then PyTorch's baseline on the same GPU when there is a
+# PyTorch ($VSR_TORCH_PYTHON, default /opt/torch/.venv/bin/python) and the x4 model.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export VSR_FIXTURES=$here/fixtures VSR_MODELS_DIR=$here/models
@@ -60,8 +62,13 @@ export VSR_FIXTURES=$here/fixtures VSR_MODELS_DIR=$here/models
 "$here/bin/golden_gpu" --ignored --nocapture --test-threads 1; status=$?
 for param in "$here"/models/*.param; do
     name=$(basename "$param" .param)
-    "$here/bin/vsr" bench --device cuda --model "$name" --width 960 --height 540 --runs 10
+    case $name in realesrgan-x4plus*) size=(480 270) ;; *) size=(960 540) ;; esac
+    "$here/bin/vsr" bench --device cuda --model "$name" --width "${size[0]}" --height "${size[1]}" --runs 10
 done
+torch=${VSR_TORCH_PYTHON:-/opt/torch/.venv/bin/python}
+if [ -x "$torch" ] && [ -f "$here/models/realesr-animevideov3-x4.param" ]; then
+    "$torch" "$here/../tools/torch_baseline.py" --models "$here/models" --fixtures "$here/fixtures" --runs 30
+fi
 exit $status
 SH
 chmod +x "$out/gpu_check.sh"

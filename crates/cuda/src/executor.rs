@@ -33,13 +33,118 @@ struct DnnHandle(Arc<Cudnn>);
 unsafe impl Send for DnnHandle {}
 unsafe impl Sync for DnnHandle {}
 
-/// A convolution ready to launch on one input size.
-struct ConvSetup {
+/// A convolution layer's cuDNN descriptors for one input size: `x` its input, `y` its output.
+struct Descriptors {
     x: TensorDescriptor<f16>,
     y: TensorDescriptor<f16>,
     w: FilterDescriptor<f16>,
     conv: ConvDescriptor<f32>,
-    algo: dnn::cudnnConvolutionFwdAlgo_t,
+}
+
+/// A cuDNN algorithm: forward for a convolution, backward-data for a transposed one.
+#[derive(Clone, Copy)]
+enum Algo {
+    Forward(dnn::cudnnConvolutionFwdAlgo_t),
+    BackwardData(dnn::cudnnConvolutionBwdDataAlgo_t),
+}
+
+impl Algo {
+    /// Every algorithm of the direction, for timing.
+    fn candidates(transposed: bool) -> Vec<Algo> {
+        use dnn::cudnnConvolutionBwdDataAlgo_t as B;
+        use dnn::cudnnConvolutionFwdAlgo_t as F;
+        if transposed {
+            [
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0,
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT,
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD,
+                B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED,
+            ]
+            .map(Algo::BackwardData)
+            .to_vec()
+        } else {
+            [
+                F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+                F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+            ]
+            .map(Algo::Forward)
+            .to_vec()
+        }
+    }
+}
+
+impl Descriptors {
+    fn forward(&self) -> ConvForward<'_, f16, f32, f16> {
+        ConvForward {
+            conv: &self.conv,
+            x: &self.x,
+            w: &self.w,
+            y: &self.y,
+        }
+    }
+
+    /// Backward-data computes the layer's output as the gradient of its input.
+    fn backward_data(&self) -> ConvBackwardData<'_, f16, f32, f16> {
+        ConvBackwardData {
+            conv: &self.conv,
+            dx: &self.y,
+            w: &self.w,
+            dy: &self.x,
+        }
+    }
+
+    /// cuDNN's own pick, the fallback when no algorithm could be timed.
+    fn heuristic(&self, transposed: bool) -> Result<Algo, CudnnError> {
+        Ok(if transposed {
+            Algo::BackwardData(self.backward_data().pick_algorithm()?)
+        } else {
+            Algo::Forward(self.forward().pick_algorithm()?)
+        })
+    }
+
+    fn workspace_size(&self, algo: Algo) -> Result<usize, CudnnError> {
+        match algo {
+            Algo::Forward(a) => self.forward().get_workspace_size(a),
+            Algo::BackwardData(a) => self.backward_data().get_workspace_size(a),
+        }
+    }
+
+    /// `y = conv(x)` (or its transpose) with `algo`.
+    ///
+    /// # Safety
+    /// The buffers must have the descriptors' types, layouts and sizes, and `workspace` at
+    /// least `workspace_size(algo)` bytes.
+    unsafe fn launch(
+        &self,
+        algo: Algo,
+        workspace: Option<&mut CudaSlice<u8>>,
+        x: &CudaSlice<f16>,
+        w: &CudaSlice<f16>,
+        y: &mut CudaSlice<f16>,
+    ) -> Result<(), CudnnError> {
+        let (one, zero) = (f16::ONE, f16::ZERO);
+        match algo {
+            Algo::Forward(a) => self.forward().launch(a, workspace, (one, zero), x, w, y),
+            Algo::BackwardData(a) => {
+                self.backward_data()
+                    .launch(a, workspace, (one, zero), y, w, x)
+            }
+        }
+    }
+}
+
+/// A convolution layer ready to launch on one input size.
+struct ConvSetup {
+    d: Descriptors,
+    algo: Algo,
     workspace: usize,
     out: (usize, usize),
 }
@@ -175,25 +280,16 @@ impl CudaPlan {
         unsafe { self.stream.alloc::<f16>(n) }.map_err(CudaPlanError::from)
     }
 
-    /// cuDNN's descriptors for `conv` from an `input` to an `output` size: the two tensors, the
-    /// filter (for backward-data when `transposed`) and the convolution, fp16 with fp32
-    /// accumulation on tensor cores.
-    #[allow(clippy::type_complexity)]
+    /// cuDNN's descriptors for `conv` from an `input` to an `output` size, fp16 with fp32
+    /// accumulation on tensor cores. For a transposed convolution (backward-data), `x` and `y`
+    /// are still the layer's input and output, and the filter is declared the other way round.
     fn descriptors(
         &self,
         conv: &Conv,
         input: (usize, usize),
         output: (usize, usize),
         transposed: bool,
-    ) -> Result<
-        (
-            TensorDescriptor<f16>,
-            TensorDescriptor<f16>,
-            FilterDescriptor<f16>,
-            ConvDescriptor<f32>,
-        ),
-        CudaPlanError,
-    > {
+    ) -> Result<Descriptors, CudaPlanError> {
         let nhwc = dnn::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
         let i = |v: usize| v as i32;
         let dnn = &self.cudnn.0;
@@ -214,37 +310,33 @@ impl CudaPlan {
             dnn::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
         )?;
         cd.set_math_type(dnn::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)?;
-        Ok((
-            tensor(conv.in_c, input)?,
-            tensor(conv.out_c, output)?,
-            filter,
-            cd,
-        ))
+        Ok(Descriptors {
+            x: tensor(conv.in_c, input)?,
+            y: tensor(conv.out_c, output)?,
+            w: filter,
+            conv: cd,
+        })
     }
 
-    /// Descriptors, algorithm and workspace size for convolution `index` on an `h x w` input,
-    /// made on first use and kept: per frame, a convolution is then only its launches.
-    fn setup(&self, conv: &Conv, x: &Blob) -> Result<ConvSetup, CudaPlanError> {
-        let out_dim = |n: usize, k: usize, s: usize, d: usize, p: usize| {
-            (n + 2 * p - d * (k - 1) - 1) / s + 1
+    /// Descriptors, algorithm and workspace size for convolution layer `conv` on input `x`
+    /// (transposed: backward-data), made on first use and kept: per frame, a convolution is
+    /// then only its launches.
+    fn setup(&self, conv: &Conv, x: &Blob, transposed: bool) -> Result<ConvSetup, CudaPlanError> {
+        let side = |n: usize, k: usize, s: usize, d: usize, p: usize| {
+            if transposed {
+                (n - 1) * s + d * (k - 1) + 1 - 2 * p
+            } else {
+                (n + 2 * p - d * (k - 1) - 1) / s + 1
+            }
         };
-        let oh = out_dim(x.h, conv.k.0, conv.stride.0, conv.dil.0, conv.pad.0);
-        let ow = out_dim(x.w, conv.k.1, conv.stride.1, conv.dil.1, conv.pad.1);
-        let (xd, yd, wd, cd) = self.descriptors(conv, (x.h, x.w), (oh, ow), false)?;
+        let oh = side(x.h, conv.k.0, conv.stride.0, conv.dil.0, conv.pad.0);
+        let ow = side(x.w, conv.k.1, conv.stride.1, conv.dil.1, conv.pad.1);
+        let d = self.descriptors(conv, (x.h, x.w), (oh, ow), transposed)?;
         let mut y = self.alloc(oh * ow * conv.out_c)?;
-        let op = ConvForward {
-            conv: &cd,
-            x: &xd,
-            w: &wd,
-            y: &yd,
-        };
-        let algo = self.fastest_algorithm(&op, x, &conv.weights, &mut y)?;
-        let workspace = op.get_workspace_size(algo)?;
+        let algo = self.fastest_algorithm(&d, transposed, x, &conv.weights, &mut y)?;
+        let workspace = d.workspace_size(algo)?;
         Ok(ConvSetup {
-            x: xd,
-            y: yd,
-            w: wd,
-            conv: cd,
+            d,
             algo,
             workspace,
             out: (oh, ow),
@@ -288,37 +380,6 @@ impl CudaPlan {
         Ok(t)
     }
 
-    /// A transposed convolution as cuDNN's backward-data, then bias and activation.
-    fn deconv(&self, conv: &Conv, x: &Blob) -> Result<Blob, CudaPlanError> {
-        let full = |n: usize, k: usize, s: usize, d: usize| (n - 1) * s + d * (k - 1) + 1;
-        let oh = full(x.h, conv.k.0, conv.stride.0, conv.dil.0) - 2 * conv.pad.0;
-        let ow = full(x.w, conv.k.1, conv.stride.1, conv.dil.1) - 2 * conv.pad.1;
-        let (dy, dx, wd, cd) = self.descriptors(conv, (x.h, x.w), (oh, ow), true)?;
-        let op = ConvBackwardData {
-            conv: &cd,
-            dx: &dx,
-            w: &wd,
-            dy: &dy,
-        };
-        let algo = op.pick_algorithm()?;
-        let need = op.get_workspace_size(algo)?;
-        let mut ws = self.stream.alloc_zeros::<u8>(need.max(1))?;
-        let n = oh * ow * conv.out_c;
-        let mut y = self.alloc(n)?;
-        // SAFETY: descriptors match the buffers' types, layouts and sizes.
-        unsafe {
-            op.launch(
-                algo,
-                Some(&mut ws).filter(|_| need > 0),
-                (f16::ONE, f16::ZERO),
-                &mut y,
-                &conv.weights,
-                x.data.as_ref(),
-            )
-        }?;
-        self.bias_act(y, conv, (oh, ow))
-    }
-
     /// Bias and activation in place on a convolution's `oh x ow` output, as a blob.
     fn bias_act(
         &self,
@@ -347,32 +408,35 @@ impl CudaPlan {
         })
     }
 
-    fn conv(&self, index: usize, conv: &Conv, x: &Blob) -> Result<Blob, CudaPlanError> {
+    /// A convolution layer (transposed: through cuDNN's backward-data), then its bias and
+    /// activation.
+    fn conv(
+        &self,
+        index: usize,
+        conv: &Conv,
+        x: &Blob,
+        transposed: bool,
+    ) -> Result<Blob, CudaPlanError> {
         let mut setups = self.setups.lock().unwrap_or_else(|e| e.into_inner());
         let key = (index, x.h, x.w);
         let setup = match setups.0.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.setup(conv, x)?),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.setup(conv, x, transposed)?)
+            }
         };
         let (oh, ow) = setup.out;
-        let (algo, need) = (setup.algo, setup.workspace);
-        let op = ConvForward {
-            conv: &setup.conv,
-            x: &setup.x,
-            w: &setup.w,
-            y: &setup.y,
-        };
         let mut y = self.alloc(oh * ow * conv.out_c)?;
+        let need = setup.workspace;
         let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         if need > 0 && ws.as_ref().is_none_or(|w| w.len() < need) {
             *ws = Some(self.stream.alloc_zeros::<u8>(need)?);
         }
-        // SAFETY: descriptors match the buffers' types, layouts and sizes.
+        // SAFETY: the descriptors were made for these buffers' types, layouts and sizes.
         unsafe {
-            op.launch(
-                algo,
+            setup.d.launch(
+                setup.algo,
                 ws.as_mut().filter(|_| need > 0),
-                (f16::ONE, f16::ZERO),
                 x.data.as_ref(),
                 &conv.weights,
                 &mut y,
@@ -385,25 +449,15 @@ impl CudaPlan {
     /// PyTorch's `cudnn.benchmark` does); cuDNN's heuristic pick is measurably slower here.
     fn fastest_algorithm(
         &self,
-        op: &ConvForward<f16, f32, f16>,
+        d: &Descriptors,
+        transposed: bool,
         x: &Blob,
         weights: &CudaSlice<f16>,
         y: &mut CudaSlice<f16>,
-    ) -> Result<dnn::cudnnConvolutionFwdAlgo_t, CudaPlanError> {
-        use dnn::cudnnConvolutionFwdAlgo_t as A;
-        let candidates = [
-            A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_FFT,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
-            A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
-        ];
-        let mut best = (f64::INFINITY, op.pick_algorithm()?);
-        for algo in candidates {
-            let Ok(need) = op.get_workspace_size(algo) else {
+    ) -> Result<Algo, CudaPlanError> {
+        let mut best = (f64::INFINITY, d.heuristic(transposed)?);
+        for algo in Algo::candidates(transposed) {
+            let Ok(need) = d.workspace_size(algo) else {
                 continue;
             };
             if need > MAX_WORKSPACE {
@@ -419,10 +473,9 @@ impl CudaPlan {
                 let start = std::time::Instant::now();
                 // SAFETY: descriptors match the buffers; the workspace is the size asked for.
                 let ok = unsafe {
-                    op.launch(
+                    d.launch(
                         algo,
                         Some(&mut ws).filter(|_| need > 0),
-                        (f16::ONE, f16::ZERO),
                         x.data.as_ref(),
                         weights,
                         y,
@@ -556,8 +609,8 @@ impl CudaPlan {
         Ok(match step {
             Step::Alias => a.clone(),
             Step::Constant(blob) => blob.clone(),
-            Step::Conv(conv) => self.conv(index, conv, a)?,
-            Step::Deconv(conv) => self.deconv(conv, a)?,
+            Step::Conv(conv) => self.conv(index, conv, a, false)?,
+            Step::Deconv(conv) => self.conv(index, conv, a, true)?,
             Step::Pad {
                 top,
                 left,

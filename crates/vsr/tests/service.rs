@@ -293,14 +293,15 @@ fn errors_have_status_and_code() {
     );
     drop(server);
 
-    // A full queue, and a disk too small.
+    // A full queue, and a disk too small: refused before the body is stored, yet read, so a
+    // client that sends the whole video before reading the answer gets the answer.
     let server = Server::start(dir.path(), &[("VSR_MAX_QUEUED", "0")]);
-    expect(server.upload(&clip, json!({})), 429, "queue_full");
+    expect(server.upload(&big, json!({})), 429, "queue_full");
     drop(server);
     let config = dir.path().join("vsr.toml");
     std::fs::write(&config, "min_free_disk = 1000000000000000\n").unwrap();
     let server = Server::start(dir.path(), &[("VSR_CONFIG", config.to_str().unwrap())]);
-    expect(server.upload(&clip, json!({})), 507, "insufficient_storage");
+    expect(server.upload(&big, json!({})), 507, "insufficient_storage");
 }
 
 /// Stopping the server mid-job (SIGTERM, then SIGKILL) loses nothing: on restart the task

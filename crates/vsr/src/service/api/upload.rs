@@ -17,6 +17,21 @@ use crate::service::AppState;
 use crate::settings::Settings;
 use crate::video::probe::VideoError;
 
+/// Reads and drops the rest of a request answered before its body (a replay, a full queue, a
+/// full disk), up to `max` bytes: clients that send the whole body before reading the answer
+/// (browsers, reqwest) would otherwise see a reset connection instead of the answer.
+async fn discard_body(multipart: &mut Multipart, max: u64) {
+    let mut seen = 0u64;
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            seen += chunk.len() as u64;
+            if seen > max {
+                return;
+            }
+        }
+    }
+}
+
 /// Containers whose extension an upload keeps (the content decides what is accepted).
 const KNOWN_EXTENSIONS: &[&str] = &[
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "flv", "ogv", "mpg", "mpeg", "mxf", "wmv",
@@ -32,11 +47,6 @@ pub async fn upload(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(key) = &idempotency_key {
-        if let Some(task) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
-            return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
-        }
-    }
     let max = app.config.max_content_length;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -44,7 +54,14 @@ pub async fn upload(
     if declared.is_some_and(|n| n > max + 64 * 1024) {
         return Err(too_large(max));
     }
+    if let Some(key) = &idempotency_key {
+        if let Some(task) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
+            discard_body(&mut multipart, max).await;
+            return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
+        }
+    }
     if app.store.count_waiting().await? >= app.config.max_queued as i64 {
+        discard_body(&mut multipart, max).await;
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "queue_full",
@@ -57,6 +74,7 @@ pub async fn upload(
     let needed = declared.unwrap_or(max) + app.config.min_free_disk;
     if let Some(free) = free_bytes(&app.config.upload_folder) {
         if free < needed {
+            discard_body(&mut multipart, max).await;
             return Err(Problem::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient_storage",

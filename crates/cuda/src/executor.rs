@@ -19,7 +19,7 @@ use cudarc::nvrtc::CompileError;
 use half::f16;
 use vsr_runtime::graph::{Graph, InterpMode};
 use vsr_runtime::ops::elementwise::broadcast_shape;
-use vsr_runtime::ops::layout::crop_region;
+use vsr_runtime::ops::layout::{crop_region, resize_taps};
 use vsr_runtime::{Executor, RunError, Tensor};
 
 use crate::kernels::Kernels;
@@ -356,8 +356,7 @@ impl CudaPlan {
         }
         let (oh, ow) =
             vsr_runtime::ops::layout::interp_shape(x.h, x.w, scale.0, scale.1, size.0, size.1);
-        let (iy, wy, taps) = resize_taps(mode, x.h, oh, align_corner);
-        let (ix, wx, _) = resize_taps(mode, x.w, ow, align_corner);
+        let (ty, tx, taps) = resize_taps(mode, (x.h, x.w), (oh, ow), align_corner);
         let up_i = |v: Vec<usize>| {
             self.stream
                 .memcpy_stod(&v.iter().map(|&i| i as i32).collect::<Vec<i32>>())
@@ -369,10 +368,10 @@ impl CudaPlan {
                 .map_err(CudaPlanError::from)
         };
         let t = Arc::new(DeviceTaps {
-            iy: up_i(iy)?,
-            wy: up_w(wy)?,
-            ix: up_i(ix)?,
-            wx: up_w(wx)?,
+            iy: up_i(ty.index)?,
+            wy: up_w(ty.weights)?,
+            ix: up_i(tx.index)?,
+            wx: up_w(tx.weights)?,
             taps: taps as i32,
             out: (oh, ow),
         });
@@ -844,24 +843,6 @@ impl Executor for CudaPlan {
         let usable = free.saturating_sub(MAX_WORKSPACE + (256 << 20)) / 4 * 3;
         Some(usable * 2)
     }
-}
-
-/// Sampling positions and weights for one axis: ncnn's nearest rule (one tap), or the CPU
-/// executor's own bilinear/bicubic taps.
-pub(crate) fn resize_taps(
-    mode: InterpMode,
-    src: usize,
-    dst: usize,
-    align_corner: bool,
-) -> (Vec<usize>, Vec<[f32; 4]>, usize) {
-    if mode == InterpMode::Nearest {
-        let step = src as f32 / dst as f32;
-        let index = (0..dst)
-            .map(|d| ((d as f32 * step) as usize).min(src - 1))
-            .collect();
-        return (index, vec![[1.0, 0.0, 0.0, 0.0]; dst], 1);
-    }
-    vsr_runtime::ops::layout::resize_taps(mode, src, dst, align_corner)
 }
 
 /// A kernel's arguments after its output and length, pushed in order (tuples nest).

@@ -232,10 +232,22 @@ pub fn interp_shape(
     }
 }
 
-/// Source index and weights for each output coordinate along one axis.
-struct Taps {
-    index: Vec<usize>,
-    weights: Vec<[f32; 4]>,
+/// Source index and weights for each output coordinate along one axis: output `d` is
+/// `sum(weights[d][k] * source[index[d] + k])` over the taps (sources clamp at the last one).
+pub struct Taps {
+    pub index: Vec<usize>,
+    pub weights: Vec<[f32; 4]>,
+}
+
+/// ncnn's nearest rule: one tap, at `d * src / dst` rounded down.
+fn nearest_taps(src: usize, dst: usize) -> Taps {
+    let step = src as f32 / dst as f32;
+    Taps {
+        index: (0..dst)
+            .map(|d| ((d as f32 * step) as usize).min(src - 1))
+            .collect(),
+        weights: vec![[1.0, 0.0, 0.0, 0.0]; dst],
+    }
 }
 
 /// The source sample left of output coordinate `d` and the fraction past it, as ncnn maps
@@ -314,20 +326,28 @@ fn cubic_taps(src: usize, dst: usize, align_corner: bool) -> Taps {
     t
 }
 
-/// Per output coordinate, the first source sample and up to four weights, as `interp` uses
-/// them for bilinear (2 taps) and bicubic (4 taps) resizing: for other executors to match.
+/// How `interp` samples an `ih x iw` input for an `oh x ow` output: the taps along y and x, and
+/// how many each output reads (nearest 1, bilinear 2, bicubic 4; bicubic needs four source
+/// pixels on both axes, else it is bilinear). Other executors use these to match the CPU.
 pub fn resize_taps(
     mode: InterpMode,
-    src: usize,
-    dst: usize,
+    (ih, iw): (usize, usize),
+    (oh, ow): (usize, usize),
     align_corner: bool,
-) -> (Vec<usize>, Vec<[f32; 4]>, usize) {
-    let t = if mode == InterpMode::Bicubic && src >= 4 {
-        (cubic_taps(src, dst, align_corner), 4)
-    } else {
-        (linear_taps(src, dst, align_corner), 2)
-    };
-    (t.0.index, t.0.weights, t.1)
+) -> (Taps, Taps, usize) {
+    match mode {
+        InterpMode::Nearest => (nearest_taps(ih, oh), nearest_taps(iw, ow), 1),
+        InterpMode::Bicubic if ih >= 4 && iw >= 4 => (
+            cubic_taps(ih, oh, align_corner),
+            cubic_taps(iw, ow, align_corner),
+            4,
+        ),
+        _ => (
+            linear_taps(ih, oh, align_corner),
+            linear_taps(iw, ow, align_corner),
+            2,
+        ),
+    }
 }
 
 pub fn interp(
@@ -339,32 +359,16 @@ pub fn interp(
 ) {
     let (ih, iw, c) = (input.h, input.w, input.c);
     let (oh, ow) = (out.h, out.w);
-    if mode == InterpMode::Nearest {
-        let hs = ih as f32 / oh as f32;
-        let ws = iw as f32 / ow as f32;
+    let (ty, tx, n) = resize_taps(mode, (ih, iw), (oh, ow), align_corner);
+    if n == 1 {
         crate::ops::par_chunks(&mut out.data, ow * c, threads, |y, row| {
-            let sy = ((y as f32 * hs) as usize).min(ih - 1);
-            for x in 0..ow {
-                let sx = ((x as f32 * ws) as usize).min(iw - 1);
+            let sy = ty.index[y];
+            for (x, &sx) in tx.index.iter().enumerate() {
                 row[x * c..(x + 1) * c].copy_from_slice(&input.data[(sy * iw + sx) * c..][..c]);
             }
         });
         return;
     }
-    // Bicubic needs four source rows; tiny inputs fall back to linear taps.
-    let (ty, tx, n) = if mode == InterpMode::Bicubic && ih >= 4 && iw >= 4 {
-        (
-            cubic_taps(ih, oh, align_corner),
-            cubic_taps(iw, ow, align_corner),
-            4,
-        )
-    } else {
-        (
-            linear_taps(ih, oh, align_corner),
-            linear_taps(iw, ow, align_corner),
-            2,
-        )
-    };
     // Horizontal pass per source row, then vertical, matching ncnn's order of summation.
     let mut rows = vec![0.0f32; ih * ow * c];
     for y in 0..ih {

@@ -227,10 +227,8 @@ fn upscale(
         .recipe(&catalog, base.default_model.as_deref())
         .map_err(|e| TaskError::new("invalid_settings", e.to_string()))?;
     let options = vsr_runtime::Options {
-        isa: vsr_runtime::Isa::detect(),
         threads: config.threads,
-        memory_budget: 2 << 30,
-        tile: None,
+        ..Default::default()
     };
     let request: vsr_cuda::DeviceRequest = config.device.parse().unwrap_or_default();
     let device = vsr_cuda::select(request, &vsr_cuda::inventory())

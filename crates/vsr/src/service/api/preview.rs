@@ -88,10 +88,8 @@ pub async fn preview(
             .recipe(&catalog, base.default_model.as_deref())
             .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
         let options = vsr_runtime::Options {
-            isa: vsr_runtime::Isa::detect(),
             threads,
-            memory_budget: 2 << 30,
-            tile: None,
+            ..Default::default()
         };
         let enhancer = Enhancer::load(
             recipe,

@@ -76,6 +76,8 @@ async function step(label, fn) {
   try {
     const note = await fn();
     assert(pageErrors.length === 0, `the page threw: ${pageErrors.join(' | ')}`);
+    const refused = consoleErrors.filter((e) => /Content Security Policy/i.test(e));
+    assert(refused.length === 0, `the page broke its own Content-Security-Policy: ${refused.join(' | ')}`);
     stepCount++;
     console.log(`ok   ${label} (${((Date.now() - t0) / 1000).toFixed(1)} s)${note ? ': ' + note : ''}`);
   } catch (err) {
@@ -240,6 +242,9 @@ let mainTask = '';
 await step('(a) open the page, upload a draft, facts shown', async () => {
   const res = await page.goto(base + '/', { waitUntil: 'load' });
   assert(res && res.ok(), `GET / answered ${res && res.status()}`);
+  // The page runs under its policy (each step checks that nothing was refused by it).
+  const csp = res.headers()['content-security-policy'] || '';
+  assert(/script-src 'self'/.test(csp) && /frame-ancestors 'none'/.test(csp), `GET / has no strict Content-Security-Policy: "${csp}"`);
   assert((await page.title()).includes('VSR'), 'the page title does not name VSR');
   await waitInPage('the presets from /api/models', () => document.querySelector('[data-preset-summary="fast"]').textContent.trim().length > 0, null, 15000);
   const models = await page.locator('#model option').count();

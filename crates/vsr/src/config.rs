@@ -1,6 +1,7 @@
 //! The one place that knows where files live and which settings come from the environment.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Paths and defaults shared by every command, from flags, then environment, then defaults.
 #[derive(Debug, Clone)]
@@ -13,6 +14,9 @@ pub struct Config {
     pub default_model: Option<String>,
     /// Conventions for a custom model (seed: `MODEL_CONFIG_PATH`).
     pub model_config: Option<PathBuf>,
+    /// Models the operator installed (`NAME.param` + `NAME.bin`), offered by name to API
+    /// clients beside the catalog's; clients can never name a path.
+    pub custom_models_dir: PathBuf,
 }
 
 impl Config {
@@ -27,7 +31,11 @@ impl Config {
         let models_dir = env("VSR_MODELS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| cache_dir.join("models"));
+        let custom_models_dir = env("VSR_CUSTOM_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| models_dir.join("custom"));
         Config {
+            custom_models_dir,
             models_dir,
             default_model: env("MODEL_PATH").map(|v| v.to_string_lossy().into_owned()),
             model_config: env("MODEL_CONFIG_PATH").map(PathBuf::from),
@@ -88,6 +96,63 @@ pub struct ServiceConfig {
     pub log_json: bool,
     /// Where workers run models: auto, cpu, cuda or cuda:N.
     pub device: String,
+    /// When set, `/metrics` needs this key (`Authorization: Bearer KEY`); API keys never
+    /// grant it. Unset, `/metrics` is open on a server without API keys and refused on one
+    /// with them, so one client never sees another's figures.
+    pub metrics_key: Option<String>,
+    /// Limits on connections and request bodies; see docs/security.md.
+    pub http: HttpLimits,
+}
+
+/// How long and how many: the limits that keep slow or greedy clients from holding the
+/// server. Every value is in docs/security.md with its reason.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A request's head (line and headers) must arrive within this; an idle keep-alive
+    /// connection is closed after it too.
+    pub header_timeout_seconds: u64,
+    /// The longest pause allowed inside any request body.
+    pub body_idle_timeout_seconds: u64,
+    /// A JSON body (start, preview) must arrive whole within this.
+    pub json_body_timeout_seconds: u64,
+    /// An upload must arrive whole within this, however steadily it trickles.
+    pub upload_timeout_seconds: u64,
+    /// Uploads received at once; more are answered 503 `server_busy` at once.
+    pub max_concurrent_uploads: usize,
+    /// FFmpeg probes and frame grabs (uploads, previews, result frames) run at once.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout_seconds: 10,
+            body_idle_timeout_seconds: 30,
+            json_body_timeout_seconds: 10,
+            upload_timeout_seconds: 3600,
+            max_concurrent_uploads: 8,
+            max_concurrent_probes: 4,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_seconds.max(1))
+    }
+
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_idle_timeout_seconds.max(1))
+    }
+
+    pub fn json_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.json_body_timeout_seconds.max(1))
+    }
+
+    pub fn upload_timeout(&self) -> Duration {
+        Duration::from_secs(self.upload_timeout_seconds.max(1))
+    }
 }
 
 impl Default for ServiceConfig {
@@ -112,6 +177,8 @@ impl Default for ServiceConfig {
             limits: crate::video::Limits::default(),
             log_json: false,
             device: "auto".into(),
+            metrics_key: None,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -194,6 +261,43 @@ impl ServiceConfig {
         if let Some(v) = get("VSR_DEVICE") {
             self.device = v;
         }
+        let http = &mut self.http;
+        for (key, slot) in [
+            (
+                "VSR_HEADER_TIMEOUT_SECONDS",
+                &mut http.header_timeout_seconds,
+            ),
+            (
+                "VSR_BODY_IDLE_TIMEOUT_SECONDS",
+                &mut http.body_idle_timeout_seconds,
+            ),
+            (
+                "VSR_JSON_BODY_TIMEOUT_SECONDS",
+                &mut http.json_body_timeout_seconds,
+            ),
+            (
+                "VSR_UPLOAD_TIMEOUT_SECONDS",
+                &mut http.upload_timeout_seconds,
+            ),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = parse(key, v)?;
+            }
+        }
+        for (key, slot) in [
+            (
+                "VSR_MAX_CONCURRENT_UPLOADS",
+                &mut http.max_concurrent_uploads,
+            ),
+            ("VSR_MAX_CONCURRENT_PROBES", &mut http.max_concurrent_probes),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = parse(key, v)?;
+            }
+        }
+        if let Some(v) = get("VSR_METRICS_KEY") {
+            self.metrics_key = Some(v);
+        }
         if let Some(v) = get("VSR_LOG_JSON") {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");
         }
@@ -205,6 +309,7 @@ impl ServiceConfig {
         let mut shown = self.clone();
         shown.secret_key = shown.secret_key.as_ref().map(|_| "(set)".into());
         shown.api_keys = shown.api_keys.iter().map(|_| "(set)".into()).collect();
+        shown.metrics_key = shown.metrics_key.as_ref().map(|_| "(set)".into());
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }
@@ -225,6 +330,8 @@ mod tests {
             ("UPLOAD_FOLDER", "/u"),
             ("VSR_PORT", "7000"),
             ("VSR_API_KEYS", "a, b,"),
+            ("VSR_UPLOAD_TIMEOUT_SECONDS", "7"),
+            ("VSR_MAX_CONCURRENT_UPLOADS", "2"),
         ];
         c.apply_env(|k| {
             env.iter()
@@ -235,6 +342,17 @@ mod tests {
         assert_eq!((c.port, c.max_content_length), (7000, 1000));
         assert_eq!(c.upload_folder, PathBuf::from("/u"));
         assert_eq!(c.api_keys, ["a", "b"]);
+        assert_eq!(
+            (c.http.upload_timeout_seconds, c.http.max_concurrent_uploads),
+            (7, 2)
+        );
+        let file: ServiceConfig =
+            toml::from_str("[http]\nheader_timeout_seconds = 3\nmax_concurrent_probes = 1")
+                .unwrap();
+        assert_eq!(
+            (file.http.header_timeout(), file.http.max_concurrent_probes),
+            (Duration::from_secs(3), 1)
+        );
         let bad = c.apply_env(|k| (k == "VSR_PORT").then(|| "x".to_string()));
         assert!(matches!(bad, Err(ConfigError::Env("VSR_PORT", _))));
         assert!(toml::from_str::<ServiceConfig>("prot = 1").is_err());

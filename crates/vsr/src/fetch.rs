@@ -241,6 +241,7 @@ mod tests {
             models_dir: dir.path().join("models"),
             default_model: None,
             model_config: None,
+            custom_models_dir: dir.path().join("models/custom"),
         };
         std::fs::create_dir_all(config.wheels_dir()).unwrap();
         let wheel =

@@ -1,5 +1,7 @@
 //! Turns what the user wrote after `--model` (or `MODEL_PATH`) into files and conventions:
-//! a catalog name, or a path to any ncnn `.param` with its `.bin` beside it.
+//! a catalog name, the name of a model the operator installed in the custom models folder, or
+//! (from the operator only, never from an API client) a path to any ncnn `.param` with its
+//! `.bin` beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,25 @@ pub enum ModelRefError {
     Prepare(String, vsr_runtime::RunError),
     #[error("cannot work out the scale of {0}: {1}")]
     Probe(PathBuf, vsr_runtime::RunError),
+    /// An API client named something that is neither a catalog model nor an installed one.
+    /// Worded the same whether or not a file of that name exists anywhere.
+    #[error("model {0:?} is not offered by this server: name one from GET /api/models")]
+    NotOffered(String),
+}
+
+/// Longest model name an API client may send; longer ones are quoted shortened.
+const MAX_CLIENT_NAME: usize = 64;
+
+/// Whether `name` can be a file stem in the custom models folder and nothing else: no path
+/// separators, no leading dot, no extension games.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CLIENT_NAME
+        && !name.starts_with('.')
+        && !name.ends_with(".param")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
 }
 
 /// A model ready to load.
@@ -82,6 +103,9 @@ impl ModelRef {
                 spec: Some(m.spec()),
             });
         }
+        if let Some(found) = Self::installed_custom(&arg, config) {
+            return Ok(found);
+        }
         let path = PathBuf::from(&arg);
         if path.extension().is_some_and(|e| e == "param") && path.is_file() {
             let bin = path.with_extension("bin");
@@ -103,6 +127,52 @@ impl ModelRef {
             });
         }
         Err(ModelRefError::Unknown(arg))
+    }
+
+    /// Resolves a model an API client named: a catalog name or the name of a model in the
+    /// operator's custom models folder, never a path. Nothing outside that folder is looked
+    /// at, so the answer tells a client nothing about the server's files.
+    pub fn resolve_for_client(
+        name: &str,
+        config: &Config,
+        catalog: &Catalog,
+    ) -> Result<ModelRef, ModelRefError> {
+        if catalog.get(name).is_some() {
+            return Self::resolve(Some(name), config, catalog);
+        }
+        Self::installed_custom(name, config)
+            .ok_or_else(|| ModelRefError::NotOffered(name.chars().take(MAX_CLIENT_NAME).collect()))
+    }
+
+    /// `NAME.param` and `NAME.bin` in the custom models folder, if `name` is a plain name.
+    fn installed_custom(name: &str, config: &Config) -> Option<ModelRef> {
+        if !is_plain_name(name) {
+            return None;
+        }
+        let param = config.custom_models_dir.join(format!("{name}.param"));
+        let bin = param.with_extension("bin");
+        (param.is_file() && bin.is_file()).then(|| ModelRef {
+            name: name.to_string(),
+            param,
+            bin,
+            spec: None,
+        })
+    }
+
+    /// Names of the models in the custom models folder (both files present), sorted.
+    pub fn custom_names(config: &Config) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&config.custom_models_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".param")?.to_string();
+                Self::installed_custom(&stem, config).map(|_| stem)
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// Loads the graph and settles the conventions (inferring the scale of unknown models).

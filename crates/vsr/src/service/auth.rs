@@ -1,8 +1,13 @@
-//! API keys and signed download links. Keys are compared through their SHA-256 digests in
-//! constant time, so neither their content nor their length leaks through timing.
+//! Who may do what: API keys, signed download links, the operator's metrics key and the
+//! cross-site rule, each decided in one place here (docs/security.md is the threat model).
+//!
+//! Keys are compared through their SHA-256 digests in constant time, so neither their content
+//! nor their length leaks through timing. A download is allowed for a key that owns the task
+//! (or anyone on a server without keys) or for a valid, unexpired signature over the task id
+//! and expiry; nothing else, and no shortcut by path or query text.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
@@ -11,18 +16,38 @@ use sha2::{Digest, Sha256};
 use super::problem::Problem;
 use super::AppState;
 
-/// Who is calling: the fingerprint of their API key, or `None` when keys are not in use.
-#[derive(Debug, Clone)]
-pub struct Owner(pub Option<String>);
+/// Who is calling, as the authentication layer established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The server has no API keys: every caller may see every task.
+    Anyone,
+    /// A valid API key, by its fingerprint (the first 8 bytes of its SHA-256, in hex).
+    Key(String),
+    /// No key on a server that needs one. Reaches only the page, `/healthz` and downloads,
+    /// where a signed link is then required.
+    Anonymous,
+}
 
 impl Owner {
+    /// The fingerprint recorded as a new task's owner, and the scope of task lists.
+    pub fn fingerprint(&self) -> Option<&str> {
+        match self {
+            Owner::Key(k) => Some(k),
+            Owner::Anyone | Owner::Anonymous => None,
+        }
+    }
+
     /// Whether this caller may see a task created by `owner`.
     pub fn may_see(&self, owner: &Option<String>) -> bool {
-        self.0.is_none() || &self.0 == owner
+        match self {
+            Owner::Anyone => true,
+            Owner::Key(k) => owner.as_deref() == Some(k),
+            Owner::Anonymous => false,
+        }
     }
 }
 
-/// Digests of the configured keys.
+/// Digests of a set of keys.
 pub struct Keys(Vec<[u8; 32]>);
 
 impl Keys {
@@ -54,93 +79,237 @@ impl Keys {
     }
 }
 
-/// Requires a key (`X-API-Key: KEY` or `Authorization: Bearer KEY`) when keys are configured.
-/// Health checks pass freely; downloads may instead carry a valid signature (checked there).
-pub async fn require_key(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let open = path == "/healthz" || !path.starts_with("/api/") && path != "/metrics";
-    let signed = path.starts_with("/api/download/")
-        && req.uri().query().is_some_and(|q| q.contains("signature="));
-    let given = req
+/// The key a request presents: `X-API-Key: KEY`, `Authorization: Bearer KEY`, or, for GET
+/// only (EventSource cannot send headers), `?api_key=KEY`.
+fn presented_key(req: &Request) -> Option<String> {
+    let header = req
         .headers()
         .get("x-api-key")
-        .or_else(|| req.headers().get(axum::http::header::AUTHORIZATION))
+        .or_else(|| req.headers().get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string())
-        // EventSource cannot send headers: `?api_key=` works too.
-        .or_else(|| query_param(req.uri().query(), "api_key"));
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    header.or_else(|| {
+        (req.method() == Method::GET)
+            .then(|| query_param(req.uri().query(), "api_key"))
+            .flatten()
+    })
+}
+
+/// Paths a caller without a key reaches on a server with keys: the page and its files, the
+/// health check, and downloads (which then need a valid signature).
+fn open_to_anonymous(method: &Method, path: &str) -> bool {
+    let page = !path.starts_with("/api/") && path != "/metrics";
+    let download = method == Method::GET && path.starts_with("/api/download/");
+    page || path == "/healthz" || download
+}
+
+/// Authenticates every request: sets the [`Owner`], guards `/metrics`, and refuses
+/// state-changing requests a browser marks as cross-site unless they carry a key.
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let given = presented_key(&req);
+    if req.uri().path() == "/metrics" {
+        return match metrics_access(&app, given.as_deref()) {
+            Ok(()) => next.run(req).await,
+            Err(p) => p.into_response(),
+        };
+    }
     let owner = match (app.keys.enabled(), given) {
-        (false, _) => Owner(None),
+        (false, _) => Owner::Anyone,
         (true, Some(key)) => match app.keys.check(&key) {
-            Some(fingerprint) => Owner(Some(fingerprint)),
+            Some(fingerprint) => Owner::Key(fingerprint),
             None => return unauthorized("the API key is not valid"),
         },
-        (true, None) if open || signed => Owner(None),
-        (true, None) => return unauthorized("this server needs an API key (X-API-Key header)"),
+        (true, None) => Owner::Anonymous,
     };
+    if owner == Owner::Anonymous && !open_to_anonymous(req.method(), req.uri().path()) {
+        return unauthorized("this server needs an API key (X-API-Key header)");
+    }
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes_state && !matches!(owner, Owner::Key(_)) && is_cross_site(req.headers()) {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "the browser marked this request as coming from another site; send it from this \
+             server's own page or with an API key",
+        )
+        .into_response();
+    }
     req.extensions_mut().insert(owner);
     next.run(req).await
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| percent_decode(v))
+/// What the browser says about where a request comes from: `Sec-Fetch-Site` when present
+/// (every current browser sends it), else an `Origin` that is not this host. Requests from
+/// programs (curl, SDKs) send neither and are not affected.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        // `none`: typed in the address bar or a bookmark; `same-origin`: our own page.
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (get("origin"), get("host")) {
+        (None, _) => false,
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").map(|(_, authority)| authority) != Some(host)
+        }
+        (Some(_), None) => true,
+    }
 }
 
-/// `application/x-www-form-urlencoded` value decoding (`+` is a space).
-fn percent_decode(v: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h * 16 + l),
-            _ => None,
-        };
-        match (escaped, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+/// `/metrics` is for the operator: with `metrics_key` set it needs that key (API keys do not
+/// grant it); without one it is open only on a server without API keys, where there is no
+/// per-key data to mix.
+fn metrics_access(app: &AppState, given: Option<&str>) -> Result<(), Problem> {
+    match (&app.metrics_key, given) {
+        (Some(key), Some(given)) if key.check(given).is_some() => Ok(()),
+        (Some(_), _) => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "/metrics needs the operator's metrics key (Authorization: Bearer KEY)",
+        )),
+        (None, _) if app.keys.enabled() => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "metrics_key_required",
+            "this server has API keys: set metrics_key (VSR_METRICS_KEY) to read /metrics",
+        )),
+        (None, _) => Ok(()),
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A value of the query string, decoded; `None` if absent.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn unauthorized(detail: &str) -> Response {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into_response()
 }
 
-/// `expires` (Unix seconds) and signature for a download link to `task_id`.
-pub fn sign(secret: &[u8], task_id: &str, expires: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length works");
-    mac.update(format!("{task_id}:{expires}").as_bytes());
-    hex(&mac.finalize().into_bytes())
+/// A download link's parameters, each given at most once.
+#[derive(Debug, Default, PartialEq)]
+pub struct Link {
+    expires: Option<String>,
+    signature: Option<String>,
 }
 
-/// Whether a link's signature is right and unexpired.
-pub fn verify(secret: &[u8], task_id: &str, expires: i64, signature: &str) -> bool {
-    let Ok(given) = (0..signature.len() / 2)
-        .map(|i| u8::from_str_radix(signature.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-    else {
-        return false;
-    };
+impl Link {
+    /// Reads `expires` and `signature` from a query string; either given twice is an error.
+    pub fn parse(query: Option<&str>) -> Result<Link, Problem> {
+        let mut link = Link::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "expires" => &mut link.expires,
+                "signature" => &mut link.signature,
+                _ => continue,
+            };
+            if slot.replace(v.into_owned()).is_some() {
+                return Err(Problem::bad_field(
+                    "bad_link",
+                    k.into_owned(),
+                    "the download link repeats a parameter; get a new one from /api/status",
+                ));
+            }
+        }
+        Ok(link)
+    }
+
+    /// Whether the query has any part of a signed link.
+    fn is_present(&self) -> bool {
+        self.expires.is_some() || self.signature.is_some()
+    }
+}
+
+/// The download rule: `Ok` if `owner` may see the task (`task_owner` is `None` when there is
+/// no such task) or `link` is a valid unexpired signature over `task_id`.
+pub fn authorize_download(
+    secret: &[u8],
+    owner: &Owner,
+    task_id: &str,
+    task_owner: Option<&Option<String>>,
+    link: &Link,
+) -> Result<(), Problem> {
+    if task_owner.is_some_and(|o| owner.may_see(o)) {
+        return Ok(());
+    }
+    if link.is_present() {
+        return match verify(secret, task_id, link, super::store::now_ms()) {
+            LinkCheck::Valid => Ok(()),
+            LinkCheck::Expired => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "link_expired",
+                "the download link has expired; get a new one from /api/status",
+            )),
+            LinkCheck::Invalid => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                "the download link is not valid; get a new one from /api/status",
+            )),
+        };
+    }
+    match owner {
+        Owner::Anonymous => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "downloads need an API key or a signed link (downloadUrl in /api/status)",
+        )),
+        // Another key's task looks like no task at all.
+        _ => Err(Problem::not_found(task_id)),
+    }
+}
+
+/// `expires` (Unix seconds) and signature for a download link to `task_id`.
+pub fn sign(secret: &[u8], task_id: &str, expires: i64) -> String {
+    hex(&mac(secret, task_id, expires).finalize().into_bytes())
+}
+
+fn mac(secret: &[u8], task_id: &str, expires: i64) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length works");
     mac.update(format!("{task_id}:{expires}").as_bytes());
-    expires * 1000 > super::store::now_ms() && mac.verify_slice(&given).is_ok()
+    mac
+}
+
+/// What a link's check found.
+#[derive(Debug, PartialEq, Eq)]
+enum LinkCheck {
+    Valid,
+    /// Signed by us, but past its expiry.
+    Expired,
+    /// Missing a part, malformed, or not signed by us.
+    Invalid,
+}
+
+/// Length of a signature in hex: one SHA-256 HMAC.
+const SIGNATURE_HEX: usize = 64;
+
+/// Checks a link's signature (exact length, constant-time compare) and then its expiry.
+fn verify(secret: &[u8], task_id: &str, link: &Link, now_ms: i64) -> LinkCheck {
+    let (Some(expires), Some(signature)) = (&link.expires, &link.signature) else {
+        return LinkCheck::Invalid;
+    };
+    let Some(expires) = expires
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| expires.parse::<i64>().ok())
+        .flatten()
+    else {
+        return LinkCheck::Invalid;
+    };
+    if signature.len() != SIGNATURE_HEX || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return LinkCheck::Invalid;
+    }
+    let given: Vec<u8> = (0..SIGNATURE_HEX / 2)
+        .map(|i| u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect();
+    if mac(secret, task_id, expires).verify_slice(&given).is_err() {
+        return LinkCheck::Invalid;
+    }
+    if expires.saturating_mul(1000) > now_ms {
+        LinkCheck::Valid
+    } else {
+        LinkCheck::Expired
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -151,28 +320,107 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn link(expires: i64, signature: &str) -> Link {
+        Link {
+            expires: Some(expires.to_string()),
+            signature: Some(signature.to_string()),
+        }
+    }
+
     #[test]
     fn keys_and_signatures() {
         let keys = Keys::new(&["alpha".into(), "beta".into()]);
         assert!(keys.check("alpha").is_some());
         assert_ne!(keys.check("alpha"), keys.check("beta"));
         assert!(keys.check("alph").is_none() && keys.check("").is_none());
-        let later = super::super::store::now_ms() / 1000 + 60;
+        let now = super::super::store::now_ms();
+        let later = now / 1000 + 60;
         let sig = sign(b"s3cret", "task", later);
-        assert!(verify(b"s3cret", "task", later, &sig));
-        assert!(!verify(b"other", "task", later, &sig));
-        assert!(!verify(b"s3cret", "task2", later, &sig));
-        assert!(!verify(
-            b"s3cret",
-            "task",
-            later - 120,
-            &sign(b"s3cret", "task", later - 120)
-        ));
-        assert!(!verify(b"s3cret", "task", later, "zz"));
-        assert_eq!(percent_decode("a%20b+c%2B%3D%zz%"), "a b c+=%zz%");
+        let check = |secret: &[u8], id, l: &Link| verify(secret, id, l, now);
+        assert_eq!(
+            check(b"s3cret", "task", &link(later, &sig)),
+            LinkCheck::Valid
+        );
+        assert_eq!(
+            check(b"other", "task", &link(later, &sig)),
+            LinkCheck::Invalid
+        );
+        assert_eq!(
+            check(b"s3cret", "task2", &link(later, &sig)),
+            LinkCheck::Invalid
+        );
+        let past = later - 120;
+        assert_eq!(
+            check(
+                b"s3cret",
+                "task",
+                &link(past, &sign(b"s3cret", "task", past))
+            ),
+            LinkCheck::Expired
+        );
+        for bad in [
+            "zz",
+            "",
+            &sig[..62],
+            &format!("{sig}00"),
+            &sig.to_uppercase(),
+        ] {
+            let want = if bad.eq_ignore_ascii_case(&sig) {
+                LinkCheck::Valid // hex is case-insensitive: the same bytes
+            } else {
+                LinkCheck::Invalid
+            };
+            assert_eq!(check(b"s3cret", "task", &link(later, bad)), want, "{bad}");
+        }
+        let no_expiry = Link {
+            expires: None,
+            signature: Some(sig.clone()),
+        };
+        assert_eq!(check(b"s3cret", "task", &no_expiry), LinkCheck::Invalid);
+        let huge = Link {
+            expires: Some(i64::MAX.to_string()),
+            signature: Some(sig.clone()),
+        };
+        assert_eq!(check(b"s3cret", "task", &huge), LinkCheck::Invalid);
+        let signed = Link {
+            expires: Some(format!("+{later}")),
+            signature: Some(sig),
+        };
+        assert_eq!(check(b"s3cret", "task", &signed), LinkCheck::Invalid);
         assert_eq!(
             query_param(Some("x=1&api_key=k%26y"), "api_key").as_deref(),
             Some("k&y")
         );
+        assert!(Link::parse(Some("signature=a&signature=b")).is_err());
+        assert!(!Link::parse(Some("x=signature=1")).unwrap().is_present());
+    }
+
+    #[test]
+    fn cross_site() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(!is_cross_site(&headers(&[])));
+        assert!(!is_cross_site(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        let same = [
+            ("origin", "http://127.0.0.1:5000"),
+            ("host", "127.0.0.1:5000"),
+        ];
+        assert!(!is_cross_site(&headers(&same)));
+        let other = [
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:5000"),
+        ];
+        assert!(is_cross_site(&headers(&other)));
+        assert!(is_cross_site(&headers(&[("origin", "null")])));
     }
 }

@@ -1,9 +1,11 @@
 //! `vsr serve`: the HTTP API over an embedded task store, with jobs run by worker processes.
-//! upload (api) -> task row + job (store, queue) -> worker process (worker) -> video pipeline
-//! -> result in PROCESSED_FOLDER -> download (api) -> expiry (sweeper).
+//! connection (listener) -> who is calling (auth) -> upload (api) -> task row + job (store,
+//! queue) -> worker process (worker) -> video pipeline -> result in PROCESSED_FOLDER ->
+//! download (api) -> expiry and orphan files (sweeper).
 
 mod api;
 mod auth;
+mod listener;
 mod problem;
 mod queue;
 mod store;
@@ -42,11 +44,30 @@ pub struct App {
     pub metrics: Metrics,
     /// Previews run one at a time: each is a full model run in this process.
     pub previews: tokio::sync::Semaphore,
+    /// Uploads being received; a full set answers 503 at once.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// FFmpeg probes and frame grabs running in this process.
+    pub probes: tokio::sync::Semaphore,
+    /// The operator's key for `/metrics`, if set.
+    pub metrics_key: Option<auth::Keys>,
     /// Where models run (the workers select the same way), and why: for /healthz.
     pub device: vsr_cuda::Selection,
 }
 
 pub type AppState = Arc<App>;
+
+/// How long a request waits for a free probe slot before it is answered 503.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl App {
+    /// A turn to run FFmpeg on a client's file, or 503 `server_busy` after a short wait.
+    pub async fn probe_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, problem::Problem> {
+        match tokio::time::timeout(PROBE_WAIT, self.probes.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(problem::Problem::busy("video probes")),
+        }
+    }
+}
 
 pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
     let request: vsr_cuda::DeviceRequest = config.device.parse().map_err(anyhow::Error::msg)?;
@@ -91,6 +112,14 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         catalog: Catalog::builtin(),
         metrics: Metrics::default(),
         previews: tokio::sync::Semaphore::new(1),
+        uploads: Arc::new(tokio::sync::Semaphore::new(
+            config.http.max_concurrent_uploads.max(1),
+        )),
+        probes: tokio::sync::Semaphore::new(config.http.max_concurrent_probes.max(1)),
+        metrics_key: config
+            .metrics_key
+            .as_ref()
+            .map(|k| auth::Keys::new(std::slice::from_ref(k))),
         secret,
         store,
         queue,
@@ -114,9 +143,13 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, workers = app.config.workers, "serving");
-    axum::serve(listener, api::router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    listener::run(
+        listener,
+        api::router(app.clone()),
+        app.config.http.header_timeout(),
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("stopping workers");
     let _ = stop_tx.send(true);
     for w in workers {

@@ -426,6 +426,29 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// File names (without folder) of every upload and result a live task refers to.
+    pub async fn referenced_files(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT input_path, output_path FROM tasks WHERE status <> 'expired'")
+                .fetch_all(&self.pool)
+                .await?;
+        let name = |p: String| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        };
+        Ok(rows
+            .iter()
+            .flat_map(|r| {
+                [
+                    name(r.get::<String, _>("input_path")),
+                    name(r.get::<String, _>("output_path")),
+                ]
+            })
+            .flatten()
+            .collect())
+    }
+
     pub async fn mark_expired(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE tasks SET status = 'expired', stage = 'expired' WHERE id = ?")
             .bind(id)

@@ -1,7 +1,9 @@
-//! Deletes uploads and results past their retention and marks their tasks expired; at start,
-//! removes temporaries that a killed worker left behind.
+//! Deletes uploads and results past their retention and marks their tasks expired, removes
+//! orphan files no task refers to (left by a crash between writing and recording, or by an
+//! older version), and at start removes temporaries that a killed worker left behind.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use super::store::now_ms;
 use super::AppState;
@@ -23,7 +25,39 @@ pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> 
         app.store.mark_expired(&task.id).await?;
         tracing::info!(task = %task.id, "expired: files removed");
     }
+    let referenced = app.store.referenced_files().await?;
+    for dir in [&app.config.upload_folder, &app.config.processed_folder] {
+        remove_orphans(dir, &referenced, SystemTime::now());
+    }
     Ok(())
+}
+
+/// How old an unreferenced file must be before it is removed: an upload being received or
+/// probed has no task row yet, and is written to (or probed) well within this.
+const ORPHAN_GRACE: Duration = Duration::from_secs(600);
+
+/// Removes files in `dir` named as this server names uploads and results (`UUID.ext`) that no
+/// task refers to and that are older than [`ORPHAN_GRACE`]. Nothing else is touched, so a
+/// folder shared with other files (a database, say) is safe.
+fn remove_orphans(dir: &Path, referenced: &std::collections::HashSet<String>, now: SystemTime) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .split_once('.')
+            .is_some_and(|(stem, _)| uuid::Uuid::parse_str(stem).is_ok());
+        if !ours || referenced.contains(&name) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > ORPHAN_GRACE);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %name, "orphan file removed");
+        }
+    }
 }
 
 /// Partial outputs (`.NAME.STAGE-PID.ext`) from workers killed mid-task; none runs yet.

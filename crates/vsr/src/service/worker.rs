@@ -14,6 +14,7 @@ use super::store::{now_ms, Status, Store, Task};
 use crate::catalog::Catalog;
 use crate::config::{Config, ServiceConfig};
 use crate::enhance::Enhancer;
+use crate::model_ref::ModelRef;
 use crate::video::encode::{Codec, EncodeSettings};
 use crate::video::pipeline::{self, Job, Progress};
 use crate::video::PipelineError;
@@ -106,7 +107,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
             hard_stop(worker, &task).await;
         }
         tokio::select! {
-            r = &mut blocking => break r.unwrap_or_else(|e| Err(TaskError::new("worker_panicked", e.to_string()))),
+            r = &mut blocking => break r.unwrap_or_else(|e| Err(TaskError::private("worker_panicked", "the worker failed unexpectedly", e))),
             _ = tokio::time::sleep(REPORT) => {
                 let p = rx.borrow().clone();
                 let (stage, done, total, fps, eta) = match &p {
@@ -168,7 +169,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), BoxDynError> {
                 )
                 .await?;
             let _ = std::fs::remove_file(&task.input_path);
-            tracing::warn!(code = e.code, error = %e.message, "task failed");
+            tracing::warn!(code = e.code, error = %e.detail, "task failed");
         }
     }
     Ok(())
@@ -196,20 +197,40 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
     std::process::exit(0)
 }
 
+/// Why a task failed: `code` and `message` are what its status shows (our own words, no
+/// server paths or FFmpeg text); `detail` is the full story, for the log only.
 struct TaskError {
     code: &'static str,
     message: String,
+    detail: String,
 }
 
 impl TaskError {
     fn new(code: &'static str, message: String) -> TaskError {
-        TaskError { code, message }
+        TaskError {
+            code,
+            detail: message.clone(),
+            message,
+        }
+    }
+
+    /// A failure whose full text must stay in the log.
+    fn private(code: &'static str, message: &str, detail: impl std::fmt::Display) -> TaskError {
+        TaskError {
+            code,
+            message: message.to_string(),
+            detail: detail.to_string(),
+        }
     }
 }
 
 impl From<PipelineError> for TaskError {
     fn from(e: PipelineError) -> TaskError {
-        TaskError::new(e.code(), e.to_string())
+        TaskError {
+            code: e.code(),
+            message: e.public_message(),
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -222,6 +243,11 @@ fn upscale(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<u64, TaskError> {
     let catalog = Catalog::builtin();
+    // Checked at upload too; rows from before that check get it here.
+    if let Some(name) = &task.settings.model {
+        ModelRef::resolve_for_client(name, base, &catalog)
+            .map_err(|e| TaskError::new("model_unavailable", e.to_string()))?;
+    }
     let recipe = task
         .settings
         .recipe(&catalog, base.default_model.as_deref())
@@ -236,7 +262,7 @@ fn upscale(
         .device;
     let strict = matches!(request, vsr_cuda::DeviceRequest::Cuda(_));
     let enhancer = Enhancer::load(recipe, base, &catalog, options, &device, strict)
-        .map_err(|e| TaskError::new("model_failed", e.to_string()))?;
+        .map_err(|e| TaskError::private("model_failed", "the model could not be loaded", e))?;
     let codec = task.settings.codec.unwrap_or(Codec::H264);
     let job = Job {
         input: &task.input_path,

@@ -151,7 +151,10 @@ impl Decoder {
     fn failure(&mut self, what: &str) -> PipelineError {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        PipelineError::Decode(format!("{what}: {}", self.stderr_tail.last(3)))
+        PipelineError::Decode {
+            what: what.to_string(),
+            ffmpeg: self.stderr_tail.last(3),
+        }
     }
 }
 
@@ -193,7 +196,7 @@ pub fn frame_at(
         // Past the last frame: take the first one instead of failing.
         None => Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), None)?
             .next_frame()?
-            .ok_or_else(|| PipelineError::Decode("the video has no decodable frames".into()))?,
+            .ok_or_else(|| PipelineError::decode("the video has no decodable frames"))?,
     };
     Ok(crate::image::Rgb8 {
         width: info.video.width as usize,

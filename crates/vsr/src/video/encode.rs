@@ -206,8 +206,8 @@ impl Encoder {
     /// Writes one frame shown at `pts` (in the source's time base).
     pub fn write(&mut self, pts: i64, data: &[u8]) -> Result<(), PipelineError> {
         if pts < 0 {
-            return Err(PipelineError::Encode(
-                "frames with negative timestamps are not supported".into(),
+            return Err(PipelineError::encode(
+                "frames with negative timestamps are not supported",
             ));
         }
         let ns = (pts as i128 * 1_000_000_000 * self.time_base.0 as i128 / self.time_base.1 as i128)
@@ -236,7 +236,10 @@ impl Encoder {
         self.writer = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
-        PipelineError::Encode(format!("{what}: {}", self.stderr_tail.last(3)))
+        PipelineError::Encode {
+            what: what.to_string(),
+            ffmpeg: self.stderr_tail.last(3),
+        }
     }
 }
 
@@ -278,6 +281,6 @@ pub fn set_rotation(from: &Path, to: &Path, degrees: i32) -> Result<(), Pipeline
     .args(["-metadata:s:v:0", &format!("rotate={degrees}")])
     .arg(to);
     crate::subprocess::run(&mut cmd)
-        .map_err(|e| PipelineError::Encode(format!("setting the rotation: {e}")))?;
+        .map_err(|e| PipelineError::encode(format!("setting the rotation: {e}")))?;
     Ok(())
 }

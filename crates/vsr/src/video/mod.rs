@@ -11,7 +11,9 @@ pub mod probe;
 
 pub use probe::{probe, Limits};
 
-/// Why a video job failed; `code()` is stable for APIs and scripts.
+/// Why a video job failed; `code()` is stable for APIs and scripts. `Display` adds what
+/// FFmpeg printed (for the command line and logs); `public_message()` is ours alone, for API
+/// clients.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -25,27 +27,65 @@ pub enum PipelineError {
     },
     #[error("cannot start {0}: {1}")]
     Spawn(&'static str, std::io::Error),
-    #[error("decoding failed: {0}")]
-    Decode(String),
+    /// `what` is ours; `ffmpeg` the decoder's last lines (may be empty).
+    #[error("decoding failed: {what}{}", tool_suffix(ffmpeg))]
+    Decode { what: String, ffmpeg: String },
     #[error("upscaling failed: {0}")]
     Model(#[from] vsr_runtime::RunError),
-    #[error("encoding failed: {0}")]
-    Encode(String),
+    /// `what` is ours; `ffmpeg` the encoder's last lines (may be empty).
+    #[error("encoding failed: {what}{}", tool_suffix(ffmpeg))]
+    Encode { what: String, ffmpeg: String },
     #[error("cancelled")]
     Cancelled,
     #[error(transparent)]
     Io(std::io::Error),
 }
 
+fn tool_suffix(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(": {output}")
+    }
+}
+
 impl PipelineError {
+    /// A decoding failure in our own words, with nothing from FFmpeg.
+    pub fn decode(what: impl Into<String>) -> PipelineError {
+        PipelineError::Decode {
+            what: what.into(),
+            ffmpeg: String::new(),
+        }
+    }
+
+    /// An encoding failure in our own words, with nothing from FFmpeg.
+    pub fn encode(what: impl Into<String>) -> PipelineError {
+        PipelineError::Encode {
+            what: what.into(),
+            ffmpeg: String::new(),
+        }
+    }
+
+    /// What went wrong without server paths or FFmpeg's text: what an API client is told.
+    pub fn public_message(&self) -> String {
+        match self {
+            PipelineError::Input(e) => e.public_message(),
+            PipelineError::Spawn(program, _) => format!("cannot start {program}"),
+            PipelineError::Decode { what, .. } => format!("decoding failed: {what}"),
+            PipelineError::Encode { what, .. } => format!("encoding failed: {what}"),
+            PipelineError::Io(e) => format!("file error: {}", e.kind()),
+            other => other.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             PipelineError::Input(e) => e.code(),
             PipelineError::OutputTooLarge { .. } => "output_too_large",
             PipelineError::Spawn(..) => "tool_failed",
-            PipelineError::Decode(_) => "decode_failed",
+            PipelineError::Decode { .. } => "decode_failed",
             PipelineError::Model(_) => "model_failed",
-            PipelineError::Encode(_) => "encode_failed",
+            PipelineError::Encode { .. } => "encode_failed",
             PipelineError::Cancelled => "cancelled",
             PipelineError::Io(_) => "io_error",
         }

@@ -156,7 +156,7 @@ fn run_to(
                 }
                 let tb = dec
                     .time_base()
-                    .ok_or_else(|| PipelineError::Decode("no time base reported".into()))?;
+                    .ok_or_else(|| PipelineError::decode("no time base reported"))?;
                 let input = to_tensor(&frame.data, w as usize, h as usize, format);
                 if frames_tx.send((input, frame.pts, tb)).is_err() {
                     break; // a later stage failed; it reports why
@@ -187,9 +187,7 @@ fn run_to(
             }
             match enc {
                 Some(e) => e.finish(),
-                None => Err(PipelineError::Decode(
-                    "the video has no decodable frames".into(),
-                )),
+                None => Err(PipelineError::decode("the video has no decodable frames")),
             }
         });
 

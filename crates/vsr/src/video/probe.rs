@@ -65,42 +65,101 @@ impl Default for Limits {
     }
 }
 
-/// Why a file is refused; `code()` is stable for APIs and scripts.
+/// Why a file is refused; `code()` is stable for APIs and scripts. `Display` names the file
+/// and adds what FFmpeg said (for the command line and logs); `public_message()` is the same
+/// in our own words alone, for API clients, who must see neither server paths nor FFmpeg's text.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
-    #[error("{0}: no such file")]
     NotFound(PathBuf),
-    #[error("{0}: not a regular file")]
     NotARegularFile(PathBuf),
-    #[error("{0}: the file is empty")]
     Empty(PathBuf),
-    #[error("{path}: {size} bytes is over the {limit}-byte limit")]
     TooLarge {
         path: PathBuf,
         size: u64,
         limit: u64,
     },
-    #[error("{0}: playlists and concat lists are not accepted (they reference other files)")]
     Playlist(PathBuf),
     /// Also what a container outside the allowlist gives: FFmpeg refuses to open it.
-    #[error("{path}: not a video in an accepted container: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
-    #[error("{0}: the file has no video stream")]
+    /// `reason` is ours; `tool_output` is FFmpeg's last line, if it said anything.
+    Unreadable {
+        path: PathBuf,
+        reason: String,
+        tool_output: Option<String>,
+    },
     NoVideoStream(PathBuf),
-    #[error("{path}: video codec {codec} is not accepted")]
-    UnsupportedCodec { path: PathBuf, codec: String },
-    #[error("{path}: {what} {value} is over the limit of {limit}")]
+    UnsupportedCodec {
+        path: PathBuf,
+        codec: String,
+    },
     OverLimit {
         path: PathBuf,
         what: &'static str,
         value: String,
         limit: String,
     },
-    #[error("running ffprobe: {0}")]
     Tool(SubprocessError),
 }
 
+impl std::fmt::Display for VideoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(path) = self.path() {
+            write!(f, "{}: ", path.display())?;
+        }
+        f.write_str(&self.public_message())?;
+        match self {
+            VideoError::Unreadable {
+                tool_output: Some(t),
+                ..
+            } => write!(f, " ({t})"),
+            VideoError::Tool(e) => write!(f, ": {e}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl VideoError {
+    /// The file the error is about.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            VideoError::NotFound(p)
+            | VideoError::NotARegularFile(p)
+            | VideoError::Empty(p)
+            | VideoError::Playlist(p)
+            | VideoError::NoVideoStream(p)
+            | VideoError::TooLarge { path: p, .. }
+            | VideoError::Unreadable { path: p, .. }
+            | VideoError::UnsupportedCodec { path: p, .. }
+            | VideoError::OverLimit { path: p, .. } => Some(p),
+            VideoError::Tool(_) => None,
+        }
+    }
+
+    /// What is wrong, without the path or anything FFmpeg printed.
+    pub fn public_message(&self) -> String {
+        match self {
+            VideoError::NotFound(_) => "no such file".into(),
+            VideoError::NotARegularFile(_) => "not a regular file".into(),
+            VideoError::Empty(_) => "the file is empty".into(),
+            VideoError::TooLarge { size, limit, .. } => {
+                format!("{size} bytes is over the {limit}-byte limit")
+            }
+            VideoError::Playlist(_) => {
+                "playlists and concat lists are not accepted (they reference other files)".into()
+            }
+            VideoError::Unreadable { reason, .. } => {
+                format!("not a video in an accepted container: {reason}")
+            }
+            VideoError::NoVideoStream(_) => "the file has no video stream".into(),
+            VideoError::UnsupportedCodec { codec, .. } => {
+                format!("video codec {codec} is not accepted")
+            }
+            VideoError::OverLimit {
+                what, value, limit, ..
+            } => format!("{what} {value} is over the limit of {limit}"),
+            VideoError::Tool(_) => "running ffprobe failed".into(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             VideoError::NotFound(_) => "not_found",
@@ -253,13 +312,15 @@ fn run_ffprobe(path: &Path) -> Result<ProbeJson, VideoError> {
     let out = subprocess::run_with_timeout(&mut cmd, PROBE_TIMEOUT).map_err(|e| match e {
         SubprocessError::Failed { stderr, .. } => VideoError::Unreadable {
             path: path.to_path_buf(),
-            reason: stderr.lines().last().unwrap_or("unknown error").to_string(),
+            reason: "FFmpeg cannot open it".into(),
+            tool_output: stderr.lines().last().map(str::to_string),
         },
         other => VideoError::Tool(other),
     })?;
     serde_json::from_slice(&out.stdout).map_err(|e| VideoError::Unreadable {
         path: path.to_path_buf(),
-        reason: format!("ffprobe output: {e}"),
+        reason: "ffprobe's report cannot be read".into(),
+        tool_output: Some(e.to_string()),
     })
 }
 
@@ -267,6 +328,7 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
     let format = json.format.as_ref().ok_or_else(|| VideoError::Unreadable {
         path: path.to_path_buf(),
         reason: "no container information".into(),
+        tool_output: None,
     })?;
     let count = |kind: &str| json.streams.iter().filter(|s| s.codec_type == kind).count();
     let v = json
@@ -289,6 +351,7 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
             return Err(VideoError::Unreadable {
                 path: path.to_path_buf(),
                 reason: "the video stream has no size".into(),
+                tool_output: None,
             })
         }
     };

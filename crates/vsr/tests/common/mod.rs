@@ -19,6 +19,19 @@ pub fn fixtures() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"))
 }
 
+/// Where `make` installed the model files (`VSR_MODELS_DIR`, else the cache's default).
+pub fn models_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("VSR_MODELS_DIR")
+        .or_else(|| env("VSR_CACHE_DIR").map(|c| c.join("models")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/vsr/models")))
+        .expect("VSR_MODELS_DIR or HOME is set")
+}
+
 pub fn ok(out: &Output) {
     assert!(
         out.status.success(),

@@ -86,12 +86,16 @@ impl Server {
             .text("settings", settings.to_string())
             .file("video", video)
             .unwrap();
-        let r = self
-            .client
-            .post(self.url("/api/upload"))
-            .multipart(form)
-            .send()
-            .unwrap();
+        self.send_form(form, &[])
+    }
+
+    /// Posts `form` to `/api/upload` with extra `headers`: the status and the JSON answer.
+    pub fn send_form(&self, form: multipart::Form, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.client.post(self.url("/api/upload")).multipart(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let r = request.send().unwrap();
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 

@@ -1,49 +1,36 @@
-//! `GET /api/download/<id>`: the result, with resumable (Range) downloads. A signed link
-//! (`expires` + `signature`, as `downloadUrl` gives) works without an API key.
+//! `GET /api/download/<id>`: the result, with resumable (Range) downloads. Who may download
+//! is decided by `auth::authorize_download`: the task's key, or a signed link (`expires` +
+//! `signature`, as `downloadUrl` gives) without one.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::service::auth::{verify, Owner};
+use crate::service::auth::{authorize_download, Link, Owner};
 use crate::service::problem::Problem;
 use crate::service::store::Status;
 use crate::service::AppState;
-
-#[derive(Deserialize)]
-pub struct Link {
-    expires: Option<i64>,
-    signature: Option<String>,
-}
 
 pub async fn download(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
-    Query(link): Query<Link>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let signed = match (link.expires, &link.signature) {
-        (Some(expires), Some(sig)) => {
-            if !verify(&app.secret, &id, expires, sig) {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "bad_signature",
-                    "the download link is invalid or has expired; get a new one from /api/status",
-                ));
-            }
-            true
-        }
-        _ => false,
-    };
-    let task = match app.store.get(&id).await? {
-        Some(t) if signed || owner.may_see(&t.owner) => t,
-        _ => return Err(Problem::not_found(&id)),
-    };
+    let link = Link::parse(query.as_deref())?;
+    let task = app.store.get(&id).await?;
+    authorize_download(
+        &app.secret,
+        &owner,
+        &id,
+        task.as_ref().map(|t| &t.owner),
+        &link,
+    )?;
+    let task = task.ok_or_else(|| Problem::not_found(&id))?;
     match task.status {
         Status::Completed => {}
         Status::Expired => {

@@ -15,7 +15,7 @@ use crate::service::AppState;
 use crate::settings::{Preset, SCALES};
 
 pub async fn models(State(app): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = app
+    let mut models: Vec<Value> = app
         .catalog
         .models
         .iter()
@@ -26,6 +26,14 @@ pub async fn models(State(app): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
+    // Models the operator installed: offered by name (the scale is the model's own).
+    models.extend(
+        crate::model_ref::ModelRef::custom_names(&app.base)
+            .into_iter()
+            .map(
+                |name| json!({"name": name, "family": "custom", "scale": null, "installed": true}),
+            ),
+    );
     let presets: Vec<Value> = Preset::ALL
         .iter()
         .map(|p| json!({"name": p.name(), "summary": p.summary(), "models": {"2": p.base_model(2), "3": p.base_model(3), "4": p.base_model(4)}}))

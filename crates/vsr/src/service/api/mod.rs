@@ -12,12 +12,14 @@ mod web;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::problem::Problem;
 use super::AppState;
@@ -39,9 +41,12 @@ pub const ROUTES: &[Route] = &[
         responses: &[
             (202, "task queued"),
             (400, "bad settings (`field` names it)"),
+            (403, "cross-site request from a browser"),
+            (408, "the upload paused too long or took too long"),
             (413, "over MAX_CONTENT_LENGTH or a limit"),
             (415, "not a supported video"),
             (429, "queue full"),
+            (503, "as many uploads or probes running as allowed"),
             (507, "not enough disk"),
         ],
     },
@@ -103,6 +108,8 @@ pub const ROUTES: &[Route] = &[
         responses: &[
             (200, "the video"),
             (206, "part of the video"),
+            (400, "a link parameter given twice"),
+            (401, "no key and no signed link"),
             (403, "bad or expired signature"),
             (404, "no such task"),
             (409, "not completed"),
@@ -170,14 +177,21 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/metrics",
-        summary: "Prometheus metrics",
-        responses: &[(200, "metrics")],
+        summary: "Prometheus metrics (the operator's metrics key when set)",
+        responses: &[
+            (200, "metrics"),
+            (401, "metrics key missing or wrong"),
+            (403, "API keys set but no metrics key"),
+        ],
     },
 ];
 
-fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
+fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
-        ("post", "/api/upload") => post(upload::upload).layer(DefaultBodyLimit::disable()),
+        // The one route with a large body: its limit covers the whole body, chunked or not.
+        ("post", "/api/upload") => post(upload::upload).layer(DefaultBodyLimit::max(
+            (app.config.max_content_length + upload::FORM_OVERHEAD) as usize,
+        )),
         ("get", "/api/status/{id}") | ("get", "/api/tasks/{id}") => get(tasks::status),
         ("get", "/api/progress/{id}") => get(tasks::progress),
         ("post", "/api/start/{id}") => post(preview::start),
@@ -198,19 +212,83 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     }
 }
 
+/// The page's policy: its own script and style files, images as data URLs (previews), no
+/// inline code, no framing by any site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Headers every response carries unless its handler set its own.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-frame-options", "DENY"),
+    // Download links carry their signature: never hand them to another site.
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+/// Largest body of any route but the upload (JSON settings, a preview request).
+const JSON_BODY_LIMIT: usize = 64 * 1024;
+
 pub fn router(app: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for r in ROUTES {
-        router = router.route(r.path, handler(r.method, r.path));
+        let mut route = handler(&app, r.method, r.path);
+        if r.path != "/api/upload" {
+            route = route.layer(middleware::from_fn_with_state(app.clone(), small_body));
+        }
+        router = router.route(r.path, route);
     }
-    router
+    let mut router = router
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             app.clone(),
-            super::auth::require_key,
+            super::auth::authenticate,
         ))
+        .layer(middleware::from_fn(super::problem::every_error_as_problem));
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
+}
+
+/// Reads a small request body whole, within the JSON body timeout and limit, before the
+/// handler runs: a client trickling a few bytes a second cannot hold a handler open.
+async fn small_body(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let deadline = app.config.http.json_body_timeout();
+    let bytes =
+        match tokio::time::timeout(deadline, axum::body::to_bytes(body, JSON_BODY_LIMIT)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("request bodies here are limited to {JSON_BODY_LIMIT} bytes"),
+                )
+                .into_response()
+            }
+            Err(_) => {
+                return Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        deadline.as_secs()
+                    ),
+                )
+                .into_response()
+            }
+        };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// One log line per request, with an id that is also returned as `X-Request-Id`.

@@ -71,8 +71,9 @@ pub async fn preview(
         None => task.settings.clone(),
     };
     let checked = check_settings(&app, settings, &task.input)?;
-    let time = req.time.unwrap_or(task.input.duration / 2.0);
+    let time = frame_time(req.time, &task)?;
     let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
+    let _probe = app.probe_slot().await?;
     let started = Instant::now();
     let (input, base, catalog, threads) = (
         task.input_path.clone(),
@@ -137,7 +138,8 @@ pub async fn frames(
             ),
         ));
     }
-    let time = q.time.unwrap_or(task.input.duration / 2.0);
+    let time = frame_time(q.time, &task)?;
+    let _probe = app.probe_slot().await?;
     let limits = app.config.limits.clone();
     let (input, output) = (task.input_path.clone(), task.output_path.clone());
     let (before, after) = tokio::task::spawn_blocking(move || {
@@ -149,6 +151,20 @@ pub async fn frames(
     .await
     .map_err(Problem::internal)??;
     Ok(Json(comparison(&id, time, &before, &after)))
+}
+
+/// The time asked for, which must lie within the video; the middle if none was asked for.
+fn frame_time(asked: Option<f64>, task: &Task) -> Result<f64, Problem> {
+    let duration = task.input.duration;
+    match asked {
+        None => Ok(duration / 2.0),
+        Some(t) if t.is_finite() && (0.0..=duration.max(0.0)).contains(&t) => Ok(t),
+        Some(t) => Err(Problem::bad_field(
+            "invalid_settings",
+            "time",
+            format!("time {t} s is outside the video (0 to {duration:.3} s)"),
+        )),
+    }
 }
 
 /// A frame before and after, as both the preview and the result comparison return it.
@@ -174,10 +190,23 @@ fn source_frame(
     if !path.exists() {
         return Err(gone());
     }
-    let info = crate::video::probe(path, limits)
-        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
-    crate::video::decode::frame_at(path, &info, time)
-        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+    // What FFmpeg said goes to the log; the client gets our own words.
+    let info = crate::video::probe(path, limits).map_err(|e| {
+        tracing::warn!(error = %e, "frame probe failed");
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            e.public_message(),
+        )
+    })?;
+    crate::video::decode::frame_at(path, &info, time).map_err(|e| {
+        tracing::warn!(error = %e, "frame decode failed");
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            e.public_message(),
+        )
+    })
 }
 
 fn settings_from(v: Value) -> Result<Settings, Problem> {

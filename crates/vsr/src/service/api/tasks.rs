@@ -173,7 +173,7 @@ pub async fn list(
     let number = page.page.unwrap_or(1).max(1);
     let (tasks, total) = app
         .store
-        .list(owner.0.as_deref(), (number - 1) * per_page, per_page)
+        .list(owner.fingerprint(), (number - 1) * per_page, per_page)
         .await?;
     Ok(Json(json!({
         "tasks": tasks.iter().map(|t| task_view(&app, t)).collect::<Vec<_>>(),

@@ -1,8 +1,15 @@
 //! `POST /api/upload`: the video streams to disk (never whole in memory) while its bytes are
 //! counted; then it is probed and the settings checked before a task is queued.
+//!
+//! The form is held to its shape: exactly one video part, small text parts, a bounded number
+//! of parts, the whole body under `MAX_CONTENT_LENGTH` (chunked or not), no pause longer than
+//! the body-idle timeout and all of it within the upload timeout. Whatever is refused or
+//! fails, every byte written is removed before the answer.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
@@ -17,19 +24,32 @@ use crate::service::AppState;
 use crate::settings::Settings;
 use crate::video::probe::VideoError;
 
+/// Room in the whole body for the form's boundaries, headers and text parts.
+pub const FORM_OVERHEAD: u64 = 64 * 1024;
+/// Largest `settings` part: a JSON object of a dozen fields is a few hundred bytes.
+const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+/// Largest `start` part (`true`/`false`).
+const MAX_FLAG_BYTES: usize = 16;
+/// Parts in one form; browsers add none of their own to ours.
+const MAX_PARTS: usize = 16;
+
 /// Reads and drops the rest of a request answered before its body (a replay, a full queue, a
-/// full disk), up to `max` bytes: clients that send the whole body before reading the answer
-/// (browsers, reqwest) would otherwise see a reset connection instead of the answer.
-async fn discard_body(multipart: &mut Multipart, max: u64) {
-    let mut seen = 0u64;
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(chunk)) = field.chunk().await {
-            seen += chunk.len() as u64;
-            if seen > max {
-                return;
+/// full disk), up to `max` bytes and for at most `deadline`: clients that send the whole body
+/// before reading the answer (browsers, reqwest) would otherwise see a reset connection
+/// instead of the answer.
+async fn discard_body(multipart: &mut Multipart, max: u64, deadline: Duration) {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                seen += chunk.len() as u64;
+                if seen > max {
+                    return;
+                }
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout(deadline, drain).await;
 }
 
 /// Containers whose extension an upload keeps (the content decides what is accepted).
@@ -37,12 +57,26 @@ const KNOWN_EXTENSIONS: &[&str] = &[
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "flv", "ogv", "mpg", "mpeg", "mxf", "wmv",
 ];
 
+/// What the form carried, the video already on disk.
+struct Form {
+    settings_text: Option<String>,
+    draft: bool,
+    /// Where the video was stored, and its name as the client gave it.
+    video: (PathBuf, String),
+}
+
 pub async fn upload(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    // Refused at once, body unread: a busy server does not spend time on more.
+    let _slot = app
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Problem::busy("uploads"))?;
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -51,31 +85,32 @@ pub async fn upload(
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max + 64 * 1024) {
+    if declared.is_some_and(|n| n > max + FORM_OVERHEAD) {
         return Err(too_large(max));
     }
+    let deadline = app.config.http.upload_timeout();
     if let Some(key) = &idempotency_key {
-        if let Some(task) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
-            discard_body(&mut multipart, max).await;
+        if let Some(task) = app.store.find_idempotent(owner.fingerprint(), key).await? {
+            discard_body(&mut multipart, max, deadline).await;
             return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
         }
     }
     if app.store.count_waiting().await? >= app.config.max_queued as i64 {
-        discard_body(&mut multipart, max).await;
-        return Err(Problem::new(
+        let full = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "queue_full",
             format!(
                 "{} tasks are already waiting; try again later",
                 app.config.max_queued
             ),
-        ));
+        );
+        discard_body(&mut multipart, max, deadline).await;
+        return Err(full);
     }
     let needed = declared.unwrap_or(max) + app.config.min_free_disk;
     if let Some(free) = free_bytes(&app.config.upload_folder) {
         if free < needed {
-            discard_body(&mut multipart, max).await;
-            return Err(Problem::new(
+            let full = Problem::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient_storage",
                 format!(
@@ -83,70 +118,36 @@ pub async fn upload(
                     free >> 20,
                     needed >> 20
                 ),
-            ));
+            );
+            discard_body(&mut multipart, max, deadline).await;
+            return Err(full);
         }
     }
 
     let id = uuid::Uuid::new_v4().to_string();
-    let mut settings_text: Option<String> = None;
-    let mut draft = false;
-    let mut video: Option<(PathBuf, String)> = None;
-    // Whatever happens below, a half-written upload does not stay behind.
+    // Whatever happens below, a half-written or refused upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
-    while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
-        match field.name().unwrap_or("") {
-            "settings" => settings_text = Some(field.text().await.map_err(bad_multipart)?),
-            // `start=false`: probe and keep the video, start later (after a preview).
-            "start" => {
-                draft = matches!(
-                    field.text().await.map_err(bad_multipart)?.trim(),
-                    "false" | "0" | "no"
-                )
-            }
-            "video" | "file" => {
-                let name = field.file_name().unwrap_or("video.mp4").to_string();
-                let ext = Path::new(&name)
-                    .extension()
-                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                    .filter(|e| KNOWN_EXTENSIONS.contains(&e.as_str()))
-                    .unwrap_or_else(|| "mp4".into());
-                let path = app.config.upload_folder.join(format!("{id}.{ext}"));
-                guard.0 = Some(path.clone());
-                let mut file = tokio::fs::File::create(&path)
-                    .await
-                    .map_err(Problem::internal)?;
-                let mut written = 0u64;
-                while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
-                    written += chunk.len() as u64;
-                    if written > max {
-                        return Err(too_large(max));
-                    }
-                    file.write_all(&chunk).await.map_err(Problem::internal)?;
-                }
-                file.flush().await.map_err(Problem::internal)?;
-                app.metrics
-                    .upload_bytes
-                    .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
-                video = Some((path, name));
-            }
-            _ => {} // unknown fields are ignored, as browsers add their own
-        }
-    }
-    let (input_path, input_name) = video.ok_or_else(|| {
-        Problem::bad_field(
-            "missing_video",
-            "video",
-            "the form has no `video` file field",
-        )
-    })?;
+    let form = tokio::time::timeout(deadline, receive(&app, &id, &mut multipart, &mut guard))
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!("the upload did not arrive within {} s", deadline.as_secs()),
+            )
+        })??;
+    let (input_path, input_name) = form.video;
+    let draft = form.draft;
 
-    let settings = parse_settings(settings_text.as_deref())?;
+    let settings = parse_settings(form.settings_text.as_deref())?;
     let limits = app.config.limits.clone();
     let probe_path = input_path.clone();
+    let probe_slot = app.probe_slot().await?;
     let info = tokio::task::spawn_blocking(move || crate::video::probe(&probe_path, &limits))
         .await
         .map_err(Problem::internal)?
-        .map_err(|e| unsupported(e, &input_path, &input_name))?;
+        .map_err(|e| unsupported(e, &input_name))?;
+    drop(probe_slot);
     let v = &info.video;
     let input = InputFacts {
         width: v.width,
@@ -163,7 +164,7 @@ pub async fn upload(
     };
     let task = Task {
         id: id.clone(),
-        owner: owner.0.clone(),
+        owner: owner.fingerprint().map(str::to_string),
         status: if draft { Status::Draft } else { Status::Queued },
         stage: if draft { "draft" } else { "queued" }.into(),
         models: checked.models,
@@ -191,7 +192,7 @@ pub async fn upload(
         // The same key raced in twice: answer with the task that won.
         Err(_) if idempotency_key.is_some() => {
             let key = idempotency_key.as_deref().unwrap_or_default();
-            if let Some(existing) = app.store.find_idempotent(owner.0.as_deref(), key).await? {
+            if let Some(existing) = app.store.find_idempotent(owner.fingerprint(), key).await? {
                 return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &existing))));
             }
             return Err(Problem::internal("could not store the task"));
@@ -204,6 +205,125 @@ pub async fn upload(
     guard.0 = None; // the task owns the upload now
     tracing::info!(task = %id, width = v.width, height = v.height, frames = v.frames, models = ?task.models, draft, "task created");
     Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
+}
+
+/// Reads the form: the one video part streamed to `{id}.{ext}` in the upload folder (its path
+/// kept in `guard` for removal on any failure), the text parts capped, unknown parts skipped.
+async fn receive(
+    app: &AppState,
+    id: &str,
+    multipart: &mut Multipart,
+    guard: &mut RemoveOnDrop,
+) -> Result<Form, Problem> {
+    let idle = app.config.http.body_idle_timeout();
+    let max = app.config.max_content_length;
+    let mut settings_text = None;
+    let mut draft = false;
+    let mut video = None;
+    let mut parts = 0;
+    while let Some(mut field) = within(idle, multipart.next_field()).await? {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(bad_form(format!(
+                "the form has more than {MAX_PARTS} parts"
+            )));
+        }
+        match field.name().unwrap_or("") {
+            "settings" => {
+                settings_text = Some(small_text(&mut field, idle, MAX_SETTINGS_BYTES).await?)
+            }
+            // `start=false`: probe and keep the video, start later (after a preview).
+            "start" => {
+                let text = small_text(&mut field, idle, MAX_FLAG_BYTES).await?;
+                draft = matches!(text.trim(), "false" | "0" | "no");
+            }
+            "video" | "file" => {
+                if video.is_some() {
+                    return Err(bad_form(
+                        "the form has more than one video part; send one video per upload".into(),
+                    ));
+                }
+                let name = field.file_name().unwrap_or("video.mp4").to_string();
+                let ext = Path::new(&name)
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                    .filter(|e| KNOWN_EXTENSIONS.contains(&e.as_str()))
+                    .unwrap_or_else(|| "mp4".into());
+                let path = app.config.upload_folder.join(format!("{id}.{ext}"));
+                guard.0 = Some(path.clone());
+                let mut file = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(Problem::internal)?;
+                let mut written = 0u64;
+                while let Some(chunk) = within(idle, field.chunk()).await? {
+                    written += chunk.len() as u64;
+                    if written > max {
+                        return Err(too_large(max));
+                    }
+                    file.write_all(&chunk).await.map_err(Problem::internal)?;
+                }
+                file.flush().await.map_err(Problem::internal)?;
+                app.metrics
+                    .upload_bytes
+                    .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+                video = Some((path, name));
+            }
+            // Unknown parts are read past, never kept; the whole-body limit bounds them.
+            _ => while within(idle, field.chunk()).await?.is_some() {},
+        }
+    }
+    let video = video.ok_or_else(|| {
+        Problem::bad_field(
+            "missing_video",
+            "video",
+            "the form has no `video` file field",
+        )
+    })?;
+    Ok(Form {
+        settings_text,
+        draft,
+        video,
+    })
+}
+
+/// One step of reading the form, failed with 408 if the client pauses longer than `idle`.
+async fn within<T>(
+    idle: Duration,
+    step: impl std::future::Future<Output = Result<T, axum::extract::multipart::MultipartError>>,
+) -> Result<T, Problem> {
+    match tokio::time::timeout(idle, step).await {
+        Ok(result) => result.map_err(bad_multipart),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_stalled",
+            format!("the upload paused for more than {} s", idle.as_secs()),
+        )),
+    }
+}
+
+/// A text part, refused with 413 past `cap` bytes instead of being read whole.
+async fn small_text(field: &mut Field<'_>, idle: Duration, cap: usize) -> Result<String, Problem> {
+    let name = field.name().unwrap_or("").to_string();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = within(idle, field.chunk()).await? {
+        if bytes.len() + chunk.len() > cap {
+            return Err(Problem {
+                field: Some(name.clone()),
+                ..Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the `{name}` part is limited to {cap} bytes"),
+                )
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Problem::bad_field("bad_upload", name.clone(), "the part is not UTF-8 text"))
+}
+
+fn bad_form(detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "bad_upload", detail)
 }
 
 /// Settings that passed every check, with what they mean for this video.
@@ -220,6 +340,12 @@ pub fn check_settings(
     settings: Settings,
     input: &InputFacts,
 ) -> Result<Checked, Problem> {
+    // A model the client names is a catalog or installed one, never a path; the passes are
+    // then that model, the presets' or the operator's default (`MODEL_PATH`).
+    if let Some(name) = &settings.model {
+        ModelRef::resolve_for_client(name, &app.base, &app.catalog)
+            .map_err(|e| Problem::bad_field("model_unavailable", "model", e.to_string()))?;
+    }
     let recipe = settings
         .recipe(&app.catalog, app.base.default_model.as_deref())
         .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
@@ -227,16 +353,10 @@ pub fn check_settings(
     let mut scale = 1u64;
     for pass in &recipe.passes {
         let model = ModelRef::resolve(Some(pass), &app.base, &app.catalog)
-            .map_err(|e| Problem::bad_field("model_unavailable", "model", e.to_string()))?;
+            .map_err(|e| unavailable(pass, e))?;
         scale *= match app.catalog.get(&model.name) {
             Some(m) => m.scale as u64,
-            None => {
-                model
-                    .load()
-                    .map_err(|e| Problem::bad_field("model_unavailable", "model", e.to_string()))?
-                    .1
-                    .scale as u64
-            }
+            None => model.load().map_err(|e| unavailable(pass, e))?.1.scale as u64,
         };
     }
     if let Some(wanted) = recipe.scale.filter(|&s| s as u64 != scale) {
@@ -266,6 +386,19 @@ pub fn check_settings(
     })
 }
 
+/// A model that cannot be used, told without its files' paths or content (the log has them).
+fn unavailable(pass: &str, e: crate::model_ref::ModelRefError) -> Problem {
+    use crate::model_ref::ModelRefError;
+    let detail = match &e {
+        ModelRefError::NotInstalled(_) | ModelRefError::NotOffered(_) => e.to_string(),
+        _ => {
+            tracing::warn!(model = %pass, error = %e, "model cannot be loaded");
+            "the model could not be loaded; the server log says why".to_string()
+        }
+    };
+    Problem::bad_field("model_unavailable", "model", detail)
+}
+
 /// The `settings` field: a JSON object (the seed sends it as a string); absent means defaults.
 pub fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
@@ -283,18 +416,16 @@ pub fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
     })
 }
 
-/// The probe's verdict, naming the file as the client did rather than where it was stored.
-fn unsupported(e: VideoError, stored: &Path, name: &str) -> Problem {
+/// The probe's verdict in our own words: no server path, nothing FFmpeg printed (that goes
+/// to the log).
+fn unsupported(e: VideoError, name: &str) -> Problem {
     let status = match e.code() {
         "over_limit" => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
     };
-    // FFmpeg repeats the path in its own message; say the name once.
-    let detail = e
-        .to_string()
-        .replace(&format!("file:{}: ", stored.display()), "")
-        .replace(&stored.display().to_string(), name);
-    Problem::new(status, e.code(), detail)
+    tracing::info!(error = %e, "upload refused");
+    let name: String = name.chars().take(100).collect();
+    Problem::new(status, e.code(), format!("{name}: {}", e.public_message()))
 }
 
 fn too_large(max: u64) -> Problem {
@@ -309,7 +440,14 @@ fn too_large(max: u64) -> Problem {
 }
 
 fn bad_multipart(e: axum::extract::multipart::MultipartError) -> Problem {
-    Problem::new(e.status(), "bad_upload", e.body_text())
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request is larger than MAX_CONTENT_LENGTH allows",
+        ),
+        status => Problem::new(status, "bad_upload", e.body_text()),
+    }
 }
 
 /// Free bytes on the file system holding `dir`.

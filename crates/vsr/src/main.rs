@@ -1,17 +1,7 @@
-//! `vsr`: the single entry point for every command.
+//! `vsr`: the single entry point for every command: arguments parsed here, the work done by
+//! the `vsr-media` library (models, video) and the `vsr-service` library (`vsr serve`).
 
-mod catalog;
 mod commands;
-mod config;
-mod enhance;
-mod fetch;
-mod image;
-mod model_ref;
-mod resample;
-mod service;
-mod settings;
-mod subprocess;
-mod video;
 
 use std::path::PathBuf;
 
@@ -22,7 +12,7 @@ use commands::probe::ProbeArgs;
 use commands::serve::{ServeArgs, WorkerArgs};
 use commands::upscale::UpscaleArgs;
 use commands::upscale_image::UpscaleImageArgs;
-use config::Config;
+use vsr_media::config::Config;
 
 #[derive(Debug, Parser)]
 #[command(

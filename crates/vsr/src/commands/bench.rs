@@ -7,9 +7,9 @@ use clap::Args;
 use vsr_runtime::{Plan, Tensor};
 
 use super::RunArgs;
-use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::model_ref::ModelRef;
+use vsr_media::catalog::Catalog;
+use vsr_media::config::Config;
+use vsr_media::model_ref::ModelRef;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -124,17 +124,17 @@ fn time_runs(
 /// the same size (the model with its padding, as the pipeline runs it). The last lines are
 /// `model_fps=`, `pipeline_fps=` and `pipeline_over_model=`.
 fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyhow::Result<()> {
-    use crate::video::encode::{Codec, EncodeSettings};
-    use crate::video::pipeline::{self, Job};
-    use crate::video::{probe, Limits};
+    use vsr_media::video::encode::{Codec, EncodeSettings};
+    use vsr_media::video::pipeline::{self, Job};
+    use vsr_media::video::{probe, Limits};
 
     let catalog = Catalog::builtin();
     let model = ModelRef::resolve(args.model.as_deref(), config, &catalog)?;
-    let settings = crate::settings::Settings {
+    let settings = vsr_media::settings::Settings {
         model: Some(model.name.clone()),
         ..Default::default()
     };
-    let enhancer = crate::enhance::Enhancer::load(
+    let enhancer = vsr_media::enhance::Enhancer::load(
         settings.recipe(&catalog, None)?,
         config,
         &catalog,

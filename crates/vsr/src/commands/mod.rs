@@ -12,10 +12,10 @@ use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use vsr_runtime::{Isa, Options};
 
-use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::enhance::Enhancer;
-use crate::settings::{Preset, Settings};
+use vsr_media::catalog::Catalog;
+use vsr_media::config::Config;
+use vsr_media::enhance::Enhancer;
+use vsr_media::settings::{Preset, Settings};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum IsaChoice {

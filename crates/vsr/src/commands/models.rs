@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::fetch;
-use crate::settings::preset_table;
+use vsr_media::catalog::Catalog;
+use vsr_media::config::Config;
+use vsr_media::fetch;
+use vsr_media::settings::preset_table;
 
 pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::video::{probe, Limits};
+use vsr_media::video::{probe, Limits};
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {

@@ -1,12 +1,13 @@
 //! `vsr serve` and `vsr worker`: configuration and logging at the binary's edge; the service
-//! itself is in `crate::service`.
+//! itself is in the `vsr-service` library.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{Config, ServiceConfig};
-use crate::service;
+use vsr_media::config::Config;
+use vsr_service as service;
+use vsr_service::config::ServiceConfig;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{RunArgs, SettingsArgs};
-use crate::config::Config;
-use crate::video::encode::{Codec, EncodeSettings};
-use crate::video::pipeline::{self, Job, Progress};
-use crate::video::Limits;
+use vsr_media::config::Config;
+use vsr_media::video::encode::{Codec, EncodeSettings};
+use vsr_media::video::pipeline::{self, Job, Progress};
+use vsr_media::video::Limits;
 
 #[derive(Debug, Args)]
 pub struct UpscaleArgs {

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{RunArgs, SettingsArgs};
-use crate::config::Config;
-use crate::image::{read_png, write_png, Rgb8};
+use vsr_media::config::Config;
+use vsr_media::image::{read_png, write_png, Rgb8};
 
 #[derive(Debug, Args)]
 pub struct UpscaleImageArgs {

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::view::{progress_view, task_view};
-use crate::service::auth::Owner;
-use crate::service::problem::Problem;
-use crate::service::store::{Status, Task};
-use crate::service::AppState;
+use crate::auth::Owner;
+use crate::problem::Problem;
+use crate::store::{Status, Task};
+use crate::AppState;
 
 /// How often live views look at the database; progress reaches clients within this.
 const POLL: Duration = Duration::from_millis(250);
@@ -109,7 +109,7 @@ pub async fn cancel(
     }
     app.store.request_cancel(&id).await?;
     if matches!(task.status, Status::Draft | Status::Queued) {
-        let expires = crate::service::store::now_ms() + app.config.retention_seconds as i64 * 1000;
+        let expires = crate::store::now_ms() + app.config.retention_seconds as i64 * 1000;
         app.store
             .finish(&id, Status::Cancelled, None, expires, None)
             .await?;

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::settings::Settings;
+use vsr_media::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

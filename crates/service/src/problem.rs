@@ -118,8 +118,8 @@ pub async fn every_error_as_problem(req: Request, next: Next) -> Response {
     Response::from_parts(parts, problem_body)
 }
 
-impl From<crate::service::store::StoreError> for Problem {
-    fn from(e: crate::service::store::StoreError) -> Problem {
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Problem {
         Problem::internal(e)
     }
 }

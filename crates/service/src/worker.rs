@@ -11,13 +11,14 @@ use tracing::Instrument;
 
 use super::queue::{Queue, UpscaleJob};
 use super::store::{now_ms, Status, Store, Task};
-use crate::catalog::Catalog;
-use crate::config::{Config, ServiceConfig};
-use crate::enhance::Enhancer;
-use crate::model_ref::ModelRef;
-use crate::video::encode::{Codec, EncodeSettings};
-use crate::video::pipeline::{self, Job, Progress};
-use crate::video::PipelineError;
+use crate::config::ServiceConfig;
+use vsr_media::catalog::Catalog;
+use vsr_media::config::Config;
+use vsr_media::enhance::Enhancer;
+use vsr_media::model_ref::ModelRef;
+use vsr_media::video::encode::{Codec, EncodeSettings};
+use vsr_media::video::pipeline::{self, Job, Progress};
+use vsr_media::video::PipelineError;
 
 /// How often progress is written and cancel requests are read.
 const REPORT: Duration = Duration::from_millis(200);
@@ -191,7 +192,7 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
         let _ = std::fs::remove_file(&task.input_path);
         tracing::info!("task cancelled mid-frame; worker restarting");
     }
-    for temp in crate::video::pipeline::temporaries(&task.output_path) {
+    for temp in vsr_media::video::pipeline::temporaries(&task.output_path) {
         let _ = std::fs::remove_file(temp);
     }
     std::process::exit(0)

@@ -5,6 +5,7 @@
 
 mod api;
 mod auth;
+pub mod config;
 mod listener;
 mod problem;
 mod queue;
@@ -20,8 +21,9 @@ use anyhow::Context;
 
 pub use supervisor::CONFIG_ENV;
 
-use crate::catalog::Catalog;
-use crate::config::{Config, ServiceConfig};
+use crate::config::ServiceConfig;
+use vsr_media::catalog::Catalog;
+use vsr_media::config::Config;
 
 /// Counters for `/metrics`.
 #[derive(Default)]

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use crate::service::auth::sign;
-use crate::service::store::{Status, Task};
-use crate::service::AppState;
+use crate::auth::sign;
+use crate::store::{Status, Task};
+use crate::AppState;
 
 /// How long a signed download link stays valid.
 const LINK_SECONDS: i64 = 3600;
@@ -24,7 +24,7 @@ pub fn download_url(app: &AppState, task: &Task) -> Value {
     if task.status != Status::Completed {
         return Value::Null;
     }
-    let expires = crate::service::store::now_ms() / 1000 + LINK_SECONDS;
+    let expires = crate::store::now_ms() / 1000 + LINK_SECONDS;
     let expires = task.expires_at.map_or(expires, |e| expires.min(e / 1000));
     let signature = sign(&app.secret, &task.id, expires);
     Value::String(format!(

@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use super::tasks::visible;
 use super::upload::check_settings;
 use super::view::task_view;
-use crate::enhance::Enhancer;
-use crate::image::{png_bytes, Rgb8};
-use crate::service::auth::Owner;
-use crate::service::problem::Problem;
-use crate::service::store::{Status, Task};
-use crate::service::AppState;
-use crate::settings::Settings;
+use crate::auth::Owner;
+use crate::problem::Problem;
+use crate::store::{Status, Task};
+use crate::AppState;
+use vsr_media::enhance::Enhancer;
+use vsr_media::image::{png_bytes, Rgb8};
+use vsr_media::settings::Settings;
 
 /// `POST /api/start/<id>` with the final settings: queues a draft.
 pub async fn start(
@@ -78,7 +78,7 @@ pub async fn preview(
     let (input, base, catalog, threads) = (
         task.input_path.clone(),
         app.base.clone(),
-        crate::catalog::Catalog::builtin(),
+        vsr_media::catalog::Catalog::builtin(),
         app.config.threads,
     );
     let recipe_settings = checked.settings.clone();
@@ -183,7 +183,7 @@ fn comparison(id: &str, time: f64, before: &Rgb8, after: &Rgb8) -> Value {
 
 fn source_frame(
     path: &std::path::Path,
-    limits: &crate::video::Limits,
+    limits: &vsr_media::video::Limits,
     time: f64,
 ) -> Result<Rgb8, Problem> {
     let gone = || Problem::new(StatusCode::GONE, "expired", "the video is no longer stored");
@@ -191,7 +191,7 @@ fn source_frame(
         return Err(gone());
     }
     // What FFmpeg said goes to the log; the client gets our own words.
-    let info = crate::video::probe(path, limits).map_err(|e| {
+    let info = vsr_media::video::probe(path, limits).map_err(|e| {
         tracing::warn!(error = %e, "frame probe failed");
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -199,7 +199,7 @@ fn source_frame(
             e.public_message(),
         )
     })?;
-    crate::video::decode::frame_at(path, &info, time).map_err(|e| {
+    vsr_media::video::decode::frame_at(path, &info, time).map_err(|e| {
         tracing::warn!(error = %e, "frame decode failed");
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

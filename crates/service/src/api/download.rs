@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::service::auth::{authorize_download, Link, Owner};
-use crate::service::problem::Problem;
-use crate::service::store::Status;
-use crate::service::AppState;
+use crate::auth::{authorize_download, Link, Owner};
+use crate::problem::Problem;
+use crate::store::Status;
+use crate::AppState;
 
 pub async fn download(
     State(app): State<AppState>,

@@ -16,13 +16,13 @@ use axum::{Extension, Json};
 use tokio::io::AsyncWriteExt;
 
 use super::view::task_view;
-use crate::model_ref::ModelRef;
-use crate::service::auth::Owner;
-use crate::service::problem::Problem;
-use crate::service::store::{now_ms, InputFacts, Status, Task};
-use crate::service::AppState;
-use crate::settings::Settings;
-use crate::video::probe::VideoError;
+use crate::auth::Owner;
+use crate::problem::Problem;
+use crate::store::{now_ms, InputFacts, Status, Task};
+use crate::AppState;
+use vsr_media::model_ref::ModelRef;
+use vsr_media::settings::Settings;
+use vsr_media::video::probe::VideoError;
 
 /// Room in the whole body for the form's boundaries, headers and text parts.
 pub const FORM_OVERHEAD: u64 = 64 * 1024;
@@ -143,7 +143,7 @@ pub async fn upload(
     let limits = app.config.limits.clone();
     let probe_path = input_path.clone();
     let probe_slot = app.probe_slot().await?;
-    let info = tokio::task::spawn_blocking(move || crate::video::probe(&probe_path, &limits))
+    let info = tokio::task::spawn_blocking(move || vsr_media::video::probe(&probe_path, &limits))
         .await
         .map_err(Problem::internal)?
         .map_err(|e| unsupported(e, &input_name))?;
@@ -387,8 +387,8 @@ pub fn check_settings(
 }
 
 /// A model that cannot be used, told without its files' paths or content (the log has them).
-fn unavailable(pass: &str, e: crate::model_ref::ModelRefError) -> Problem {
-    use crate::model_ref::ModelRefError;
+fn unavailable(pass: &str, e: vsr_media::model_ref::ModelRefError) -> Problem {
+    use vsr_media::model_ref::ModelRefError;
     let detail = match &e {
         ModelRefError::NotInstalled(_) | ModelRefError::NotOffered(_) => e.to_string(),
         _ => {

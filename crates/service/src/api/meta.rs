@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use vsr_cuda::Device;
 
 use super::ROUTES;
-use crate::service::store::Status;
-use crate::service::AppState;
-use crate::settings::{Preset, SCALES};
+use crate::store::Status;
+use crate::AppState;
+use vsr_media::settings::{Preset, SCALES};
 
 pub async fn models(State(app): State<AppState>) -> Json<Value> {
     let mut models: Vec<Value> = app
@@ -22,13 +22,13 @@ pub async fn models(State(app): State<AppState>) -> Json<Value> {
         .map(|m| {
             json!({
                 "name": m.name, "family": m.family, "scale": m.scale, "denoise": m.denoise,
-                "licence": m.licence, "installed": crate::fetch::is_installed(&app.base, m),
+                "licence": m.licence, "installed": vsr_media::fetch::is_installed(&app.base, m),
             })
         })
         .collect();
     // Models the operator installed: offered by name (the scale is the model's own).
     models.extend(
-        crate::model_ref::ModelRef::custom_names(&app.base)
+        vsr_media::model_ref::ModelRef::custom_names(&app.base)
             .into_iter()
             .map(
                 |name| json!({"name": name, "family": "custom", "scale": null, "installed": true}),

@@ -42,6 +42,16 @@ impl std::str::FromStr for DeviceRequest {
     }
 }
 
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => f.write_str("auto"),
+            DeviceRequest::Cpu => f.write_str("cpu"),
+            DeviceRequest::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// One GPU as the driver describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gpu {

@@ -71,8 +71,12 @@ impl CatalogModel {
 }
 
 impl Catalog {
-    pub fn builtin() -> Catalog {
-        Self::parse(MANIFEST).expect("models/manifest.toml is valid (checked by tests)")
+    /// The catalog compiled in from `models/manifest.toml`, parsed once per process.
+    pub fn builtin() -> &'static Catalog {
+        static BUILTIN: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+        BUILTIN.get_or_init(|| {
+            Self::parse(MANIFEST).expect("models/manifest.toml is valid (checked by tests)")
+        })
     }
 
     pub fn parse(text: &str) -> Result<Catalog, toml::de::Error> {

@@ -1,26 +1,92 @@
 //! A recipe made runnable: its models loaded and chained, the detail blend applied. The video
-//! pipeline, `vsr upscale-image` and the service all upscale through this.
+//! pipeline, `vsr upscale-image` and the service all upscale through this, and all get there
+//! by [`prepare`]: settings -> recipe -> device -> loaded models, written once.
 
-use vsr_cuda::{CudaPlan, Device};
+use vsr_cuda::{CudaPlan, Device, DeviceError, DeviceRequest, Selection};
 use vsr_runtime::{Options, RunError, Tensor, Upscaler};
 
 use crate::catalog::Catalog;
+use crate::code::Code;
 use crate::config::Config;
 use crate::model_ref::{ModelRef, ModelRefError};
 use crate::resample::lanczos3;
-use crate::settings::Recipe;
+use crate::settings::{Recipe, Settings, SettingsError};
 
 pub struct Enhancer {
     recipe: Recipe,
     names: Vec<String>,
     passes: Vec<Upscaler>,
+    /// What loading decided that the user should know (a pass left on the CPU, say).
+    notes: Vec<String>,
+}
+
+/// Why settings could not become a loaded enhancer.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Model(#[from] ModelRefError),
+}
+
+impl PrepareError {
+    pub fn code(&self) -> Code {
+        match self {
+            PrepareError::Settings(e) => e.code(),
+            PrepareError::Device(e) => Code::from(e),
+            PrepareError::Model(ModelRefError::NotInstalled(_) | ModelRefError::NotOffered(_)) => {
+                Code::ModelUnavailable
+            }
+            PrepareError::Model(_) => Code::ModelFailed,
+        }
+    }
+}
+
+/// Loaded models for some settings, where they run, and every note about the choices made.
+pub struct Prepared {
+    pub enhancer: Enhancer,
+    /// The device and why it was picked.
+    pub selection: Selection,
+    /// The recipe's notes, then loading's.
+    pub notes: Vec<String>,
+}
+
+/// The device for `request` on this machine, and why: the one place a device is chosen.
+pub fn select_device(request: DeviceRequest) -> Result<Selection, DeviceError> {
+    vsr_cuda::select(request, &vsr_cuda::inventory())
+}
+
+/// Settings (their model override included) and a device request to loaded models: the one
+/// path the command line, the service's workers and previews, and the benchmark take. A
+/// device asked for by name (`cuda:N`) must run every model; `auto` lets a model the CUDA
+/// executor cannot run yet use the CPU, with a note.
+pub fn prepare(
+    settings: &Settings,
+    config: &Config,
+    device: DeviceRequest,
+    options: Options,
+) -> Result<Prepared, PrepareError> {
+    let catalog = Catalog::builtin();
+    let recipe = settings.recipe(catalog, config.default_model.as_deref())?;
+    let selection = select_device(device)?;
+    let strict = matches!(device, DeviceRequest::Cuda(_));
+    let mut notes = recipe.notes.clone();
+    let enhancer = Enhancer::load(recipe, config, catalog, options, &selection.device, strict)?;
+    notes.extend(enhancer.notes.iter().cloned());
+    Ok(Prepared {
+        enhancer,
+        selection,
+        notes,
+    })
 }
 
 impl Enhancer {
     /// Loads every pass; the product of their scales must be the scale asked for.
     /// On `device`: a model the CUDA executor cannot run yet uses the CPU, with a note, unless
     /// `strict` (CUDA was asked for by name), when it is an error.
-    pub fn load(
+    fn load(
         recipe: Recipe,
         config: &Config,
         catalog: &Catalog,
@@ -30,6 +96,7 @@ impl Enhancer {
     ) -> Result<Self, ModelRefError> {
         let mut names = Vec::new();
         let mut passes = Vec::new();
+        let mut notes = Vec::new();
         for pass in &recipe.passes {
             let model = ModelRef::resolve(Some(pass), config, catalog)?;
             let (graph, spec) = model.load()?;
@@ -47,7 +114,10 @@ impl Enhancer {
                             },
                         ))
                     }
-                    Err(e) => eprintln!("note: {}: {e}; it runs on the CPU", model.name),
+                    Err(e) => {
+                        tracing::info!(model = %model.name, reason = %e, "model left on the CPU");
+                        notes.push(format!("{}: {e}; it runs on the CPU", model.name));
+                    }
                 }
             }
             passes.push(upscaler);
@@ -57,6 +127,7 @@ impl Enhancer {
             recipe,
             names,
             passes,
+            notes,
         };
         if let Some(wanted) = enhancer.recipe.scale {
             if wanted as usize != enhancer.scale() {

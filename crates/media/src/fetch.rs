@@ -304,15 +304,15 @@ mod tests {
     fn unknown_names_and_empty_selection_are_errors() {
         let catalog = Catalog::builtin();
         assert!(matches!(
-            select(&catalog, &["nope".into()], false),
+            select(catalog, &["nope".into()], false),
             Err(FetchError::UnknownModel(_))
         ));
         assert!(matches!(
-            select(&catalog, &[], false),
+            select(catalog, &[], false),
             Err(FetchError::NothingSelected)
         ));
         assert_eq!(
-            select(&catalog, &[], true).unwrap().len(),
+            select(catalog, &[], true).unwrap().len(),
             catalog.models.len()
         );
     }

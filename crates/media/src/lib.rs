@@ -4,6 +4,7 @@
 //! by the service's workers alike; it reads no environment variable but in `Config::load`.
 
 pub mod catalog;
+pub mod code;
 pub mod config;
 pub mod enhance;
 pub mod fetch;

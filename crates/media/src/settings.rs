@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+use crate::code::Code;
 
 /// Speed against quality, as the seed names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
@@ -94,8 +95,8 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    pub fn code(&self) -> &'static str {
-        "invalid_settings"
+    pub fn code(&self) -> Code {
+        Code::InvalidSettings
     }
 }
 
@@ -277,7 +278,7 @@ mod tests {
 
     fn recipe(json: &str) -> Result<Recipe, SettingsError> {
         let s: Settings = serde_json::from_str(json).unwrap();
-        s.recipe(&Catalog::builtin(), None)
+        s.recipe(Catalog::builtin(), None)
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! and expiry; nothing else, and no shortcut by path or query text.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use vsr_media::code::Code;
 
 use super::problem::Problem;
 use super::AppState;
@@ -82,33 +83,77 @@ impl Keys {
 /// The key a request presents: `X-API-Key: KEY`, `Authorization: Bearer KEY`, or, for GET
 /// only (EventSource cannot send headers), `?api_key=KEY`.
 fn presented_key(req: &Request) -> Option<String> {
-    let header = req
-        .headers()
-        .get("x-api-key")
-        .or_else(|| req.headers().get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
-    header.or_else(|| {
+    header_key(req).or_else(|| {
         (req.method() == Method::GET)
             .then(|| query_param(req.uri().query(), "api_key"))
             .flatten()
     })
 }
 
+/// The key in `X-API-Key` or `Authorization: Bearer`.
+fn header_key(req: &Request) -> Option<String> {
+    req.headers()
+        .get("x-api-key")
+        .or_else(|| req.headers().get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string())
+}
+
+/// Whether the `Host` a request names is one this server answers to (see
+/// `ServiceConfig::allowed_hosts`). Without the check, a page whose own name resolves to
+/// 127.0.0.1 (DNS rebinding) would be same-origin with a keyless server on loopback.
+fn host_allowed(config: &crate::config::ServiceConfig, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return true; // HTTP/1.0 programs; browsers always send it
+    };
+    let name = host_name(host);
+    if !config.allowed_hosts.is_empty() {
+        return config
+            .allowed_hosts
+            .iter()
+            .any(|h| h == "*" || h.eq_ignore_ascii_case(name));
+    }
+    !is_loopback(&config.host) || is_loopback(name)
+}
+
+/// The name in a `Host` value, without its port (`[::1]:5000` -> `::1`).
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    }
+}
+
+fn is_loopback(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Paths a caller without a key reaches on a server with keys: the page and its files, the
 /// health check, and downloads (which then need a valid signature).
 fn open_to_anonymous(method: &Method, path: &str) -> bool {
     let page = !path.starts_with("/api/") && path != "/metrics";
-    let download = method == Method::GET && path.starts_with("/api/download/");
+    let download =
+        (method == Method::GET || method == Method::HEAD) && path.starts_with("/api/download/");
     page || path == "/healthz" || download
 }
 
 /// Authenticates every request: sets the [`Owner`], guards `/metrics`, and refuses
 /// state-changing requests a browser marks as cross-site unless they carry a key.
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !host_allowed(&app.config, req.headers()) {
+        return Problem::new(
+            Code::HostNotAllowed,
+            "this server is not reached by that name (allowed_hosts, VSR_ALLOWED_HOSTS)",
+        )
+        .into_response();
+    }
     let given = presented_key(&req);
     if req.uri().path() == "/metrics" {
-        return match metrics_access(&app, given.as_deref()) {
+        // Headers only: the operator's key never travels in a URL.
+        return match metrics_access(&app, header_key(&req).as_deref()) {
             Ok(()) => next.run(req).await,
             Err(p) => p.into_response(),
         };
@@ -127,8 +172,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if changes_state && !matches!(owner, Owner::Key(_)) && is_cross_site(req.headers()) {
         return Problem::new(
-            StatusCode::FORBIDDEN,
-            "cross_site_request",
+            Code::CrossSiteRequest,
             "the browser marked this request as coming from another site; send it from this \
              server's own page or with an API key",
         )
@@ -163,13 +207,11 @@ fn metrics_access(app: &AppState, given: Option<&str>) -> Result<(), Problem> {
     match (&app.metrics_key, given) {
         (Some(key), Some(given)) if key.check(given).is_some() => Ok(()),
         (Some(_), _) => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            Code::Unauthorized,
             "/metrics needs the operator's metrics key (Authorization: Bearer KEY)",
         )),
         (None, _) if app.keys.enabled() => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "metrics_key_required",
+            Code::MetricsKeyRequired,
             "this server has API keys: set metrics_key (VSR_METRICS_KEY) to read /metrics",
         )),
         (None, _) => Ok(()),
@@ -184,7 +226,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 fn unauthorized(detail: &str) -> Response {
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into_response()
+    Problem::new(Code::Unauthorized, detail).into_response()
 }
 
 /// A download link's parameters, each given at most once.
@@ -206,7 +248,7 @@ impl Link {
             };
             if slot.replace(v.into_owned()).is_some() {
                 return Err(Problem::bad_field(
-                    "bad_link",
+                    Code::BadLink,
                     k.into_owned(),
                     "the download link repeats a parameter; get a new one from /api/status",
                 ));
@@ -237,21 +279,18 @@ pub fn authorize_download(
         return match verify(secret, task_id, link, super::store::now_ms()) {
             LinkCheck::Valid => Ok(()),
             LinkCheck::Expired => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "link_expired",
+                Code::LinkExpired,
                 "the download link has expired; get a new one from /api/status",
             )),
             LinkCheck::Invalid => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "bad_signature",
+                Code::BadSignature,
                 "the download link is not valid; get a new one from /api/status",
             )),
         };
     }
     match owner {
         Owner::Anonymous => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            Code::Unauthorized,
             "downloads need an API key or a signed link (downloadUrl in /api/status)",
         )),
         // Another key's task looks like no task at all.
@@ -422,5 +461,30 @@ mod tests {
         ];
         assert!(is_cross_site(&headers(&other)));
         assert!(is_cross_site(&headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn hosts() {
+        let mut config = crate::config::ServiceConfig::default();
+        let with_host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            m
+        };
+        for ok in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "127.0.0.2",
+        ] {
+            assert!(host_allowed(&config, &with_host(ok)), "{ok}");
+        }
+        assert!(!host_allowed(&config, &with_host("evil.example:5000")));
+        assert!(host_allowed(&config, &HeaderMap::new()));
+        config.host = "0.0.0.0".into();
+        assert!(host_allowed(&config, &with_host("vsr.example.org")));
+        config.allowed_hosts = vec!["vsr.example.org".into()];
+        assert!(host_allowed(&config, &with_host("VSR.example.org:443")));
+        assert!(!host_allowed(&config, &with_host("127.0.0.1:5000")));
     }
 }

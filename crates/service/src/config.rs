@@ -42,11 +42,20 @@ pub struct ServiceConfig {
     /// Log one JSON object per line instead of text.
     pub log_json: bool,
     /// Where workers run models: auto, cpu, cuda or cuda:N.
-    pub device: String,
+    #[serde(with = "device_text")]
+    pub device: vsr_cuda::DeviceRequest,
+    /// The `vsr` executable worker processes run (`vsr worker`); this process's own when
+    /// unset. Set by whoever embeds the service (the tests, which run it in-process).
+    #[serde(skip)]
+    pub worker_program: Option<PathBuf>,
     /// When set, `/metrics` needs this key (`Authorization: Bearer KEY`); API keys never
     /// grant it. Unset, `/metrics` is open on a server without API keys and refused on one
     /// with them, so one client never sees another's figures.
     pub metrics_key: Option<String>,
+    /// Names clients may reach the server by (the `Host` header), `*` for any. Empty: only
+    /// loopback names when listening on loopback (so a web page that rebinds its own name to
+    /// 127.0.0.1 is refused), any name otherwise.
+    pub allowed_hosts: Vec<String>,
     /// Limits on connections and request bodies; see docs/security.md.
     pub http: HttpLimits,
 }
@@ -123,10 +132,28 @@ impl Default for ServiceConfig {
             max_output: (7680, 4320),
             limits: vsr_media::video::Limits::default(),
             log_json: false,
-            device: "auto".into(),
+            device: vsr_cuda::DeviceRequest::Auto,
+            worker_program: None,
             metrics_key: None,
+            allowed_hosts: Vec::new(),
             http: HttpLimits::default(),
         }
+    }
+}
+
+/// The device request as its text (`auto`, `cpu`, `cuda:N`) in TOML and JSON.
+mod device_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use vsr_cuda::DeviceRequest;
+
+    pub fn serialize<S: Serializer>(d: &DeviceRequest, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(d)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceRequest, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -139,6 +166,11 @@ pub enum ConfigError {
 }
 
 impl ServiceConfig {
+    /// When files of a task that ends now are swept: the one retention rule.
+    pub fn expiry_from_now(&self) -> i64 {
+        crate::store::now_ms() + self.retention_seconds as i64 * 1000
+    }
+
     /// Defaults, then the TOML file, then the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<ServiceConfig, ConfigError> {
         let file = file
@@ -198,15 +230,20 @@ impl ServiceConfig {
         if let Some(v) = get("SECRET_KEY") {
             self.secret_key = Some(v);
         }
-        if let Some(v) = get("VSR_API_KEYS") {
-            self.api_keys = v
-                .split(',')
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
                 .map(|k| k.trim().to_string())
                 .filter(|k| !k.is_empty())
-                .collect();
+                .collect()
+        };
+        if let Some(v) = get("VSR_API_KEYS") {
+            self.api_keys = list(v);
+        }
+        if let Some(v) = get("VSR_ALLOWED_HOSTS") {
+            self.allowed_hosts = list(v);
         }
         if let Some(v) = get("VSR_DEVICE") {
-            self.device = v;
+            self.device = v.parse().map_err(|e| ConfigError::Env("VSR_DEVICE", e))?;
         }
         let http = &mut self.http;
         for (key, slot) in [

@@ -1,15 +1,17 @@
-//! `vsr serve`: the HTTP API over an embedded task store, with jobs run by worker processes.
-//! connection (listener) -> who is calling (auth) -> upload (api) -> task row + job (store,
-//! queue) -> worker process (worker) -> video pipeline -> result in PROCESSED_FOLDER ->
-//! download (api) -> expiry and orphan files (sweeper).
+//! `vsr serve`: the HTTP API over a task store, with jobs run by worker processes.
+//! connection (listener) -> who is calling (auth) -> upload (api) -> queued task row (store)
+//! -> claimed by a worker process (supervisor, worker) -> video pipeline (vsr-media) -> result
+//! in PROCESSED_FOLDER -> download (api) -> expiry and orphan files (sweeper).
+//!
+//! [`serve`] runs it on a listener until a shutdown future completes (tests run it
+//! in-process); [`run`] is `vsr serve` itself.
 
 mod api;
 mod auth;
 pub mod config;
 mod listener;
 mod problem;
-mod queue;
-mod store;
+pub mod store;
 mod supervisor;
 mod sweeper;
 pub mod worker;
@@ -21,9 +23,12 @@ use anyhow::Context;
 
 pub use supervisor::CONFIG_ENV;
 
-use crate::config::ServiceConfig;
 use vsr_media::catalog::Catalog;
+use vsr_media::code::Code;
 use vsr_media::config::Config;
+
+use crate::config::ServiceConfig;
+use crate::store::{SqliteStore, TaskStore};
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -37,9 +42,8 @@ pub struct Metrics {
 pub struct App {
     pub config: ServiceConfig,
     pub base: Config,
-    pub catalog: Catalog,
-    pub store: store::Store,
-    pub queue: queue::Queue,
+    pub catalog: &'static Catalog,
+    pub store: Arc<dyn TaskStore>,
     pub keys: auth::Keys,
     /// Signs download links.
     pub secret: Vec<u8>,
@@ -71,34 +75,36 @@ impl App {
     }
 }
 
-pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
-    let request: vsr_cuda::DeviceRequest = config.device.parse().map_err(anyhow::Error::msg)?;
-    let selection = vsr_cuda::select(request, &vsr_cuda::inventory())
-        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+/// Runs `vsr serve` as configured: binds `host:port` and serves until SIGINT or SIGTERM.
+pub async fn run(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    serve(listener, shutdown_signal(), base, config).await
+}
+
+/// The service on `listener` until `shutdown` completes: opens the task store, re-queues
+/// what a stopped server left running, starts the worker processes and the sweeper, serves
+/// the API, then stops the workers (each puts its task back in the queue).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    base: Config,
+    config: ServiceConfig,
+) -> anyhow::Result<()> {
+    let selection = vsr_media::enhance::select_device(config.device)
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", Code::from(&e)))?;
     tracing::info!(device = %config.device, "{}", selection.reason);
     for dir in [&config.upload_folder, &config.processed_folder] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    if let Some(parent) = config
-        .database
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)?;
-    }
-    let store = store::Store::open(&config.database)
-        .await
-        .with_context(|| format!("opening {}", config.database.display()))?;
-    let queue = queue::Queue::open(store.pool()).await?;
+    let store = open_store(&config).await?;
     sweeper::remove_stale_temporaries(&config.processed_folder);
-    // Tasks a stopped server left running, and any still waiting, are queued afresh
-    // (a job delivered twice runs once: workers claim the task row).
+    // Tasks a stopped server left running are queued afresh; queued ones wait in their rows.
     let requeued = store.requeue_interrupted().await?;
     if !requeued.is_empty() {
         tracing::info!(count = requeued.len(), "interrupted tasks re-queued");
-    }
-    for id in store.queued_ids().await? {
-        queue.push(&id).await?;
     }
     let secret = match &config.secret_key {
         Some(k) => k.as_bytes().to_vec(),
@@ -124,7 +130,6 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
             .map(|k| auth::Keys::new(std::slice::from_ref(k))),
         secret,
         store,
-        queue,
         base,
         config,
         device: selection,
@@ -139,17 +144,12 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         )));
     }
     tokio::spawn(sweeper::sweep_forever(app.clone()));
-
-    let addr = format!("{}:{}", app.config.host, app.config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, workers = app.config.workers, "serving");
     listener::run(
         listener,
         api::router(app.clone()),
         app.config.http.header_timeout(),
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     tracing::info!("stopping workers");
@@ -158,6 +158,21 @@ pub async fn serve(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
         let _ = w.await;
     }
     Ok(())
+}
+
+/// The configured task store, its folder created if needed.
+async fn open_store(config: &ServiceConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
+    if let Some(parent) = config
+        .database
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let store = SqliteStore::open(&config.database)
+        .await
+        .with_context(|| format!("opening {}", config.database.display()))?;
+    Ok(Arc::new(store))
 }
 
 async fn shutdown_signal() {

@@ -7,51 +7,45 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use vsr_media::code::Code;
 
 #[derive(Debug)]
 pub struct Problem {
+    /// The code's own status (`Code::http_status`), unless the framework chose another.
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
     /// The request field at fault, for 400s.
     pub field: Option<String>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn new(code: Code, detail: impl Into<String>) -> Problem {
         Problem {
-            status,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             detail: detail.into(),
             field: None,
         }
     }
 
-    pub fn bad_field(
-        code: &'static str,
-        field: impl Into<String>,
-        detail: impl Into<String>,
-    ) -> Problem {
+    pub fn bad_field(code: Code, field: impl Into<String>, detail: impl Into<String>) -> Problem {
         Problem {
             field: Some(field.into()),
-            ..Problem::new(StatusCode::BAD_REQUEST, code, detail)
+            ..Problem::new(code, detail)
         }
     }
 
     pub fn not_found(id: &str) -> Problem {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "task_not_found",
-            format!("no task {id}"),
-        )
+        Problem::new(Code::TaskNotFound, format!("no task {id}"))
     }
 
     /// A failure of ours: logged in full, told to the client without internals.
     pub fn internal(e: impl std::fmt::Display) -> Problem {
         tracing::error!(error = %e, "internal error");
         Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            Code::InternalError,
             "the server failed to handle this request; its log has the details",
         )
     }
@@ -59,27 +53,25 @@ impl Problem {
     /// Too much at once: a limit on concurrent uploads or probes is reached.
     pub fn busy(what: &str) -> Problem {
         Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_busy",
+            Code::ServerBusy,
             format!("the server is handling as many {what} as it allows; try again shortly"),
         )
     }
 }
 
 /// The stable code for an error status the framework produced without a [`Problem`].
-fn code_for(status: StatusCode) -> &'static str {
+fn code_for(status: StatusCode) -> Code {
     match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
-        StatusCode::SERVICE_UNAVAILABLE => "server_busy",
-        s if s.is_server_error() => "internal_error",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => Code::RequestTimeout,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
+        StatusCode::RANGE_NOT_SATISFIABLE => Code::RangeNotSatisfiable,
+        StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidRequest,
+        StatusCode::SERVICE_UNAVAILABLE => Code::ServerBusy,
+        s if s.is_server_error() => Code::InternalError,
+        _ => Code::BadRequest,
     }
 }
 
@@ -107,7 +99,11 @@ pub async fn every_error_as_problem(req: Request, next: Next) -> Response {
     } else {
         text.trim().chars().take(MAX_FRAMEWORK_DETAIL).collect()
     };
-    let problem = Problem::new(status, code_for(status), detail).into_response();
+    let problem = Problem {
+        status,
+        ..Problem::new(code_for(status), detail)
+    }
+    .into_response();
     let (problem_parts, problem_body) = problem.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(

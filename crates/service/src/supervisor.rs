@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::store::{now_ms, Status};
+use rustix::process::{kill_process, Pid, Signal};
+use vsr_media::code::Code;
+
+use super::store::{Outcome, Status, TaskError};
 use super::AppState;
 
 /// Environment variable carrying the effective service config to workers.
@@ -15,7 +18,12 @@ pub const CONFIG_ENV: &str = "VSR_WORKER_CONFIG";
 
 pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<bool>) {
     loop {
-        let exe = std::env::current_exe().unwrap_or_else(|_| "vsr".into());
+        let exe = app
+            .config
+            .worker_program
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| "vsr".into());
         let config = serde_json::to_string(&app.config).expect("config serialises");
         let spawned = Command::new(exe)
             .args(["--cache-dir"])
@@ -23,6 +31,7 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
             .args(["worker", "--slot", &slot.to_string()])
             .env(CONFIG_ENV, config)
             .env("VSR_MODELS_DIR", &app.base.models_dir)
+            .env("VSR_CUSTOM_MODELS_DIR", &app.base.custom_models_dir)
             .kill_on_drop(true)
             .spawn();
         let mut child = match spawned {
@@ -33,25 +42,43 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
                 continue;
             }
         };
-        let pid = child.id().unwrap_or(0);
+        // A child that has already exited has no pid; it is reaped just below.
+        let pid = child.id();
         tokio::select! {
             status = child.wait() => {
-                let expires = now_ms() + app.config.retention_seconds as i64 * 1000;
-                for id in app.store.running_on(pid).await.unwrap_or_default() {
-                    let _ = app.store.finish(&id, Status::Failed, Some(("worker_crashed", "the worker processing this video stopped unexpectedly")), expires, None).await;
-                    tracing::warn!(task = %id, "task failed: its worker died");
+                if let Some(pid) = pid {
+                    fail_tasks_of(&app, pid).await;
                 }
-                tracing::warn!(slot, pid, ?status, "worker exited; starting another");
+                tracing::warn!(slot, ?pid, ?status, "worker exited; starting another");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             _ = stop.changed() => {
-                // SAFETY: plain kill(2) on our own child's pid.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                // `Pid::from_raw` refuses 0, so this can never signal our own process group.
+                if let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) {
+                    let _ = kill_process(pid, Signal::TERM);
+                }
                 if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
                 return;
             }
         }
+    }
+}
+
+/// A worker died: the task it was running fails (a hostile file must not be retried forever).
+async fn fail_tasks_of(app: &AppState, pid: u32) {
+    let outcome = Outcome {
+        status: Status::Failed,
+        error: Some(TaskError {
+            code: Code::WorkerCrashed,
+            message: "the worker processing this video stopped unexpectedly".into(),
+        }),
+        expires_at: app.config.expiry_from_now(),
+        output_bytes: None,
+    };
+    for id in app.store.running_on(pid).await.unwrap_or_default() {
+        let _ = app.store.finish(&id, &outcome).await;
+        tracing::warn!(task = %id, "task failed: its worker died");
     }
 }

@@ -160,7 +160,7 @@ fn chunked_head(path: &str) -> String {
 }
 
 /// The head of a 100 kB multipart upload, as a slow client starts one.
-const UPLOAD_HEAD: &str = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n";
+const UPLOAD_HEAD: &str = "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n";
 
 fn status_of(reply: &str) -> u16 {
     reply
@@ -349,6 +349,15 @@ fn download_matrix() {
         assert_eq!(r.status().as_u16(), 200, "{case}");
         assert!(r.bytes().unwrap().len() > 1000, "{case}: no video");
     }
+    // Download managers ask with HEAD first; the link answers it as it answers GET.
+    let head = server
+        .client
+        .head(server.url(&format!(
+            "/api/download/{id}?expires={later}&signature={sig}"
+        )))
+        .send()
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
 
     // /metrics is the operator's: API keys do not open it, the metrics key does.
     let metrics = |key: Option<&str>| {
@@ -361,6 +370,13 @@ fn download_matrix() {
     let (status, code, _) = problem(metrics(Some("key-one")));
     assert_eq!((status, code.as_str()), (401, "unauthorized"));
     assert_eq!(problem(metrics(None)).0, 401);
+    // Never from a URL, where it would land in logs and history.
+    let r = server
+        .client
+        .get(server.url("/metrics?api_key=ops-key"))
+        .send()
+        .unwrap();
+    assert_eq!(problem(r).0, 401);
     let r = metrics(Some("ops-key"));
     assert_eq!(r.status().as_u16(), 200);
     assert!(r
@@ -556,6 +572,34 @@ fn uploads_are_bounded_as_a_whole() {
     let grown = rss().saturating_sub(before);
     assert!(grown < 50 * 1024, "server memory grew by {grown} kB");
 
+    // A part whose headers never end: refused after a bounded stretch, not read to the limit.
+    let before = rss();
+    let mut endless =
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\nX-Pad: "
+            .to_vec();
+    endless.extend(std::iter::repeat_n(b'a', 1_900_000));
+    let mut body = Vec::new();
+    for chunk in endless.chunks(64 * 1024) {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    let (reply, took) = raw_request(
+        port,
+        chunked_head("/api/upload"),
+        body,
+        64 * 1024,
+        Duration::ZERO,
+    );
+    assert!(
+        reply.contains("413") && reply.contains("headers"),
+        "{reply}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 50 * 1024, "server memory grew by {grown} kB");
+    assert_no_strays(&server, "endless part headers");
+
     // A valid upload still works after all that.
     let (code, body) = draft(&server, &clip);
     assert_eq!(code, 202, "{body}");
@@ -618,14 +662,14 @@ fn slow_clients_are_dropped() {
     // Silent, and stalled mid-header.
     closed_within("", Duration::from_secs(5));
     closed_within(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
         Duration::from_secs(5),
     );
     // A head trickled a byte a second.
     let (_, took) = raw_request(
         port,
         String::new(),
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n".to_vec(),
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n".to_vec(),
         1,
         Duration::from_secs(1),
     );
@@ -645,7 +689,7 @@ fn slow_clients_are_dropped() {
     // A JSON body trickled: 408 after the JSON-body timeout, whatever the route.
     let (reply, took) = raw_request(
         port,
-        "POST /api/start/some-task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n".into(),
+        "POST /api/start/some-task HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n".into(),
         vec![b' '; 40],
         1,
         Duration::from_millis(500),
@@ -697,8 +741,25 @@ fn slow_clients_are_dropped() {
     // The slots are free again.
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "64x48", 10, 0.5);
-    let (code, body) = draft(&server, &clip);
+    let form = multipart::Form::new()
+        .text("start", "false")
+        .file("video", &clip)
+        .unwrap();
+    let (code, body) = server.send_form(form, &[("Idempotency-Key", "once")]);
     assert_eq!(code, 202, "{body}");
+
+    // A replay answered before its body still obeys the idle timeout while it is drained.
+    let (reply, took) = raw_request(
+        port,
+        format!("POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: once\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\n"),
+        Vec::new(),
+        1,
+        Duration::ZERO,
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 202") && took < Duration::from_secs(4),
+        "{took:?} {reply}"
+    );
 }
 
 /// Security headers on every response; browsers' cross-site requests that change state are
@@ -729,6 +790,18 @@ fn headers_cross_site_and_error_shape() {
             "{path}: {csp}"
         );
     }
+
+    // A page that rebinds its own name to 127.0.0.1 is not this server.
+    let rebound = server
+        .client
+        .get(server.url("/api/tasks"))
+        .header("Host", "evil.example:5000")
+        .send()
+        .unwrap();
+    let (status, code, _) = problem(rebound);
+    assert_eq!((status, code.as_str()), (403, "host_not_allowed"));
+    let (status, _) = server.get("/api/tasks");
+    assert_eq!(status, 200);
 
     // A cross-site form post (no preflight needed) is refused; our own page's is not.
     let post = |path: &str, file: &Path, headers: &[(&str, &str)]| {

@@ -257,7 +257,7 @@ fn errors_have_status_and_code() {
         "server path leaked: {b}"
     );
     // Too large: refused from the declared length, before any of the body is read...
-    let head = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n";
+    let head = "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n";
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
     let mut reply = String::new();

@@ -11,6 +11,8 @@ pub mod probe;
 
 pub use probe::{probe, Limits};
 
+use crate::code::Code;
+
 /// Why a video job failed; `code()` is stable for APIs and scripts. `Display` adds what
 /// FFmpeg printed (for the command line and logs); `public_message()` is ours alone, for API
 /// clients.
@@ -78,16 +80,16 @@ impl PipelineError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             PipelineError::Input(e) => e.code(),
-            PipelineError::OutputTooLarge { .. } => "output_too_large",
-            PipelineError::Spawn(..) => "tool_failed",
-            PipelineError::Decode { .. } => "decode_failed",
-            PipelineError::Model(_) => "model_failed",
-            PipelineError::Encode { .. } => "encode_failed",
-            PipelineError::Cancelled => "cancelled",
-            PipelineError::Io(_) => "io_error",
+            PipelineError::OutputTooLarge { .. } => Code::OutputTooLarge,
+            PipelineError::Spawn(..) => Code::ToolFailed,
+            PipelineError::Decode { .. } => Code::DecodeFailed,
+            PipelineError::Model(_) => Code::ModelFailed,
+            PipelineError::Encode { .. } => Code::EncodeFailed,
+            PipelineError::Cancelled => Code::Cancelled,
+            PipelineError::Io(_) => Code::IoError,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::Code;
 use crate::subprocess::{self, SubprocessError};
 
 /// Demuxers we let FFmpeg use on untrusted input.
@@ -160,18 +161,18 @@ impl VideoError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            VideoError::NotFound(_) => "not_found",
-            VideoError::NotARegularFile(_) => "not_a_file",
-            VideoError::Empty(_) => "empty_file",
-            VideoError::TooLarge { .. } => "file_too_large",
-            VideoError::Playlist(_) => "playlist_not_allowed",
-            VideoError::Unreadable { .. } => "unreadable_media",
-            VideoError::NoVideoStream(_) => "no_video_stream",
-            VideoError::UnsupportedCodec { .. } => "unsupported_codec",
-            VideoError::OverLimit { .. } => "over_limit",
-            VideoError::Tool(_) => "tool_failed",
+            VideoError::NotFound(_) => Code::NotFound,
+            VideoError::NotARegularFile(_) => Code::NotAFile,
+            VideoError::Empty(_) => Code::EmptyFile,
+            VideoError::TooLarge { .. } => Code::FileTooLarge,
+            VideoError::Playlist(_) => Code::PlaylistNotAllowed,
+            VideoError::Unreadable { .. } => Code::UnreadableMedia,
+            VideoError::NoVideoStream(_) => Code::NoVideoStream,
+            VideoError::UnsupportedCodec { .. } => Code::UnsupportedCodec,
+            VideoError::OverLimit { .. } => Code::OverLimit,
+            VideoError::Tool(_) => Code::ToolFailed,
         }
     }
 }

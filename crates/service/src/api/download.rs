@@ -8,10 +8,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use vsr_media::code::Code;
 
 use crate::auth::{authorize_download, Link, Owner};
 use crate::problem::Problem;
-use crate::store::Status;
+use crate::store::{Status, TaskId};
 use crate::AppState;
 
 pub async fn download(
@@ -22,7 +23,10 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let link = Link::parse(query.as_deref())?;
-    let task = app.store.get(&id).await?;
+    let task = match TaskId::parse(&id) {
+        Some(task_id) => app.store.get(&task_id).await?,
+        None => None,
+    };
     authorize_download(
         &app.secret,
         &owner,
@@ -35,15 +39,13 @@ pub async fn download(
         Status::Completed => {}
         Status::Expired => {
             return Err(Problem::new(
-                StatusCode::GONE,
-                "expired",
+                Code::Expired,
                 format!("the result of task {id} was deleted after the retention period"),
             ))
         }
         other => {
             return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "not_ready",
+                Code::NotReady,
                 format!(
                     "task {id} is {}; the video can be downloaded once it is completed",
                     other.as_str()
@@ -55,8 +57,7 @@ pub async fn download(
         .await
         .map_err(|_| {
             Problem::new(
-                StatusCode::GONE,
-                "expired",
+                Code::Expired,
                 format!("the result of task {id} is no longer stored"),
             )
         })?;

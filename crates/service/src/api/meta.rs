@@ -59,7 +59,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut out = String::from("# HELP vsr_tasks Tasks by status.\n# TYPE vsr_tasks gauge\n");
     let counts = app.store.count_by_status().await.unwrap_or_default();
-    for status in Status::ALL {
+    for &status in Status::ALL {
         let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |c| c.1);
         out += &format!("vsr_tasks{{status=\"{}\"}} {n}\n", status.as_str());
     }

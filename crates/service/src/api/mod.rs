@@ -11,10 +11,11 @@ mod web;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use vsr_media::code::Code;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -242,7 +243,7 @@ pub fn router(app: AppState) -> Router {
         router = router.route(r.path, route);
     }
     let mut router = router
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async { Problem::new(Code::NotFound, "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             app.clone(),
             super::auth::authenticate,
@@ -269,16 +270,14 @@ async fn small_body(State(app): State<AppState>, req: Request, next: Next) -> Re
             Ok(Ok(bytes)) => bytes,
             Ok(Err(_)) => {
                 return Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    Code::TooLarge,
                     format!("request bodies here are limited to {JSON_BODY_LIMIT} bytes"),
                 )
                 .into_response()
             }
             Err(_) => {
                 return Problem::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    Code::RequestTimeout,
                     format!(
                         "the request body did not arrive within {} s",
                         deadline.as_secs()

@@ -2,6 +2,7 @@
 //! settings, and compare a frame of the result with the source.
 
 use std::time::Instant;
+use vsr_media::code::Code;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,7 +17,8 @@ use crate::auth::Owner;
 use crate::problem::Problem;
 use crate::store::{Status, Task};
 use crate::AppState;
-use vsr_media::enhance::Enhancer;
+use vsr_cuda::DeviceRequest;
+use vsr_media::enhance::prepare;
 use vsr_media::image::{png_bytes, Rgb8};
 use vsr_media::settings::Settings;
 
@@ -35,7 +37,7 @@ pub async fn start(
         Some(Json(v)) => settings_from(v)?,
         None => task.settings.clone(),
     };
-    let checked = check_settings(&app, settings, &task.input)?;
+    let checked = check_settings(&app, settings, &task.input).await?;
     task.settings = checked.settings;
     task.models = checked.models;
     task.notes = checked.notes;
@@ -43,7 +45,6 @@ pub async fn start(
     if !app.store.start(&task).await? {
         return Err(not_draft(&task));
     }
-    app.queue.push(&id).await.map_err(Problem::internal)?;
     let task = visible(&app, &owner, &id).await?;
     tracing::info!(task = %id, models = ?task.models, "draft started");
     Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
@@ -70,38 +71,28 @@ pub async fn preview(
         Some(v) => settings_from(v)?,
         None => task.settings.clone(),
     };
-    let checked = check_settings(&app, settings, &task.input)?;
+    let checked = check_settings(&app, settings, &task.input).await?;
     let time = frame_time(req.time, &task)?;
     let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
     let _probe = app.probe_slot().await?;
     let started = Instant::now();
-    let (input, base, catalog, threads) = (
+    let (input, base, settings) = (
         task.input_path.clone(),
         app.base.clone(),
-        vsr_media::catalog::Catalog::builtin(),
-        app.config.threads,
+        checked.settings.clone(),
     );
-    let recipe_settings = checked.settings.clone();
+    // Previews run in this process, so on the CPU: the GPU belongs to the workers.
+    let options = vsr_runtime::Options {
+        threads: app.config.threads,
+        ..Default::default()
+    };
     let limits = app.config.limits.clone();
     let (before, after) = tokio::task::spawn_blocking(move || -> Result<(Rgb8, Rgb8), Problem> {
         let frame = source_frame(&input, &limits, time)?;
-        let recipe = recipe_settings
-            .recipe(&catalog, base.default_model.as_deref())
-            .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
-        let options = vsr_runtime::Options {
-            threads,
-            ..Default::default()
-        };
-        let enhancer = Enhancer::load(
-            recipe,
-            &base,
-            &catalog,
-            options,
-            &vsr_cuda::Device::Cpu,
-            false,
-        )
-        .map_err(Problem::internal)?;
-        let out = enhancer
+        let prepared =
+            prepare(&settings, &base, DeviceRequest::Cpu, options).map_err(Problem::internal)?;
+        let out = prepared
+            .enhancer
             .process(&frame.to_tensor())
             .map_err(Problem::internal)?;
         Ok((frame, Rgb8::from_tensor(&out)))
@@ -130,8 +121,7 @@ pub async fn frames(
     let task = visible(&app, &owner, &id).await?;
     if task.status != Status::Completed {
         return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "not_ready",
+            Code::NotReady,
             format!(
                 "task {id} is {}; frames of the result exist once it is completed",
                 task.status.as_str()
@@ -160,7 +150,7 @@ fn frame_time(asked: Option<f64>, task: &Task) -> Result<f64, Problem> {
         None => Ok(duration / 2.0),
         Some(t) if t.is_finite() && (0.0..=duration.max(0.0)).contains(&t) => Ok(t),
         Some(t) => Err(Problem::bad_field(
-            "invalid_settings",
+            Code::InvalidSettings,
             "time",
             format!("time {t} s is outside the video (0 to {duration:.3} s)"),
         )),
@@ -186,26 +176,18 @@ fn source_frame(
     limits: &vsr_media::video::Limits,
     time: f64,
 ) -> Result<Rgb8, Problem> {
-    let gone = || Problem::new(StatusCode::GONE, "expired", "the video is no longer stored");
+    let gone = || Problem::new(Code::Expired, "the video is no longer stored");
     if !path.exists() {
         return Err(gone());
     }
     // What FFmpeg said goes to the log; the client gets our own words.
     let info = vsr_media::video::probe(path, limits).map_err(|e| {
         tracing::warn!(error = %e, "frame probe failed");
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.code(),
-            e.public_message(),
-        )
+        Problem::new(e.code(), e.public_message())
     })?;
     vsr_media::video::decode::frame_at(path, &info, time).map_err(|e| {
         tracing::warn!(error = %e, "frame decode failed");
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.code(),
-            e.public_message(),
-        )
+        Problem::new(e.code(), e.public_message())
     })
 }
 
@@ -215,8 +197,7 @@ fn settings_from(v: Value) -> Result<Settings, Problem> {
 
 fn not_draft(task: &Task) -> Problem {
     Problem::new(
-        StatusCode::CONFLICT,
-        "not_draft",
+        Code::NotDraft,
         format!(
             "task {} is {}; only a draft (uploaded with start=false) can be started",
             task.id,

@@ -10,21 +10,57 @@ use axum::{Extension, Json};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use vsr_media::code::Code;
 
 use super::view::{progress_view, task_view};
 use crate::auth::Owner;
 use crate::problem::Problem;
-use crate::store::{Status, Task};
+use crate::store::{Outcome, Status, Task, TaskId};
 use crate::AppState;
 
 /// How often live views look at the database; progress reaches clients within this.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The task if it exists and the caller may see it.
+/// The task if `id` names one and the caller may see it.
 pub async fn visible(app: &AppState, owner: &Owner, id: &str) -> Result<Task, Problem> {
-    match app.store.get(id).await? {
+    let found = match TaskId::parse(id) {
+        Some(id) => app.store.get(&id).await?,
+        None => None,
+    };
+    match found {
         Some(t) if owner.may_see(&t.owner) => Ok(t),
         _ => Err(Problem::not_found(id)),
+    }
+}
+
+/// How long cancel and delete wait for a running task's worker to confirm it stopped.
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// Asks a task that has not ended to stop, ends it at once if no worker has it, and waits
+/// until it has ended (or [`STOP_WAIT`] passed): the one stopping path, for cancel and delete.
+async fn stop(app: &AppState, task: &Task) -> Result<Task, Problem> {
+    app.store.request_cancel(&task.id).await?;
+    if matches!(task.status, Status::Draft | Status::Queued) {
+        let outcome = Outcome {
+            status: Status::Cancelled,
+            error: None,
+            expires_at: app.config.expiry_from_now(),
+            output_bytes: None,
+        };
+        app.store.finish(&task.id, &outcome).await?;
+    }
+    // The worker notices within its reporting interval.
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    loop {
+        let now = app
+            .store
+            .get(&task.id)
+            .await?
+            .ok_or_else(|| Problem::not_found(task.id.as_str()))?;
+        if now.status.is_terminal() || tokio::time::Instant::now() > deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -53,7 +89,7 @@ pub async fn events(
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    visible(&app, &owner, &id).await?;
+    let id = visible(&app, &owner, &id).await?.id;
     let state = (app, id, None::<Value>, false);
     let stream = stream::unfold(state, |(app, id, last, finished)| async move {
         if finished {
@@ -97,8 +133,7 @@ pub async fn cancel(
         Status::Cancelled => return Ok(Json(task_view(&app, &task))),
         Status::Completed | Status::Failed | Status::Expired => {
             return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "task_finished",
+                Code::TaskFinished,
                 format!(
                     "task {id} is already {}; nothing to cancel",
                     task.status.as_str()
@@ -107,29 +142,11 @@ pub async fn cancel(
         }
         Status::Draft | Status::Queued | Status::Processing => {}
     }
-    app.store.request_cancel(&id).await?;
-    if matches!(task.status, Status::Draft | Status::Queued) {
-        let expires = crate::store::now_ms() + app.config.retention_seconds as i64 * 1000;
-        app.store
-            .finish(&id, Status::Cancelled, None, expires, None)
-            .await?;
+    let now = stop(&app, &task).await?;
+    if now.status.is_terminal() {
+        remove_input(&now);
     }
-    // The worker notices within its polling interval; wait for it to confirm.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let now = app
-            .store
-            .get(&id)
-            .await?
-            .ok_or_else(|| Problem::not_found(&id))?;
-        if now.status.is_terminal() || tokio::time::Instant::now() > deadline {
-            if now.status.is_terminal() {
-                remove_input(&now);
-            }
-            return Ok(Json(task_view(&app, &now)));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Ok(Json(task_view(&app, &now)))
 }
 
 /// Removes a task and its files now (cancelling it first if it runs).
@@ -140,18 +157,9 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     let task = visible(&app, &owner, &id).await?;
     if !task.status.is_terminal() {
-        app.store.request_cancel(&id).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while tokio::time::Instant::now() < deadline {
-            match app.store.get(&id).await? {
-                Some(t) if !t.status.is_terminal() && t.status == Status::Processing => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                _ => break,
-            }
-        }
+        stop(&app, &task).await?;
     }
-    app.store.delete(&id).await?;
+    app.store.delete(&task.id).await?;
     remove_input(&task);
     let _ = std::fs::remove_file(&task.output_path);
     Ok(StatusCode::NO_CONTENT)
@@ -170,7 +178,8 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, Problem> {
     let per_page = page.per_page.unwrap_or(20).clamp(1, 100);
-    let number = page.page.unwrap_or(1).max(1);
+    // Bounded so that the offset below cannot overflow.
+    let number = page.page.unwrap_or(1).clamp(1, i64::MAX / 100);
     let (tasks, total) = app
         .store
         .list(owner.fingerprint(), (number - 1) * per_page, per_page)

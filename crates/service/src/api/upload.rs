@@ -7,22 +7,30 @@
 //! fails, every byte written is removed before the answer.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-
-use super::view::task_view;
-use crate::auth::Owner;
-use crate::problem::Problem;
-use crate::store::{now_ms, InputFacts, Status, Task};
-use crate::AppState;
+use vsr_media::catalog::Catalog;
+use vsr_media::code::Code;
+use vsr_media::config::Config;
 use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::Settings;
 use vsr_media::video::probe::VideoError;
+
+use super::view::task_view;
+use crate::auth::Owner;
+use crate::config::HttpLimits;
+use crate::problem::Problem;
+use crate::store::{now_ms, InputFacts, Stage, Status, Task, TaskId};
+use crate::AppState;
 
 /// Room in the whole body for the form's boundaries, headers and text parts.
 pub const FORM_OVERHEAD: u64 = 64 * 1024;
@@ -34,22 +42,17 @@ const MAX_FLAG_BYTES: usize = 16;
 const MAX_PARTS: usize = 16;
 
 /// Reads and drops the rest of a request answered before its body (a replay, a full queue, a
-/// full disk), up to `max` bytes and for at most `deadline`: clients that send the whole body
-/// before reading the answer (browsers, reqwest) would otherwise see a reset connection
-/// instead of the answer.
-async fn discard_body(multipart: &mut Multipart, max: u64, deadline: Duration) {
+/// full disk), within the upload's timeouts (the whole-body limit bounds its size): clients
+/// that send the whole body before reading the answer (browsers, reqwest) would otherwise
+/// see a reset connection instead of the answer.
+async fn discard_body(multipart: &mut Multipart, limits: &HttpLimits) {
+    let idle = limits.body_idle_timeout();
     let drain = async {
-        let mut seen = 0u64;
-        while let Ok(Some(mut field)) = multipart.next_field().await {
-            while let Ok(Some(chunk)) = field.chunk().await {
-                seen += chunk.len() as u64;
-                if seen > max {
-                    return;
-                }
-            }
+        while let Ok(Some(mut field)) = within(idle, multipart.next_field()).await {
+            while let Ok(Some(_)) = within(idle, field.chunk()).await {}
         }
     };
-    let _ = tokio::time::timeout(deadline, drain).await;
+    let _ = tokio::time::timeout(limits.upload_timeout(), drain).await;
 }
 
 /// Containers whose extension an upload keeps (the content decides what is accepted).
@@ -65,11 +68,64 @@ struct Form {
     video: (PathBuf, String),
 }
 
+/// Longest stretch of body a part's headers may take (they are a few hundred bytes; the
+/// rest is slack for the chunk they arrive in). The form parser keeps a part's headers whole
+/// until they end, so without this a client could make it hold `MAX_CONTENT_LENGTH`.
+const MAX_PART_HEAD_BYTES: u64 = 1 << 20;
+
+/// How many bytes the client may still send before the headers of the part being read end;
+/// `u64::MAX` while a part's content is read (the whole-body limit bounds that).
+struct HeadBudget {
+    remaining: AtomicU64,
+    /// Set when the budget ran out, so the parser's error can be told as what it is.
+    exceeded: AtomicBool,
+}
+
+impl HeadBudget {
+    fn set(&self, bytes: u64) {
+        self.remaining.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes of body; false once the budget is gone.
+    fn spend(&self, n: u64) -> bool {
+        let left = self.remaining.load(Ordering::Relaxed);
+        if left == u64::MAX {
+            return true;
+        }
+        self.remaining
+            .store(left.saturating_sub(n), Ordering::Relaxed);
+        let ok = n <= left;
+        if !ok {
+            self.exceeded.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// The request's form, its body counted against `budget`.
+async fn form_of(request: Request, budget: Arc<HeadBudget>) -> Result<Multipart, Problem> {
+    let (parts, body) = request.into_parts();
+    let counted = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk?;
+        if budget.spend(chunk.len() as u64) {
+            Ok(chunk)
+        } else {
+            Err(axum::Error::new("a part's headers are too long"))
+        }
+    });
+    let request = Request::from_parts(parts, Body::from_stream(counted));
+    Multipart::from_request(request, &())
+        .await
+        .map_err(|e| Problem {
+            status: e.status(),
+            ..Problem::new(Code::BadUpload, e.body_text())
+        })
+}
+
 pub async fn upload(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
-    headers: HeaderMap,
-    mut multipart: Multipart,
+    request: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
     // Refused at once, body unread: a busy server does not spend time on more.
     let _slot = app
@@ -77,6 +133,12 @@ pub async fn upload(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Problem::busy("uploads"))?;
+    let headers = request.headers().clone();
+    let budget = Arc::new(HeadBudget {
+        remaining: AtomicU64::new(MAX_PART_HEAD_BYTES),
+        exceeded: AtomicBool::new(false),
+    });
+    let mut multipart = form_of(request, budget.clone()).await?;
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -91,48 +153,46 @@ pub async fn upload(
     let deadline = app.config.http.upload_timeout();
     if let Some(key) = &idempotency_key {
         if let Some(task) = app.store.find_idempotent(owner.fingerprint(), key).await? {
-            discard_body(&mut multipart, max, deadline).await;
+            discard_body(&mut multipart, &app.config.http).await;
             return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
         }
     }
     if app.store.count_waiting().await? >= app.config.max_queued as i64 {
         let full = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
+            Code::QueueFull,
             format!(
                 "{} tasks are already waiting; try again later",
                 app.config.max_queued
             ),
         );
-        discard_body(&mut multipart, max, deadline).await;
+        discard_body(&mut multipart, &app.config.http).await;
         return Err(full);
     }
     let needed = declared.unwrap_or(max) + app.config.min_free_disk;
     if let Some(free) = free_bytes(&app.config.upload_folder) {
         if free < needed {
             let full = Problem::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "insufficient_storage",
+                Code::InsufficientStorage,
                 format!(
                     "{} MiB free on the server, {} MiB needed",
                     free >> 20,
                     needed >> 20
                 ),
             );
-            discard_body(&mut multipart, max, deadline).await;
+            discard_body(&mut multipart, &app.config.http).await;
             return Err(full);
         }
     }
 
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = TaskId::new();
     // Whatever happens below, a half-written or refused upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
-    let form = tokio::time::timeout(deadline, receive(&app, &id, &mut multipart, &mut guard))
+    let receiving = receive(&app, &id, &mut multipart, &budget, &mut guard);
+    let form = tokio::time::timeout(deadline, receiving)
         .await
         .map_err(|_| {
             Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
+                Code::UploadTimeout,
                 format!("the upload did not arrive within {} s", deadline.as_secs()),
             )
         })??;
@@ -156,17 +216,18 @@ pub async fn upload(
         frames: v.frames,
         duration: info.duration_s,
     };
-    let checked = check_settings(&app, settings, &input)?;
+    let checked = check_settings(&app, settings, &input).await?;
     let ext = if input_path.extension().is_some_and(|e| e == "mkv") {
         "mkv"
     } else {
         "mp4"
     };
+    let status = if draft { Status::Draft } else { Status::Queued };
     let task = Task {
         id: id.clone(),
         owner: owner.fingerprint().map(str::to_string),
-        status: if draft { Status::Draft } else { Status::Queued },
-        stage: if draft { "draft" } else { "queued" }.into(),
+        status,
+        stage: Stage::from(status),
         models: checked.models,
         notes: checked.notes,
         settings: checked.settings,
@@ -184,7 +245,7 @@ pub async fn upload(
         started_at: None,
         finished_at: None,
         // A draft nobody starts is swept like a finished task.
-        expires_at: draft.then(|| now_ms() + app.config.retention_seconds as i64 * 1000),
+        expires_at: draft.then(|| app.config.expiry_from_now()),
         output_bytes: None,
     };
     match app.store.insert(&task, idempotency_key.as_deref()).await {
@@ -199,9 +260,6 @@ pub async fn upload(
         }
         Err(e) => return Err(e.into()),
     }
-    if !draft {
-        app.queue.push(&id).await.map_err(Problem::internal)?;
-    }
     guard.0 = None; // the task owns the upload now
     tracing::info!(task = %id, width = v.width, height = v.height, frames = v.frames, models = ?task.models, draft, "task created");
     Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
@@ -211,8 +269,9 @@ pub async fn upload(
 /// kept in `guard` for removal on any failure), the text parts capped, unknown parts skipped.
 async fn receive(
     app: &AppState,
-    id: &str,
+    id: &TaskId,
     multipart: &mut Multipart,
+    budget: &HeadBudget,
     guard: &mut RemoveOnDrop,
 ) -> Result<Form, Problem> {
     let idle = app.config.http.body_idle_timeout();
@@ -221,7 +280,17 @@ async fn receive(
     let mut draft = false;
     let mut video = None;
     let mut parts = 0;
-    while let Some(mut field) = within(idle, multipart.next_field()).await? {
+    loop {
+        budget.set(MAX_PART_HEAD_BYTES);
+        let next = within(idle, multipart.next_field()).await;
+        if budget.exceeded.load(Ordering::Relaxed) {
+            return Err(Problem::new(
+                Code::TooLarge,
+                format!("a part's headers are limited to {MAX_PART_HEAD_BYTES} bytes"),
+            ));
+        }
+        let Some(mut field) = next? else { break };
+        budget.set(u64::MAX);
         parts += 1;
         if parts > MAX_PARTS {
             return Err(bad_form(format!(
@@ -274,7 +343,7 @@ async fn receive(
     }
     let video = video.ok_or_else(|| {
         Problem::bad_field(
-            "missing_video",
+            Code::MissingVideo,
             "video",
             "the form has no `video` file field",
         )
@@ -294,8 +363,7 @@ async fn within<T>(
     match tokio::time::timeout(idle, step).await {
         Ok(result) => result.map_err(bad_multipart),
         Err(_) => Err(Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "upload_stalled",
+            Code::UploadStalled,
             format!("the upload paused for more than {} s", idle.as_secs()),
         )),
     }
@@ -310,20 +378,20 @@ async fn small_text(field: &mut Field<'_>, idle: Duration, cap: usize) -> Result
             return Err(Problem {
                 field: Some(name.clone()),
                 ..Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    Code::TooLarge,
                     format!("the `{name}` part is limited to {cap} bytes"),
                 )
             });
         }
         bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes)
-        .map_err(|_| Problem::bad_field("bad_upload", name.clone(), "the part is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| {
+        Problem::bad_field(Code::BadUpload, name.clone(), "the part is not UTF-8 text")
+    })
 }
 
 fn bad_form(detail: String) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "bad_upload", detail)
+    Problem::new(Code::BadUpload, detail)
 }
 
 /// Settings that passed every check, with what they mean for this video.
@@ -335,42 +403,57 @@ pub struct Checked {
 }
 
 /// Checks settings against the installed models and the output size limit for `input`.
-pub fn check_settings(
+/// Loading a custom model's graph (to learn its scale) is blocking work, so it runs off the
+/// async threads.
+pub async fn check_settings(
     app: &AppState,
     settings: Settings,
     input: &InputFacts,
 ) -> Result<Checked, Problem> {
+    let (base, max_output, input) = (app.base.clone(), app.config.max_output, input.clone());
+    tokio::task::spawn_blocking(move || check_settings_now(&base, max_output, settings, &input))
+        .await
+        .map_err(Problem::internal)?
+}
+
+fn check_settings_now(
+    base: &Config,
+    max_output: (u64, u64),
+    settings: Settings,
+    input: &InputFacts,
+) -> Result<Checked, Problem> {
+    let catalog = Catalog::builtin();
     // A model the client names is a catalog or installed one, never a path; the passes are
     // then that model, the presets' or the operator's default (`MODEL_PATH`).
     if let Some(name) = &settings.model {
-        ModelRef::resolve_for_client(name, &app.base, &app.catalog)
-            .map_err(|e| Problem::bad_field("model_unavailable", "model", e.to_string()))?;
+        ModelRef::resolve_for_client(name, base, catalog)
+            .map_err(|e| Problem::bad_field(Code::ModelUnavailable, "model", e.to_string()))?;
     }
     let recipe = settings
-        .recipe(&app.catalog, app.base.default_model.as_deref())
+        .recipe(catalog, base.default_model.as_deref())
         .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
     // Every pass's model must be installed; the scale of a custom model comes from its graph.
     let mut scale = 1u64;
     for pass in &recipe.passes {
-        let model = ModelRef::resolve(Some(pass), &app.base, &app.catalog)
-            .map_err(|e| unavailable(pass, e))?;
-        scale *= match app.catalog.get(&model.name) {
+        let model =
+            ModelRef::resolve(Some(pass), base, catalog).map_err(|e| unavailable(pass, e))?;
+        scale *= match catalog.get(&model.name) {
             Some(m) => m.scale as u64,
             None => model.load().map_err(|e| unavailable(pass, e))?.1.scale as u64,
         };
     }
     if let Some(wanted) = recipe.scale.filter(|&s| s as u64 != scale) {
         return Err(Problem::bad_field(
-            "invalid_settings",
+            Code::InvalidSettings,
             "scale",
             format!("the model upscales {scale}x, not {wanted}x"),
         ));
     }
     let (ow, oh) = (input.width as u64 * scale, input.height as u64 * scale);
-    let (mw, mh) = app.config.max_output;
+    let (mw, mh) = max_output;
     if !((ow <= mw && oh <= mh) || (ow <= mh && oh <= mw)) {
         return Err(Problem::bad_field(
-            "output_too_large",
+            Code::OutputTooLarge,
             "scale",
             format!(
                 "{}x{} at {scale}x is {ow}x{oh}, over the {mw}x{mh} allowed",
@@ -396,7 +479,7 @@ fn unavailable(pass: &str, e: vsr_media::model_ref::ModelRefError) -> Problem {
             "the model could not be loaded; the server log says why".to_string()
         }
     };
-    Problem::bad_field("model_unavailable", "model", detail)
+    Problem::bad_field(Code::ModelUnavailable, "model", detail)
 }
 
 /// The `settings` field: a JSON object (the seed sends it as a string); absent means defaults.
@@ -412,26 +495,21 @@ pub fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
         } else {
             path
         };
-        Problem::bad_field("invalid_settings", field, e.into_inner().to_string())
+        Problem::bad_field(Code::InvalidSettings, field, e.into_inner().to_string())
     })
 }
 
 /// The probe's verdict in our own words: no server path, nothing FFmpeg printed (that goes
 /// to the log).
 fn unsupported(e: VideoError, name: &str) -> Problem {
-    let status = match e.code() {
-        "over_limit" => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    };
     tracing::info!(error = %e, "upload refused");
     let name: String = name.chars().take(100).collect();
-    Problem::new(status, e.code(), format!("{name}: {}", e.public_message()))
+    Problem::new(e.code(), format!("{name}: {}", e.public_message()))
 }
 
 fn too_large(max: u64) -> Problem {
     Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        Code::TooLarge,
         format!(
             "uploads are limited to {} MB (MAX_CONTENT_LENGTH)",
             max / 1_000_000
@@ -442,21 +520,20 @@ fn too_large(max: u64) -> Problem {
 fn bad_multipart(e: axum::extract::multipart::MultipartError) -> Problem {
     match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            Code::TooLarge,
             "the request is larger than MAX_CONTENT_LENGTH allows",
         ),
-        status => Problem::new(status, "bad_upload", e.body_text()),
+        status => Problem {
+            status,
+            ..Problem::new(Code::BadUpload, e.body_text())
+        },
     }
 }
 
 /// Free bytes on the file system holding `dir`.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `s` a valid out-pointer for the call.
-    (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0)
-        .then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 struct RemoveOnDrop(Option<PathBuf>);

@@ -26,7 +26,7 @@ pub fn download_url(app: &AppState, task: &Task) -> Value {
     }
     let expires = crate::store::now_ms() / 1000 + LINK_SECONDS;
     let expires = task.expires_at.map_or(expires, |e| expires.min(e / 1000));
-    let signature = sign(&app.secret, &task.id, expires);
+    let signature = sign(&app.secret, task.id.as_str(), expires);
     Value::String(format!(
         "/api/download/{}?expires={expires}&signature={signature}",
         task.id
@@ -58,7 +58,7 @@ pub fn task_view(app: &AppState, task: &Task) -> Value {
         "eventsUrl": format!("/api/events/{id}"),
         "cancelUrl": format!("/api/cancel/{id}"),
         "downloadUrl": download_url(app, task),
-        "error": task.error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
+        "error": task.error,
         "settings": {
             "requested": task.settings,
             "models": task.models,

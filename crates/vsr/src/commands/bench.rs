@@ -40,8 +40,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(video) = &args.pipeline {
         return pipeline(config, args, video);
     }
-    let catalog = Catalog::builtin();
-    let model = ModelRef::resolve(args.model.as_deref(), config, &catalog)?;
+    let model = ModelRef::resolve(args.model.as_deref(), config, Catalog::builtin())?;
     let (graph, _) = model.load()?;
     let options = args.run.options()?;
     let plan = Plan::new(&graph, options.isa, options.threads)?;
@@ -128,20 +127,12 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
     use vsr_media::video::pipeline::{self, Job};
     use vsr_media::video::{probe, Limits};
 
-    let catalog = Catalog::builtin();
-    let model = ModelRef::resolve(args.model.as_deref(), config, &catalog)?;
+    let model = ModelRef::resolve(args.model.as_deref(), config, Catalog::builtin())?;
     let settings = vsr_media::settings::Settings {
         model: Some(model.name.clone()),
         ..Default::default()
     };
-    let enhancer = vsr_media::enhance::Enhancer::load(
-        settings.recipe(&catalog, None)?,
-        config,
-        &catalog,
-        args.run.options()?,
-        &args.run.device()?,
-        args.run.strict_device(),
-    )?;
+    let enhancer = super::load(&settings, config, &args.run)?;
     let info = probe(video, &Limits::default())?;
     let (w, h) = (info.video.width as usize, info.video.height as usize);
     let frame = Tensor::from_vec(

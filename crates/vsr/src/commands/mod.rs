@@ -12,9 +12,9 @@ use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use vsr_runtime::{Isa, Options};
 
-use vsr_media::catalog::Catalog;
+use vsr_media::code::Code;
 use vsr_media::config::Config;
-use vsr_media::enhance::Enhancer;
+use vsr_media::enhance::{prepare, select_device, Enhancer};
 use vsr_media::settings::{Preset, Settings};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,15 +64,10 @@ impl RunArgs {
 
     /// The device to run on, announced in one line with the reason.
     pub fn device(&self) -> anyhow::Result<vsr_cuda::Device> {
-        let selection = vsr_cuda::select(self.device, &vsr_cuda::inventory())
-            .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+        let selection =
+            select_device(self.device).map_err(|e| anyhow::anyhow!("{e} [{}]", Code::from(&e)))?;
         eprintln!("device: {}", selection.reason);
         Ok(selection.device)
-    }
-
-    /// Whether CUDA was asked for by name (then models it cannot run are an error).
-    pub fn strict_device(&self) -> bool {
-        matches!(self.device, vsr_cuda::DeviceRequest::Cuda(_))
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {
@@ -123,23 +118,19 @@ impl SettingsArgs {
         }
     }
 
-    /// The models these settings ask for, loaded; notes about the choice go to stderr.
+    /// The models these settings ask for, loaded; the device and notes go to stderr.
     pub fn load(&self, config: &Config, run: &RunArgs) -> anyhow::Result<Enhancer> {
-        let catalog = Catalog::builtin();
-        let recipe = self
-            .settings()
-            .recipe(&catalog, config.default_model.as_deref())
-            .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
-        for note in &recipe.notes {
-            eprintln!("note: {note}");
-        }
-        Ok(Enhancer::load(
-            recipe,
-            config,
-            &catalog,
-            run.options()?,
-            &run.device()?,
-            run.strict_device(),
-        )?)
+        load(&self.settings(), config, run)
     }
+}
+
+/// `settings` loaded for `run` through the one path (`prepare`), its choices told on stderr.
+pub fn load(settings: &Settings, config: &Config, run: &RunArgs) -> anyhow::Result<Enhancer> {
+    let prepared = prepare(settings, config, run.device, run.options()?)
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    eprintln!("device: {}", prepared.selection.reason);
+    for note in &prepared.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(prepared.enhancer)
 }

@@ -66,13 +66,13 @@ fn print(text: &str) -> anyhow::Result<()> {
 
 pub fn fetch(config: &Config, names: &[String], all: bool) -> anyhow::Result<()> {
     let catalog = Catalog::builtin();
-    let selected = fetch::select(&catalog, names, all)?;
+    let selected = fetch::select(catalog, names, all)?;
     eprintln!(
         "fetching {} model(s) into {}",
         selected.len(),
         config.models_dir.display()
     );
-    fetch::fetch(config, &catalog, &selected, &mut |line| {
+    fetch::fetch(config, catalog, &selected, &mut |line| {
         eprintln!("  {line}")
     })?;
     Ok(())

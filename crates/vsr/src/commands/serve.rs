@@ -54,7 +54,7 @@ pub fn serve(base: Config, args: &ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(config.log_json);
-    runtime()?.block_on(service::serve(base, config))
+    runtime()?.block_on(service::run(base, config))
 }
 
 pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {

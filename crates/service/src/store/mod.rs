@@ -1,0 +1,339 @@
+//! Tasks and their life cycle, behind the [`TaskStore`] trait: the API writes requests,
+//! workers claim queued tasks and write progress and results, and both read. The task row is
+//! the one record of what is queued: a worker claims the oldest queued row atomically, so a
+//! task runs once however many workers poll. `sqlite` is the embedded backend.
+
+mod sqlite;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use vsr_media::code::Code;
+use vsr_media::settings::Settings;
+
+pub use sqlite::SqliteStore;
+
+/// An enum stored as text: one table gives each value's text, `FromStr` refuses any other.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in table order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<$name, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(UnknownValue(s.to_string())),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// Text that names no value of the enum it was read as.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownValue(pub String);
+
+text_enum! {
+    /// Where a task is in its life.
+    Status {
+        /// Uploaded and probed, waiting for `POST /api/start` (the web page previews first).
+        Draft = "draft",
+        Queued = "queued",
+        Processing = "processing",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        /// Ended, then its files were removed after the retention period.
+        Expired = "expired",
+    }
+}
+
+impl Status {
+    /// Whether the task has ended (nothing runs it any more).
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Draft | Status::Queued | Status::Processing)
+    }
+}
+
+text_enum! {
+    /// What a task is doing now, finer than its status (shown as `stage`).
+    Stage {
+        Draft = "draft",
+        Queued = "queued",
+        /// Claimed by a worker, not yet loading.
+        Starting = "starting",
+        LoadingModel = "loading_model",
+        Upscaling = "upscaling",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        Expired = "expired",
+    }
+}
+
+impl From<Status> for Stage {
+    /// The stage a task is at when it enters `status`.
+    fn from(status: Status) -> Stage {
+        match status {
+            Status::Draft => Stage::Draft,
+            Status::Queued => Stage::Queued,
+            Status::Processing => Stage::Starting,
+            Status::Completed => Stage::Completed,
+            Status::Failed => Stage::Failed,
+            Status::Cancelled => Stage::Cancelled,
+            Status::Expired => Stage::Expired,
+        }
+    }
+}
+
+/// A task's id: a UUID, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// A fresh random id.
+    pub fn new() -> TaskId {
+        TaskId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id in `text`, if it is one (anything else names no task).
+    pub fn parse(text: &str) -> Option<TaskId> {
+        uuid::Uuid::parse_str(text)
+            .ok()
+            .map(|u| TaskId(u.hyphenated().to_string()))
+            .filter(|id| id.0 == text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> TaskId {
+        TaskId::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a task failed, as its status shows it: a stable code and our own words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskError {
+    pub code: Code,
+    pub message: String,
+}
+
+/// What the probe found about the upload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputFacts {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub frames: u64,
+    pub duration: f64,
+}
+
+/// One task, as stored.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: TaskId,
+    /// Fingerprint of the API key that created it, if keys are in use.
+    pub owner: Option<String>,
+    pub status: Status,
+    pub stage: Stage,
+    pub settings: Settings,
+    /// Models that run and notes on every setting (effective settings).
+    pub models: Vec<String>,
+    pub notes: Vec<String>,
+    pub input_name: String,
+    pub input_path: PathBuf,
+    pub output_path: PathBuf,
+    pub input: InputFacts,
+    pub output_size: (u32, u32),
+    pub current_frame: u64,
+    pub total_frames: u64,
+    pub fps: f64,
+    pub eta_seconds: f64,
+    pub error: Option<TaskError>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub output_bytes: Option<i64>,
+}
+
+impl Task {
+    pub fn progress(&self) -> f64 {
+        match self.status {
+            Status::Completed | Status::Expired => 100.0,
+            _ if self.total_frames == 0 => 0.0,
+            _ => (100.0 * self.current_frame as f64 / self.total_frames as f64).min(100.0),
+        }
+    }
+}
+
+/// Progress a worker reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    pub stage: Stage,
+    pub current_frame: u64,
+    pub total_frames: u64,
+    pub fps: f64,
+    pub eta_seconds: f64,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// A terminal status.
+    pub status: Status,
+    pub error: Option<TaskError>,
+    /// When its files are swept.
+    pub expires_at: i64,
+    /// Size of the result, when there is one.
+    pub output_bytes: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored task {0} is unreadable: {1}")]
+    Corrupt(String, String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where tasks are kept. Every method is one atomic step, safe for several processes.
+#[async_trait::async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Records a new task; an `idempotency_key` already used by the same owner fails.
+    async fn insert(&self, task: &Task, idempotency_key: Option<&str>) -> Result<(), StoreError>;
+
+    async fn get(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// The owner's task created with `key`, if any.
+    async fn find_idempotent(
+        &self,
+        owner: Option<&str>,
+        key: &str,
+    ) -> Result<Option<Task>, StoreError>;
+
+    /// Newest first, and how many there are in all; `owner` limits both to one key's tasks.
+    async fn list(
+        &self,
+        owner: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Task>, i64), StoreError>;
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, i64)>, StoreError>;
+
+    /// Tasks queued and not yet claimed.
+    async fn count_waiting(&self) -> Result<i64, StoreError>;
+
+    /// Claims the oldest queued task for the worker process `pid`, if there is one.
+    async fn claim_next(&self, pid: u32) -> Result<Option<Task>, StoreError>;
+
+    /// Records progress; returns whether a cancel was asked for (or the task is gone).
+    async fn progress(&self, id: &TaskId, report: &Report) -> Result<bool, StoreError>;
+
+    /// Ends a task that has not ended yet.
+    async fn finish(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Queues a draft with its final settings; false if it is not a draft any more.
+    async fn start(&self, task: &Task) -> Result<bool, StoreError>;
+
+    /// Puts a task its worker could not finish (it is stopping) back in the queue.
+    async fn release(&self, id: &TaskId) -> Result<(), StoreError>;
+
+    async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError>;
+
+    /// Tasks a stopped server left processing go back to the queue; their ids are returned.
+    async fn requeue_interrupted(&self) -> Result<Vec<TaskId>, StoreError>;
+
+    /// The tasks a worker process was running.
+    async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Ended tasks whose files are past their retention at `now` (ms).
+    async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError>;
+
+    async fn mark_expired(&self, id: &TaskId) -> Result<(), StoreError>;
+
+    /// File names (without folder) of every upload and result a live task refers to.
+    async fn referenced_files(&self) -> Result<HashSet<String>, StoreError>;
+
+    async fn delete(&self, id: &TaskId) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_round_trips_and_refuses_unknown_values() {
+        for &s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+        for &s in Stage::ALL {
+            assert_eq!(s.as_str().parse::<Stage>(), Ok(s));
+        }
+        assert_eq!(
+            "finished".parse::<Status>(),
+            Err(UnknownValue("finished".into()))
+        );
+        let id = TaskId::new();
+        assert_eq!(TaskId::parse(id.as_str()), Some(id));
+        assert_eq!(TaskId::parse("nope"), None);
+        assert_eq!(TaskId::parse("../etc"), None);
+        // Only the canonical form names a task (so ids compare as text).
+        assert_eq!(TaskId::parse("0B5E9D3C-7F1E-4C2A-9F3E-2D1C0B9A8F7E"), None);
+    }
+}

@@ -7,6 +7,7 @@
 //! or, where there is no Rust toolchain, the bundle `tools/device_bundle.sh` makes.
 //! Cases whose model is not in `VSR_MODELS_DIR` are listed and skipped (the bundle carries
 //! the models in parts); at least one must run.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test reports what it measured
 
 #[path = "../../runtime/tests/common/mod.rs"]
 mod common;

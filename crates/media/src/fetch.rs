@@ -174,7 +174,7 @@ fn download_wheel(
         wheel.version,
         dir.display()
     ));
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(&config.python);
     cmd.args([
         "-m",
         "pip",
@@ -198,11 +198,6 @@ fn download_wheel(
         source,
     })?;
     find().ok_or_else(|| FetchError::NoWheel(package.to_string(), dir.clone()))
-}
-
-/// The Python that runs pip: `VSR_PYTHON`, else `python3`.
-fn python() -> String {
-    std::env::var("VSR_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// Resolves names to catalog entries, or every model for `all`.
@@ -242,6 +237,7 @@ mod tests {
             default_model: None,
             model_config: None,
             custom_models_dir: dir.path().join("models/custom"),
+            python: "python3".into(),
         };
         std::fs::create_dir_all(config.wheels_dir()).unwrap();
         let wheel =

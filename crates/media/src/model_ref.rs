@@ -193,7 +193,7 @@ impl ModelRef {
 
 /// Output size over input size, found by asking the graph about a 64x64 input.
 fn infer_scale(graph: &Graph) -> Result<usize, vsr_runtime::RunError> {
-    let plan = vsr_runtime::Plan::new(graph, vsr_runtime::Isa::Portable, 1)?;
+    let plan = vsr_runtime::Plan::new(graph, vsr_runtime::Isa::portable(), 1)?;
     let out = plan.output_shape(Shape::image(64, 64, 3))?;
     Ok((out.w / 64).max(1))
 }

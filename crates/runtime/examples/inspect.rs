@@ -1,6 +1,7 @@
 //! Prints what the runtime makes of a model: layers, fused steps, tile context and memory
 //! (with Real-ESRGAN's image conventions; sizes are of the network input).
 //! `cargo run --release -p vsr-runtime --example inspect -- MODEL.param [WIDTH HEIGHT]`
+#![allow(clippy::print_stdout, clippy::print_stderr)] // it reports what it measured
 
 use std::path::PathBuf;
 

@@ -17,12 +17,12 @@ pub mod weights;
 pub use error::{LoadError, LoadErrorKind, RunError};
 pub use executor::Executor;
 pub use graph::Graph;
-pub use kernels::Isa;
+pub use kernels::{Isa, IsaLevel, UnsupportedIsa};
 pub use tensor::Tensor;
 pub mod ops;
 pub mod plan;
 
-pub use plan::Plan;
+pub use plan::{Plan, Tuning};
 pub use tensor::Shape;
 pub mod upscaler;
 

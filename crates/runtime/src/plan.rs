@@ -43,6 +43,7 @@ pub struct Plan {
     last_use: Vec<usize>,
     isa: Isa,
     threads: usize,
+    tuning: Tuning,
     pool: rayon::ThreadPool,
     /// Activation buffers kept between runs (see [`BufferPool`]).
     buffers: std::sync::Mutex<BufferPool>,
@@ -67,9 +68,29 @@ fn shape_err(name: &str, reason: impl Into<String>) -> RunError {
     }
 }
 
+/// Knobs for measuring and tuning rather than for users; the `vsr` binary fills them from
+/// `VSR_PROFILE` and `VSR_WINO_TILES`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Log every layer's time (`tracing`, target `vsr_runtime::profile`, level info).
+    pub profile: bool,
+    /// Winograd tiles per block instead of the L2-sized default.
+    pub winograd_tiles: Option<usize>,
+}
+
 impl Plan {
     /// Prepares `graph` to run with `threads` worker threads (0 = one per core).
     pub fn new(graph: &Graph, isa: Isa, threads: usize) -> Result<Plan, RunError> {
+        Self::with_tuning(graph, isa, threads, Tuning::default())
+    }
+
+    /// [`Plan::new`] with tuning knobs.
+    pub fn with_tuning(
+        graph: &Graph,
+        isa: Isa,
+        threads: usize,
+        tuning: Tuning,
+    ) -> Result<Plan, RunError> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -167,7 +188,9 @@ impl Plan {
                     // Every 3x3 stride-1 convolution, even with 3 input channels: its
                     // transforms still cost less than gathering 27-wide im2col rows.
                     if Winograd::supports(&s) {
-                        Prepared::Winograd(Winograd::new(&s, isa))
+                        Prepared::Winograd(
+                            Winograd::new(&s, isa).with_block_tiles(tuning.winograd_tiles),
+                        )
                     } else {
                         Prepared::Im2col(Im2colConv::new(&s, isa))
                     }
@@ -205,6 +228,7 @@ impl Plan {
             last_use,
             isa,
             threads,
+            tuning,
             pool,
             buffers: Default::default(),
         })
@@ -385,7 +409,7 @@ impl Plan {
             data.copy_from_slice(&t.data);
             values[*v] = Some(Tensor::with_shape(t.shape(), data));
         }
-        let profile = std::env::var_os("VSR_PROFILE").is_some();
+        let profile = self.tuning.profile;
         for (i, step) in self.steps.iter().enumerate() {
             let started = std::time::Instant::now();
             let ins: Vec<Shape> = step
@@ -438,7 +462,8 @@ impl Plan {
                 }
             }
             if profile {
-                eprintln!(
+                tracing::info!(
+                    target: "vsr_runtime::profile",
                     "{:>8.2} ms  {:<40} {}",
                     started.elapsed().as_secs_f64() * 1e3,
                     step.name,

@@ -62,6 +62,8 @@ pub struct Options {
     pub memory_budget: usize,
     /// Force this tile size (input pixels, per side) instead of choosing one from the budget.
     pub tile: Option<usize>,
+    /// Profiling and kernel tuning (off and automatic by default).
+    pub tuning: crate::plan::Tuning,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             threads: 0,
             memory_budget: 2 << 30,
             tile: None,
+            tuning: crate::plan::Tuning::default(),
         }
     }
 }
@@ -113,7 +116,7 @@ impl Upscaler {
                 got: format!("{spec:?}"),
             });
         }
-        let plan = Plan::new(graph, options.isa, options.threads)?;
+        let plan = Plan::with_tuning(graph, options.isa, options.threads, options.tuning)?;
         let (radius, global) = receptive_field(graph);
         // Probe the network once to see whether its output keeps the padded border.
         let probe = 16 * spec.align.max(4) + 2 * spec.prepadding;
@@ -156,7 +159,7 @@ impl Upscaler {
 
     /// Gives up on the accelerator: the CPU plan runs every later window.
     fn abandon_accelerator(&self, accel: &dyn Executor, why: &RunError) {
-        eprintln!("{}: {why}; continuing on the CPU", accel.name());
+        tracing::warn!(device = accel.name(), reason = %why, "continuing on the CPU");
         self.accelerator_failed.store(true, Ordering::Relaxed);
     }
 
@@ -225,9 +228,11 @@ impl Upscaler {
                         self.abandon_accelerator(accel, &e);
                     } else {
                         let smaller = (tile / 2).max(MIN_TILE);
-                        eprintln!(
-                            "{}: out of memory with {tile}-pixel tiles; retrying with {smaller}",
-                            accel.name()
+                        tracing::warn!(
+                            device = accel.name(),
+                            tile,
+                            smaller,
+                            "out of memory; retrying with smaller tiles"
                         );
                         self.device_tile_limit.fetch_min(smaller, Ordering::Relaxed);
                     }

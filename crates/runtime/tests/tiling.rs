@@ -6,6 +6,7 @@
 //! their measured deviation is bounded here and documented in docs/models.md. SPAN amplifies
 //! float rounding ~1000x around one sharp edge of the test image (see the golden tests), so
 //! summation-order differences show there too.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test reports what it measured
 
 mod common;
 

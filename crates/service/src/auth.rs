@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 use vsr_media::code::Code;
 
 use super::problem::Problem;
@@ -67,16 +68,12 @@ impl Keys {
     /// The fingerprint of `given` if it is one of the keys.
     fn check(&self, given: &str) -> Option<String> {
         let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-        // Every key is compared in full, whichever matches.
-        let mut found = false;
-        for key in &self.0 {
-            found |= key
-                .iter()
-                .zip(&digest)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        }
-        found.then(|| hex(&digest[..8]))
+        // Every key is compared in full and in constant time, whichever matches.
+        let found = self
+            .0
+            .iter()
+            .fold(Choice::from(0), |found, key| found | key.ct_eq(&digest));
+        bool::from(found).then(|| hex(&digest[..8]))
     }
 }
 

@@ -56,6 +56,9 @@ pub struct ServiceConfig {
     /// loopback names when listening on loopback (so a web page that rebinds its own name to
     /// 127.0.0.1 is refused), any name otherwise.
     pub allowed_hosts: Vec<String>,
+    /// Serve the web page's files from this folder, read at each request (development;
+    /// `VSR_WEB_DIR`); the embedded copies otherwise.
+    pub web_dir: Option<PathBuf>,
     /// Limits on connections and request bodies; see docs/security.md.
     pub http: HttpLimits,
 }
@@ -136,6 +139,7 @@ impl Default for ServiceConfig {
             worker_program: None,
             metrics_key: None,
             allowed_hosts: Vec::new(),
+            web_dir: None,
             http: HttpLimits::default(),
         }
     }
@@ -278,6 +282,9 @@ impl ServiceConfig {
             if let Some(v) = get(key) {
                 *slot = parse(key, v)?;
             }
+        }
+        if let Some(v) = get("VSR_WEB_DIR") {
+            self.web_dir = Some(v.into());
         }
         if let Some(v) = get("VSR_METRICS_KEY") {
             self.metrics_key = Some(v);

@@ -10,13 +10,13 @@ mod api;
 mod auth;
 pub mod config;
 mod listener;
+mod metrics;
 mod problem;
 pub mod store;
 mod supervisor;
 mod sweeper;
 pub mod worker;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -30,14 +30,6 @@ use vsr_media::config::Config;
 use crate::config::ServiceConfig;
 use crate::store::{SqliteStore, TaskStore};
 
-/// Counters for `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    /// Requests by status class, 1xx to 5xx.
-    pub requests: [AtomicU64; 5],
-    pub upload_bytes: AtomicU64,
-}
-
 /// What every request handler can reach.
 pub struct App {
     pub config: ServiceConfig,
@@ -47,7 +39,7 @@ pub struct App {
     pub keys: auth::Keys,
     /// Signs download links.
     pub secret: Vec<u8>,
-    pub metrics: Metrics,
+    pub metrics: metrics::Metrics,
     /// Previews run one at a time: each is a full model run in this process.
     pub previews: tokio::sync::Semaphore,
     /// Uploads being received; a full set answers 503 at once.
@@ -118,7 +110,7 @@ pub async fn serve(
     let app = Arc::new(App {
         keys: auth::Keys::new(&config.api_keys),
         catalog: Catalog::builtin(),
-        metrics: Metrics::default(),
+        metrics: metrics::Metrics::new(config.workers),
         previews: tokio::sync::Semaphore::new(1),
         uploads: Arc::new(tokio::sync::Semaphore::new(
             config.http.max_concurrent_uploads.max(1),

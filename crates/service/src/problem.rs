@@ -120,22 +120,37 @@ impl From<crate::store::StoreError> for Problem {
     }
 }
 
+/// A problem as clients receive it (RFC 9457), for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProblemBody {
+    /// `/problems/CODE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, in our own words.
+    pub detail: String,
+    /// The stable code clients match on.
+    pub code: String,
+    /// The request field at fault, for settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({
-            "type": format!("/problems/{}", self.code),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
-        if let Some(field) = self.field {
-            body["field"] = field.into();
-        }
+        let body = ProblemBody {
+            kind: format!("/problems/{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").into(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.as_str().into(),
+            field: self.field,
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            serde_json::to_string(&body).expect("a problem serialises"),
         )
             .into_response()
     }

@@ -1,5 +1,6 @@
 //! `vsr`: the single entry point for every command: arguments parsed here, the work done by
 //! the `vsr-media` library (models, video) and the `vsr-service` library (`vsr serve`).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the binary talks to the terminal
 
 mod commands;
 
@@ -87,6 +88,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.cache_dir);
+    // The service sets up its own logging (text or JSON, from its configuration).
+    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+        commands::init_cli_logging();
+    }
     match &cli.command {
         Command::Models {
             action: ModelsCommand::List { json },

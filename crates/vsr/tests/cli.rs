@@ -1,4 +1,5 @@
 //! The `vsr` binary end to end, on real images and the installed models.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test reports what it measured
 
 mod common;
 

@@ -751,7 +751,7 @@ fn slow_clients_are_dropped() {
     // A replay answered before its body still obeys the idle timeout while it is drained.
     let (reply, took) = raw_request(
         port,
-        format!("POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: once\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\n"),
+        "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: once\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\n".to_string(),
         Vec::new(),
         1,
         Duration::ZERO,

@@ -686,6 +686,36 @@ fn meta_endpoints_and_config() {
     ] {
         assert!(paths.contains_key(path), "{path} missing from OpenAPI");
     }
+    // Response bodies carry their schemas, generated from the handlers' types.
+    let ok = &paths["/api/status/{id}"]["get"]["responses"]["200"];
+    let name = ok["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .unwrap_or_else(|| panic!("no schema for the status: {ok}"));
+    let task_schema = &api["components"]["schemas"][name];
+    for field in [
+        "taskId",
+        "status",
+        "progress",
+        "downloadUrl",
+        "settings",
+        "input",
+    ] {
+        assert!(
+            task_schema["properties"][field].is_object(),
+            "{field} missing from {name}: {task_schema}"
+        );
+    }
+    let schemas = api["components"]["schemas"].as_object().unwrap();
+    for needed in [
+        "InputFacts",
+        "ProgressView",
+        "TaskList",
+        "Health",
+        "ProblemBody",
+    ] {
+        assert!(schemas.contains_key(needed), "no {needed} schema");
+    }
     for (path, ops) in paths {
         let url = path
             .replace("{id}", "no-such-task")

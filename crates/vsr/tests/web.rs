@@ -2,6 +2,7 @@
 //! `tests/web/e2e.mjs`) against the real server: upload, facts, preview, start, live progress,
 //! download, the result's before/after, an error and a cancel, at 1280x800 and 390 px wide.
 //! Screenshots of every step land in target/screenshots for people to look at.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test reports what it measured
 
 mod common;
 

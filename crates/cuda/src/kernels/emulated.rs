@@ -214,7 +214,7 @@ fn binary_ops_broadcast_as_ncnn_does() {
             let (a, b) = (t(ah, aw, ac, 3), t(bh, bw, bc, 4));
             let shape = elementwise::broadcast_shape(a.shape(), b.shape()).unwrap();
             let mut want = Tensor::zeros(shape.h, shape.w, shape.c);
-            elementwise::binary(Isa::Portable, kind, &a, &b, &mut want);
+            elementwise::binary(Isa::portable(), kind, &a, &b, &mut want);
             let (ax, bx, n) = (half(&a.data), half(&b.data), want.len());
             let mut y = vec![0; n];
             let i = |v: usize| v as i32;
@@ -245,7 +245,7 @@ fn binary_ops_broadcast_as_ncnn_does() {
         // With a scalar (bh = 0).
         let a = t(3, 4, 5, 5);
         let mut want = a.clone();
-        elementwise::binary_scalar(Isa::Portable, kind, &mut want, 0.75);
+        elementwise::binary_scalar(Isa::portable(), kind, &mut want, 0.75);
         let (ax, n) = (half(&a.data), a.len());
         let mut y = vec![0; n];
         per_element(n, || unsafe {
@@ -484,7 +484,7 @@ fn squeeze_excitation_pooling_and_dense_layers() {
         Activation::Relu { slope: 0.1 },
         Activation::Sigmoid,
     ] {
-        let layer = reduce::InnerProduct::new(&weights, &bias, &act, Isa::Portable);
+        let layer = reduce::InnerProduct::new(&weights, &bias, &act, Isa::portable());
         let want = layer.run(&Tensor::vector(v.clone()));
         let (mode, p0, p1) = activation_mode(&act);
         let (vs, s) = (half(&v), slopes(&act));

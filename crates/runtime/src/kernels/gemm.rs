@@ -4,22 +4,23 @@
 //! streams it linearly while broadcasting elements of row-major `A`. Register blocking per ISA:
 //! AVX-512 12x32, AVX2 6x16, portable 4x16.
 
-use super::Isa;
+use super::{Isa, IsaLevel};
 
 /// Width of a packed panel for an ISA.
 pub fn panel_width(isa: Isa) -> usize {
-    match isa {
-        Isa::Avx512 => 32,
-        Isa::Avx2 | Isa::Portable => 16,
+    match isa.level() {
+        IsaLevel::Avx512 => 32,
+        IsaLevel::Avx2 | IsaLevel::Portable => 16,
     }
 }
 
 /// A `k x n` weight matrix packed for the micro-kernels of one ISA.
 #[derive(Debug, Clone)]
 pub struct PackedB {
-    pub k: usize,
-    pub n: usize,
-    pub nr: usize,
+    // Crate-private: the micro-kernels read `data` unchecked, trusting these three.
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) nr: usize,
     data: Vec<f32>,
 }
 
@@ -55,13 +56,14 @@ pub fn gemm(isa: Isa, m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32
     assert!(a.len() >= (m - 1) * lda + b.k, "gemm A too short");
     assert!(c.len() >= (m - 1) * ldc + b.n.min(ldc), "gemm C too short");
     assert_eq!(b.nr, panel_width(isa), "B packed for another ISA");
-    // SAFETY: the asserts above bound every access the drivers make; the ISA was detected.
+    // SAFETY: the asserts above bound every access the drivers make; an `Isa` is one the CPU
+    // has.
     unsafe {
-        match isa {
+        match isa.level() {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::gemm_avx512(m, a, lda, b, c, ldc),
+            IsaLevel::Avx512 => x86::gemm_avx512(m, a, lda, b, c, ldc),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::gemm_avx2(m, a, lda, b, c, ldc),
+            IsaLevel::Avx2 => x86::gemm_avx2(m, a, lda, b, c, ldc),
             _ => drive::<Portable>(m, a, lda, b, c, ldc),
         }
     }

@@ -10,60 +10,115 @@ pub mod math;
 /// Width of the lane arrays the element-wise kernels work on.
 pub const LANES: usize = 16;
 
-/// The instruction set the kernels run with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
+/// An instruction-set level, as a user names one (`--isa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IsaLevel {
     Avx512,
     Avx2,
     Portable,
 }
 
+impl IsaLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            IsaLevel::Avx512 => "avx512",
+            IsaLevel::Avx2 => "avx2",
+            IsaLevel::Portable => "portable",
+        }
+    }
+
+    /// The CPU features the level's kernels are compiled with.
+    fn features(self) -> &'static [&'static str] {
+        match self {
+            IsaLevel::Avx512 => &["avx512f", "avx512vl", "avx2", "fma"],
+            IsaLevel::Avx2 => &["avx2", "fma"],
+            IsaLevel::Portable => &[],
+        }
+    }
+}
+
+/// An instruction set this CPU has, which the kernels run with. Only the constructors here
+/// make one, and each checks the CPU, so a kernel compiled for it (`dispatch!`) can never run
+/// on a CPU without it: the safety argument of every `#[target_feature]` call rests on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Isa(IsaLevel);
+
+/// An instruction set was asked for that this CPU does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this CPU does not support {} (it has {})", .wanted.name(), .best.name())]
+pub struct UnsupportedIsa {
+    pub wanted: IsaLevel,
+    pub best: IsaLevel,
+}
+
 impl Isa {
-    /// The best the CPU supports, unless `VSR_ISA=portable|avx2|avx512` asks for less.
+    /// The best instruction set the CPU has.
     pub fn detect() -> Isa {
-        let best = Self::best_supported();
-        match std::env::var("VSR_ISA").ok().as_deref() {
-            Some("portable") => Isa::Portable,
-            Some("avx2") if best != Isa::Portable => Isa::Avx2,
-            _ => best,
+        Isa(Self::best_level(&cpu_has))
+    }
+
+    /// `level`, if the CPU has it.
+    pub fn new(level: IsaLevel) -> Result<Isa, UnsupportedIsa> {
+        Self::checked(level, &cpu_has)
+    }
+
+    /// Plain Rust kernels, which every CPU runs.
+    pub fn portable() -> Isa {
+        Isa(IsaLevel::Portable)
+    }
+
+    /// `level` if `has` reports every feature it needs.
+    fn checked(level: IsaLevel, has: &dyn Fn(&str) -> bool) -> Result<Isa, UnsupportedIsa> {
+        if level.features().iter().all(|f| has(f)) {
+            Ok(Isa(level))
+        } else {
+            Err(UnsupportedIsa {
+                wanted: level,
+                best: Self::best_level(has),
+            })
         }
     }
 
-    fn best_supported() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
+    fn best_level(has: &dyn Fn(&str) -> bool) -> IsaLevel {
+        [IsaLevel::Avx512, IsaLevel::Avx2]
+            .into_iter()
+            .find(|l| l.features().iter().all(|f| has(f)))
+            .unwrap_or(IsaLevel::Portable)
     }
 
-    /// Every ISA this CPU can run, best first (for tests that compare them).
+    /// Every instruction set this CPU can run, best first (for tests that compare them).
     pub fn all_supported() -> Vec<Isa> {
-        let mut v = vec![Self::best_supported()];
-        if v[0] == Isa::Avx512 {
-            v.push(Isa::Avx2);
-        }
-        if v[0] != Isa::Portable {
-            v.push(Isa::Portable);
-        }
-        v
+        [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Portable]
+            .into_iter()
+            .filter_map(|l| Isa::new(l).ok())
+            .collect()
+    }
+
+    pub fn level(self) -> IsaLevel {
+        self.0
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Isa::Avx512 => "avx512",
-            Isa::Avx2 => "avx2",
-            Isa::Portable => "portable",
+        self.0.name()
+    }
+}
+
+/// Whether this CPU has the named feature.
+fn cpu_has(feature: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match feature {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            _ => false,
         }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = feature;
+        false
     }
 }
 
@@ -91,23 +146,23 @@ macro_rules! dispatch {
             unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            match $isa {
-                // SAFETY: `Isa::detect` only returns an ISA the CPU supports.
-                $crate::kernels::Isa::Avx512 => {
+            match $crate::kernels::Isa::level($isa) {
+                // SAFETY: an `Isa` exists only for an instruction set the CPU has.
+                $crate::kernels::IsaLevel::Avx512 => {
                     let f = $crate::kernels::closure(
                         #[inline(always)]
                         || $body,
                     );
                     unsafe { run_avx512(f) }
                 }
-                $crate::kernels::Isa::Avx2 => {
+                $crate::kernels::IsaLevel::Avx2 => {
                     let f = $crate::kernels::closure(
                         #[inline(always)]
                         || $body,
                     );
                     unsafe { run_avx2(f) }
                 }
-                $crate::kernels::Isa::Portable => $body,
+                $crate::kernels::IsaLevel::Portable => $body,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -116,4 +171,30 @@ macro_rules! dispatch {
             $body
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CPU without AVX-512 or AVX2 gets an error for them, and portable kernels.
+    #[test]
+    fn an_isa_the_cpu_lacks_is_refused() {
+        let nothing = |_: &str| false;
+        for level in [IsaLevel::Avx512, IsaLevel::Avx2] {
+            let err = Isa::checked(level, &nothing).unwrap_err();
+            assert_eq!(err.best, IsaLevel::Portable);
+            assert!(err.to_string().contains(level.name()), "{err}");
+        }
+        assert_eq!(
+            Isa::checked(IsaLevel::Portable, &nothing),
+            Ok(Isa::portable())
+        );
+        let avx2_only = |f: &str| f == "avx2" || f == "fma";
+        assert!(Isa::checked(IsaLevel::Avx512, &avx2_only).is_err());
+        assert_eq!(Isa::best_level(&avx2_only), IsaLevel::Avx2);
+        // What this CPU has is always accepted, the best first.
+        assert_eq!(Isa::all_supported()[0], Isa::detect());
+        assert_eq!(Isa::new(Isa::detect().level()), Ok(Isa::detect()));
+    }
 }

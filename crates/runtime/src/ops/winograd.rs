@@ -42,6 +42,8 @@ pub struct Winograd {
     bias: Vec<f32>,
     act: Activation,
     isa: Isa,
+    /// Tiles per block when tuning asks for a count (`Tuning::winograd_tiles`).
+    block_tiles: Option<usize>,
 }
 
 impl Winograd {
@@ -100,7 +102,14 @@ impl Winograd {
             bias,
             act,
             isa,
+            block_tiles: None,
         }
+    }
+
+    /// Runs with `tiles` tiles per block instead of the L2-sized default (for tuning).
+    pub fn with_block_tiles(mut self, tiles: Option<usize>) -> Self {
+        self.block_tiles = tiles;
+        self
     }
 
     pub fn in_channels(&self) -> usize {
@@ -119,10 +128,7 @@ impl Winograd {
 
     /// Tiles per block: enough rows for the GEMM, few enough that the block stays in L2.
     fn block_tiles(&self) -> usize {
-        if let Some(t) = std::env::var("VSR_WINO_TILES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(t) = self.block_tiles.filter(|&t| t > 0) {
             return t;
         }
         let per_tile = 64 * (self.in_c.next_multiple_of(LANES) + self.u[0].padded_n());
@@ -130,6 +136,21 @@ impl Winograd {
     }
 
     pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
+        // The output is written through raw pointers below: its size is checked here, where
+        // a caller hands it over.
+        assert!(
+            input.c == self.in_c && input.data.len() == input.h * input.w * input.c,
+            "winograd input is not {}-channel {}x{}",
+            self.in_c,
+            input.w,
+            input.h
+        );
+        assert!(
+            output.c == self.out_c
+                && output.data.len() == output.h * output.w * output.c
+                && self.out_shape(input.h, input.w) == Some((output.h, output.w)),
+            "winograd output buffer does not fit the input"
+        );
         let (oh, ow) = (output.h, output.w);
         let tiles_w = ow.div_ceil(6);
         let tiles = oh.div_ceil(6) * tiles_w;

@@ -1,97 +1,162 @@
-//! About the server: models, health, Prometheus metrics and the OpenAPI description.
-
-use std::sync::atomic::Ordering;
+//! About the server: models, health, Prometheus metrics and the OpenAPI description (built
+//! from the route table the router is built from, with each body's schema from its type).
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
 use vsr_cuda::Device;
-
-use super::ROUTES;
-use crate::store::Status;
-use crate::AppState;
 use vsr_media::settings::{Preset, SCALES};
 
-pub async fn models(State(app): State<AppState>) -> Json<Value> {
-    let mut models: Vec<Value> = app
+use super::ROUTES;
+use crate::AppState;
+
+/// A model the server offers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    pub name: String,
+    /// `custom` for models the operator installed.
+    pub family: String,
+    /// Its own scale (unknown for custom models until loaded).
+    pub scale: Option<u32>,
+    /// The denoise variant (catalog models).
+    pub denoise: Option<String>,
+    pub licence: Option<String>,
+    pub installed: bool,
+}
+
+/// A quality preset and the model it starts from at each scale.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresetView {
+    pub name: String,
+    pub summary: String,
+    pub models: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelsView {
+    pub models: Vec<ModelView>,
+    pub presets: Vec<PresetView>,
+    pub scales: Vec<u32>,
+}
+
+pub async fn models(State(app): State<AppState>) -> Json<ModelsView> {
+    let mut models: Vec<ModelView> = app
         .catalog
         .models
         .iter()
-        .map(|m| {
-            json!({
-                "name": m.name, "family": m.family, "scale": m.scale, "denoise": m.denoise,
-                "licence": m.licence, "installed": vsr_media::fetch::is_installed(&app.base, m),
-            })
+        .map(|m| ModelView {
+            name: m.name.clone(),
+            family: m.family.clone(),
+            scale: Some(m.scale as u32),
+            denoise: Some(m.denoise.clone()),
+            licence: Some(m.licence.clone()),
+            installed: vsr_media::fetch::is_installed(&app.base, m),
         })
         .collect();
     // Models the operator installed: offered by name (the scale is the model's own).
     models.extend(
         vsr_media::model_ref::ModelRef::custom_names(&app.base)
             .into_iter()
-            .map(
-                |name| json!({"name": name, "family": "custom", "scale": null, "installed": true}),
-            ),
+            .map(|name| ModelView {
+                name,
+                family: "custom".into(),
+                scale: None,
+                denoise: None,
+                licence: None,
+                installed: true,
+            }),
     );
-    let presets: Vec<Value> = Preset::ALL
+    let presets = Preset::ALL
         .iter()
-        .map(|p| json!({"name": p.name(), "summary": p.summary(), "models": {"2": p.base_model(2), "3": p.base_model(3), "4": p.base_model(4)}}))
+        .map(|p| PresetView {
+            name: p.name().to_string(),
+            summary: p.summary().to_string(),
+            models: [2, 3, 4]
+                .iter()
+                .map(|&s| (s.to_string(), p.base_model(s).to_string()))
+                .collect(),
+        })
         .collect();
-    Json(json!({"models": models, "presets": presets, "scales": SCALES}))
+    Json(ModelsView {
+        models,
+        presets,
+        scales: SCALES.to_vec(),
+    })
 }
 
-pub async fn health(State(app): State<AppState>) -> Json<Value> {
+/// Liveness and what the operator wants to see at a glance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the task store does not answer.
+    pub status: String,
+    /// Tasks waiting (-1 when the store does not answer).
+    pub queued: i64,
+    pub workers: usize,
+    /// Where models run: `cpu` or `cuda:N (name)`.
+    pub device: String,
+    pub device_reason: String,
+    pub version: String,
+}
+
+pub async fn health(State(app): State<AppState>) -> Json<Health> {
     let db = app.store.count_waiting().await;
-    Json(json!({
-        "status": if db.is_ok() { "ok" } else { "degraded" },
-        "queued": db.unwrap_or(-1),
-        "workers": app.config.workers,
-        "device": match &app.device.device {
+    Json(Health {
+        status: if db.is_ok() { "ok" } else { "degraded" }.into(),
+        queued: db.unwrap_or(-1),
+        workers: app.config.workers,
+        device: match &app.device.device {
             Device::Cpu => "cpu".to_string(),
             Device::Cuda(gpu) => format!("cuda:{} ({})", gpu.index, gpu.name),
         },
-        "device_reason": app.device.reason,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+        device_reason: app.device.reason.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let mut out = String::from("# HELP vsr_tasks Tasks by status.\n# TYPE vsr_tasks gauge\n");
     let counts = app.store.count_by_status().await.unwrap_or_default();
-    for &status in Status::ALL {
-        let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |c| c.1);
-        out += &format!("vsr_tasks{{status=\"{}\"}} {n}\n", status.as_str());
-    }
-    let m = &app.metrics;
-    out += "# HELP vsr_http_requests_total HTTP requests by status class.\n# TYPE vsr_http_requests_total counter\n";
-    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-        out += &format!(
-            "vsr_http_requests_total{{class=\"{class}\"}} {}\n",
-            m.requests[i].load(Ordering::Relaxed)
-        );
-    }
-    out += &format!(
-        "# HELP vsr_upload_bytes_total Bytes of video uploaded.\n# TYPE vsr_upload_bytes_total counter\nvsr_upload_bytes_total {}\n",
-        m.upload_bytes.load(Ordering::Relaxed)
-    );
-    out += &format!(
-        "# HELP vsr_workers Worker processes.\n# TYPE vsr_workers gauge\nvsr_workers {}\n",
-        app.config.workers
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        app.metrics.encode(&counts),
+    )
+}
+
+/// Adds a body type's schema, and those it refers to, to `all`; returns its name.
+pub type BodySchema = fn(&mut Vec<(String, RefOr<Schema>)>) -> String;
+
+/// The [`BodySchema`] of `T`, from its `ToSchema` derive.
+pub fn schema<T: ToSchema>(all: &mut Vec<(String, RefOr<Schema>)>) -> String {
+    let name = T::name().into_owned();
+    all.push((name.clone(), T::schema()));
+    T::schemas(all);
+    name
 }
 
 /// OpenAPI 3.1, generated from the route table the router is built from.
 pub async fn openapi() -> Json<Value> {
+    let mut schemas = Vec::new();
+    let problem = schema::<crate::problem::ProblemBody>(&mut schemas);
     let mut paths = serde_json::Map::new();
     for r in ROUTES {
         let path = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        let body = r.body.map(|b| b(&mut schemas));
         let mut responses = serde_json::Map::new();
-        for (code, what) in r.responses {
+        let reference =
+            |name: &str| json!({"schema": {"$ref": format!("#/components/schemas/{name}")}});
+        // Routes that list only their errors answer 200 with their body.
+        let listed_ok = r.responses.iter().any(|(c, _)| (200..300).contains(c));
+        let ok: &[(u16, &str)] = if listed_ok { &[] } else { &[(200, "ok")] };
+        for (code, what) in r.responses.iter().chain(ok) {
             let mut resp = json!({"description": what});
             if *code >= 400 {
-                resp["content"] = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+                resp["content"] = json!({"application/problem+json": reference(&problem)});
+            } else if let (Some(name), 200..=299) = (&body, *code) {
+                resp["content"] = json!({"application/json": reference(name)});
             }
             responses.insert(code.to_string(), resp);
         }
@@ -107,14 +172,16 @@ pub async fn openapi() -> Json<Value> {
         }
         path[r.method] = op;
     }
+    let components: serde_json::Map<String, Value> = schemas
+        .into_iter()
+        .map(|(name, s)| (name, serde_json::to_value(s).unwrap_or(Value::Null)))
+        .collect();
     Json(json!({
         "openapi": "3.1.0",
         "info": {"title": "VSR video super-resolution", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
         "components": {
-            "schemas": {"Problem": {"type": "object", "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "code": {"type": "string"}, "field": {"type": "string"}}}},
+            "schemas": components,
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },
         "security": [{"apiKey": []}],

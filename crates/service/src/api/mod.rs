@@ -9,7 +9,6 @@ mod upload;
 mod view;
 mod web;
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 use vsr_media::code::Code;
 
@@ -20,7 +19,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The header that carries a request's id, in and out.
+const REQUEST_ID: &str = "x-request-id";
 
 use super::problem::Problem;
 use super::AppState;
@@ -30,6 +33,8 @@ pub struct Route {
     pub path: &'static str,
     pub summary: &'static str,
     pub responses: &'static [(u16, &'static str)],
+    /// The JSON body of its success response, when it has one.
+    pub body: Option<meta::BodySchema>,
 }
 
 const TASK_ERRORS: &[(u16, &str)] = &[(401, "API key missing or wrong"), (404, "no such task")];
@@ -50,6 +55,7 @@ pub const ROUTES: &[Route] = &[
             (503, "as many uploads or probes running as allowed"),
             (507, "not enough disk"),
         ],
+        body: Some(meta::schema::<view::TaskView>),
     },
     Route {
         method: "post",
@@ -61,6 +67,7 @@ pub const ROUTES: &[Route] = &[
             (404, "no such task"),
             (409, "not a draft"),
         ],
+        body: Some(meta::schema::<view::TaskView>),
     },
     Route {
         method: "post",
@@ -72,6 +79,7 @@ pub const ROUTES: &[Route] = &[
             (404, "no such task"),
             (410, "upload expired"),
         ],
+        body: Some(meta::schema::<preview::Preview>),
     },
     Route {
         method: "get",
@@ -83,24 +91,28 @@ pub const ROUTES: &[Route] = &[
             (409, "not completed"),
             (410, "expired"),
         ],
+        body: Some(meta::schema::<preview::Comparison>),
     },
     Route {
         method: "get",
         path: "/api/status/{id}",
         summary: "Task status, effective settings and timestamps",
         responses: TASK_ERRORS,
+        body: Some(meta::schema::<view::TaskView>),
     },
     Route {
         method: "get",
         path: "/api/progress/{id}",
         summary: "Frames done, fps and ETA",
         responses: TASK_ERRORS,
+        body: Some(meta::schema::<view::ProgressView>),
     },
     Route {
         method: "get",
         path: "/api/events/{id}",
         summary: "Progress as Server-Sent Events until the task ends",
         responses: TASK_ERRORS,
+        body: None,
     },
     Route {
         method: "get",
@@ -116,6 +128,7 @@ pub const ROUTES: &[Route] = &[
             (409, "not completed"),
             (410, "expired"),
         ],
+        body: None,
     },
     Route {
         method: "post",
@@ -126,54 +139,63 @@ pub const ROUTES: &[Route] = &[
             (404, "no such task"),
             (409, "already finished"),
         ],
+        body: Some(meta::schema::<view::TaskView>),
     },
     Route {
         method: "get",
         path: "/api/tasks",
         summary: "Tasks, newest first (page, perPage)",
         responses: &[(200, "a page of tasks")],
+        body: Some(meta::schema::<view::TaskList>),
     },
     Route {
         method: "get",
         path: "/api/tasks/{id}",
         summary: "Same as /api/status/{id}",
         responses: TASK_ERRORS,
+        body: Some(meta::schema::<view::TaskView>),
     },
     Route {
         method: "delete",
         path: "/api/tasks/{id}",
         summary: "Remove a task and its files now",
         responses: &[(204, "removed"), (404, "no such task")],
+        body: None,
     },
     Route {
         method: "get",
         path: "/api/models",
         summary: "Models, presets and scales",
         responses: &[(200, "models")],
+        body: Some(meta::schema::<meta::ModelsView>),
     },
     Route {
         method: "get",
         path: "/api/openapi.json",
         summary: "This description",
         responses: &[(200, "OpenAPI 3.1")],
+        body: None,
     },
     Route {
         method: "get",
         path: "/",
         summary: "The web page",
         responses: &[(200, "HTML")],
+        body: None,
     },
     Route {
         method: "get",
         path: "/static/{name}",
         summary: "The web page's script and style",
         responses: &[(200, "file"), (404, "no such file")],
+        body: None,
     },
     Route {
         method: "get",
         path: "/healthz",
         summary: "Liveness, queue length, workers and the device models run on (no key needed)",
         responses: &[(200, "ok")],
+        body: Some(meta::schema::<meta::Health>),
     },
     Route {
         method: "get",
@@ -184,6 +206,7 @@ pub const ROUTES: &[Route] = &[
             (401, "metrics key missing or wrong"),
             (403, "API keys set but no metrics key"),
         ],
+        body: None,
     },
 ];
 
@@ -255,8 +278,13 @@ pub fn router(app: AppState) -> Router {
             HeaderValue::from_static(value),
         ));
     }
+    // Request ids (a client's own `X-Request-Id` is kept) are tower-http's; each response
+    // carries its request's id.
+    let request_id = HeaderName::from_static(REQUEST_ID);
     router
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(app)
 }
 
@@ -290,17 +318,19 @@ async fn small_body(State(app): State<AppState>, req: Request, next: Next) -> Re
         .await
 }
 
-/// One log line per request, with an id that is also returned as `X-Request-Id`.
+/// One log line per request, with its id, and the request counted for `/metrics`.
 async fn log_request(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let started = Instant::now();
-    let mut response = next.run(req).await.into_response();
+    let response = next.run(req).await.into_response();
     let status = response.status().as_u16();
-    app.metrics.requests[(status as usize / 100).clamp(1, 5) - 1].fetch_add(1, Ordering::Relaxed);
+    app.metrics.count_response(status);
     tracing::info!(request_id = %id, %method, %path, status, ms = started.elapsed().as_millis() as u64, "request");
-    if let Ok(v) = id.parse() {
-        response.headers_mut().insert("x-request-id", v);
-    }
     response
 }

@@ -8,11 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::tasks::visible;
 use super::upload::check_settings;
-use super::view::task_view;
+use super::view::{task_view, TaskView};
 use crate::auth::Owner;
 use crate::problem::Problem;
 use crate::store::{Status, Task};
@@ -28,7 +30,7 @@ pub async fn start(
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<TaskView>), Problem> {
     let mut task = visible(&app, &owner, &id).await?;
     if task.status != Status::Draft {
         return Err(not_draft(&task));
@@ -65,7 +67,7 @@ pub async fn preview(
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
     Json(req): Json<PreviewRequest>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Preview>, Problem> {
     let task = visible(&app, &owner, &id).await?;
     let settings = match req.settings {
         Some(v) => settings_from(v)?,
@@ -99,11 +101,12 @@ pub async fn preview(
     })
     .await
     .map_err(Problem::internal)??;
-    let mut view = comparison(&id, time, &before, &after);
-    view["seconds"] = json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
-    view["models"] = json!(checked.models);
-    view["notes"] = json!(checked.notes);
-    Ok(Json(view))
+    Ok(Json(Preview {
+        frame: comparison(&id, time, &before, &after),
+        seconds: (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        models: checked.models,
+        notes: checked.notes,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -117,7 +120,7 @@ pub async fn frames(
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
     Query(q): Query<FrameQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Comparison>, Problem> {
     let task = visible(&app, &owner, &id).await?;
     if task.status != Status::Completed {
         return Err(Problem::new(
@@ -157,18 +160,43 @@ fn frame_time(asked: Option<f64>, task: &Task) -> Result<f64, Problem> {
     }
 }
 
+/// The same frame before and after, as PNG data URLs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub task_id: String,
+    /// Seconds into the video.
+    pub time: f64,
+    pub width: usize,
+    pub height: usize,
+    pub output_width: usize,
+    pub output_height: usize,
+    pub before: String,
+    pub after: String,
+}
+
+/// A preview: the comparison, how long the model took, and what the settings chose.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    #[serde(flatten)]
+    pub frame: Comparison,
+    pub seconds: f64,
+    pub models: Vec<String>,
+    pub notes: Vec<String>,
+}
+
 /// A frame before and after, as both the preview and the result comparison return it.
-fn comparison(id: &str, time: f64, before: &Rgb8, after: &Rgb8) -> Value {
-    json!({
-        "taskId": id,
-        "time": time,
-        "width": before.width,
-        "height": before.height,
-        "outputWidth": after.width,
-        "outputHeight": after.height,
-        "before": data_url(before),
-        "after": data_url(after),
-    })
+fn comparison(id: &str, time: f64, before: &Rgb8, after: &Rgb8) -> Comparison {
+    Comparison {
+        task_id: id.to_string(),
+        time,
+        width: before.width,
+        height: before.height,
+        output_width: after.width,
+        output_height: after.height,
+        before: data_url(before),
+        after: data_url(after),
+    }
 }
 
 fn source_frame(

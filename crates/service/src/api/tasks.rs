@@ -9,10 +9,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::{Extension, Json};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use vsr_media::code::Code;
 
-use super::view::{progress_view, task_view};
+use super::view::{progress_view, task_view, ProgressView, TaskList, TaskView};
 use crate::auth::Owner;
 use crate::problem::Problem;
 use crate::store::{Outcome, Status, Task, TaskId};
@@ -68,7 +67,7 @@ pub async fn status(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TaskView>, Problem> {
     let task = visible(&app, &owner, &id).await?;
     Ok(Json(task_view(&app, &task)))
 }
@@ -77,7 +76,7 @@ pub async fn progress(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ProgressView>, Problem> {
     let task = visible(&app, &owner, &id).await?;
     Ok(Json(progress_view(&task)))
 }
@@ -90,7 +89,7 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let id = visible(&app, &owner, &id).await?.id;
-    let state = (app, id, None::<Value>, false);
+    let state = (app, id, None::<ProgressView>, false);
     let stream = stream::unfold(state, |(app, id, last, finished)| async move {
         if finished {
             return None;
@@ -101,19 +100,19 @@ pub async fn events(
                 _ => {
                     let gone = Event::default()
                         .event("done")
-                        .data(json!({"taskId": id, "status": "deleted"}).to_string());
+                        .data(serde_json::json!({"taskId": id, "status": "deleted"}).to_string());
                     return Some((Ok(gone), (app, id, last, true)));
                 }
             };
             if task.status.is_terminal() {
                 let done = Event::default()
                     .event("done")
-                    .data(task_view(&app, &task).to_string());
+                    .data(json(&task_view(&app, &task)));
                 return Some((Ok(done), (app, id, last, true)));
             }
             let view = progress_view(&task);
             if last.as_ref() != Some(&view) {
-                let event = Event::default().event("progress").data(view.to_string());
+                let event = Event::default().event("progress").data(json(&view));
                 return Some((Ok(event), (app, id, Some(view), false)));
             }
             tokio::time::sleep(POLL).await;
@@ -122,12 +121,16 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+fn json(view: &impl serde::Serialize) -> String {
+    serde_json::to_string(view).expect("views serialise")
+}
+
 /// Stops a queued or running task within a second; repeating it is harmless.
 pub async fn cancel(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TaskView>, Problem> {
     let task = visible(&app, &owner, &id).await?;
     match task.status {
         Status::Cancelled => return Ok(Json(task_view(&app, &task))),
@@ -176,7 +179,7 @@ pub async fn list(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TaskList>, Problem> {
     let per_page = page.per_page.unwrap_or(20).clamp(1, 100);
     // Bounded so that the offset below cannot overflow.
     let number = page.page.unwrap_or(1).clamp(1, i64::MAX / 100);
@@ -184,12 +187,12 @@ pub async fn list(
         .store
         .list(owner.fingerprint(), (number - 1) * per_page, per_page)
         .await?;
-    Ok(Json(json!({
-        "tasks": tasks.iter().map(|t| task_view(&app, t)).collect::<Vec<_>>(),
-        "page": number,
-        "perPage": per_page,
-        "total": total,
-    })))
+    Ok(Json(TaskList {
+        tasks: tasks.iter().map(|t| task_view(&app, t)).collect(),
+        page: number,
+        per_page,
+        total,
+    }))
 }
 
 /// The upload is only needed until the task ends.

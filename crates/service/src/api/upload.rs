@@ -25,7 +25,7 @@ use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::Settings;
 use vsr_media::video::probe::VideoError;
 
-use super::view::task_view;
+use super::view::{task_view, TaskView};
 use crate::auth::Owner;
 use crate::config::HttpLimits;
 use crate::problem::Problem;
@@ -126,7 +126,7 @@ pub async fn upload(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
     request: Request,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+) -> Result<(StatusCode, Json<TaskView>), Problem> {
     // Refused at once, body unread: a busy server does not spend time on more.
     let _slot = app
         .uploads
@@ -332,9 +332,7 @@ async fn receive(
                     file.write_all(&chunk).await.map_err(Problem::internal)?;
                 }
                 file.flush().await.map_err(Problem::internal)?;
-                app.metrics
-                    .upload_bytes
-                    .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+                app.metrics.count_upload(written);
                 video = Some((path, name));
             }
             // Unknown parts are read past, never kept; the whole-body limit bounds them.

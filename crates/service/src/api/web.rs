@@ -1,9 +1,12 @@
 //! The web page: three files embedded in the binary (works offline, nothing to install). With
-//! `VSR_WEB_DIR` set, they are read from that directory on each request instead, for editing.
+//! `web_dir` (`VSR_WEB_DIR`) set, they are read from that folder on each request instead, for
+//! editing.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
 
 const FILES: &[(&str, &str, &str)] = &[
     (
@@ -23,20 +26,24 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub async fn index() -> Response {
-    file("index.html")
+pub async fn index(State(app): State<AppState>) -> Response {
+    file(&app, "index.html")
 }
 
-pub async fn asset(Path(name): Path<String>) -> Response {
-    file(&name)
+pub async fn asset(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    file(&app, &name)
 }
 
-fn file(name: &str) -> Response {
+fn file(app: &AppState, name: &str) -> Response {
     let Some((name, mime, embedded)) = FILES.iter().find(|(n, _, _)| *n == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let body = std::env::var_os("VSR_WEB_DIR")
-        .and_then(|dir| std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok())
+    // `name` is one of ours (looked up above), never the client's text.
+    let body = app
+        .config
+        .web_dir
+        .as_ref()
+        .and_then(|dir| std::fs::read_to_string(dir.join(name)).ok())
         .unwrap_or_else(|| embedded.to_string());
     (
         [

@@ -163,7 +163,7 @@ pub struct TaskError {
 }
 
 /// What the probe found about the upload.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InputFacts {
     pub width: u32,

@@ -43,7 +43,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let model = ModelRef::resolve(args.model.as_deref(), config, Catalog::builtin())?;
     let (graph, _) = model.load()?;
     let options = args.run.options()?;
-    let plan = Plan::new(&graph, options.isa, options.threads)?;
+    let plan = Plan::with_tuning(&graph, options.isa, options.threads, options.tuning)?;
     // A deterministic, image-like input (smooth gradients), the same for every run.
     let (w, h) = (args.width, args.height);
     let data = (0..h * w * 3)

@@ -10,7 +10,7 @@ pub mod upscale_image;
 
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
-use vsr_runtime::{Isa, Options};
+use vsr_runtime::{Isa, IsaLevel, Options, Tuning};
 
 use vsr_media::code::Code;
 use vsr_media::config::Config;
@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Instruction set for the CPU kernels
-    #[arg(long, value_enum, default_value_t = IsaChoice::Auto)]
+    #[arg(long, value_enum, env = "VSR_ISA", default_value_t = IsaChoice::Auto)]
     pub isa: IsaChoice,
     /// Tile size in input pixels (default: the largest that fits --memory-mib)
     #[arg(long)]
@@ -47,19 +47,13 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn isa(&self) -> anyhow::Result<Isa> {
-        let best = Isa::detect();
-        let wanted = match self.isa {
-            IsaChoice::Auto => return Ok(best),
-            IsaChoice::Avx512 => Isa::Avx512,
-            IsaChoice::Avx2 => Isa::Avx2,
-            IsaChoice::Portable => Isa::Portable,
+        let level = match self.isa {
+            IsaChoice::Auto => return Ok(Isa::detect()),
+            IsaChoice::Avx512 => IsaLevel::Avx512,
+            IsaChoice::Avx2 => IsaLevel::Avx2,
+            IsaChoice::Portable => IsaLevel::Portable,
         };
-        anyhow::ensure!(
-            Isa::all_supported().contains(&wanted),
-            "this CPU does not support {}",
-            wanted.name()
-        );
-        Ok(wanted)
+        Ok(Isa::new(level)?)
     }
 
     /// The device to run on, announced in one line with the reason.
@@ -76,7 +70,33 @@ impl RunArgs {
             threads: self.threads,
             memory_budget: self.memory_mib << 20,
             tile: self.tile,
+            tuning: tuning_from_env(),
         })
+    }
+}
+
+/// Library logs for every command but the service: warnings (a GPU falling back to the CPU,
+/// say) and, under `VSR_PROFILE`, each layer's time, on stderr; `RUST_LOG` overrides.
+pub fn init_cli_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,vsr_runtime::profile=info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Profiling and kernel tuning from `VSR_PROFILE` (any value) and `VSR_WINO_TILES` (a count):
+/// the environment is read here, at the binary's edge, never inside the runtime.
+pub fn tuning_from_env() -> Tuning {
+    Tuning {
+        profile: std::env::var_os("VSR_PROFILE").is_some(),
+        winograd_tiles: std::env::var("VSR_WINO_TILES")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     }
 }
 

@@ -1,11 +1,11 @@
 //! `vsr upscale INPUT -o OUTPUT`: a video through a model, every other stream kept.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{RunArgs, SettingsArgs};
 use vsr_media::config::Config;
@@ -68,30 +68,27 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     let flag = cancel.clone();
     // Ctrl-C or SIGTERM: stop within a frame, kill FFmpeg, remove the partial output.
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
-    let tty = std::io::stderr().is_terminal();
+    // A bar on a terminal (indicatif draws nothing elsewhere); JSON lines when asked.
+    let bar = if args.json_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("[{bar:30}] {pos}/{len} frames {msg}")
+                .expect("the template is valid")
+                .progress_chars("#."),
+        )
+    };
     let mut report = |p: &Progress| {
         if args.json_progress {
             println!("{}", serde_json::to_string(p).unwrap_or_default());
-        } else if tty || p.current_frame == p.total_frames {
-            let width = 30;
-            let filled = (p.progress / 100.0 * width as f64).round() as usize;
-            eprint!(
-                "\r[{}{}] {}/{} frames {:.2} fps ETA {:.0}s   ",
-                "#".repeat(filled.min(width)),
-                ".".repeat(width - filled.min(width)),
-                p.current_frame,
-                p.total_frames,
-                p.fps,
-                p.eta_seconds
-            );
-            let _ = std::io::stderr().flush();
         }
+        bar.set_length(p.total_frames);
+        bar.set_position(p.current_frame);
+        bar.set_message(format!("{:.2} fps ETA {:.0}s", p.fps, p.eta_seconds));
     };
-    let summary = pipeline::run(&job, &mut report, &cancel)
-        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
-    if !args.json_progress {
-        eprintln!();
-    }
+    let result = pipeline::run(&job, &mut report, &cancel);
+    bar.finish();
+    let summary = result.map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
     eprintln!(
         "{}: {} frames {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps)",
         args.output.display(),

@@ -192,7 +192,8 @@ impl ServiceConfig {
         Ok(config)
     }
 
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    /// Applies the environment variables `get` returns (the process environment in `load`).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parse<T: std::str::FromStr>(key: &'static str, v: String) -> Result<T, ConfigError> {
             v.trim()
                 .parse()

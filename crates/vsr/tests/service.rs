@@ -50,7 +50,7 @@ fn task_life_cycle() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "160x90", 25, 2.0);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
 
     let (code, task) = server.upload(
         &clip,
@@ -145,7 +145,7 @@ fn cancel_mid_run() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("long.mp4");
     testsrc_clip(&clip, "320x180", 25, 20.0);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
     let id = id(&task);
     server.wait_for(&id, 60, |s| {
@@ -344,7 +344,7 @@ fn expiry_removes_files() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "64x48", 10, 0.5);
-    let server = Server::start(
+    let server = Server::in_process(
         dir.path(),
         &[
             ("VSR_RETENTION_SECONDS", "2"),
@@ -368,7 +368,7 @@ fn api_keys_and_signed_links() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "64x48", 10, 0.5);
-    let server = Server::start(dir.path(), &[("VSR_API_KEYS", "key-one,key-two")]);
+    let server = Server::in_process(dir.path(), &[("VSR_API_KEYS", "key-one,key-two")]);
     assert_eq!(server.get("/healthz").0, 200);
     let (code, body) = server.get("/api/tasks");
     assert_eq!((code, body["code"].as_str()), (401, Some("unauthorized")));
@@ -455,7 +455,7 @@ fn seed_python_example_works() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("input.mp4");
     testsrc_clip(&clip, "64x48", 10, 0.5);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     let script = format!(
         r#"
 import json, time
@@ -513,7 +513,7 @@ fn drafts_previews_frames_and_idempotency() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "96x64", 10, 1.0);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     let form = || {
         multipart::Form::new()
             .text("settings", r#"{"scale":2,"quality":"fast"}"#)
@@ -644,7 +644,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 #[test]
 fn meta_endpoints_and_config() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     let (_, models) = server.get("/api/models");
     assert_eq!(models["presets"].as_array().unwrap().len(), 3);
     assert!(models["models"]

@@ -25,7 +25,7 @@ fn web_page_end_to_end_in_chromium() {
     testsrc_clip(&p("small.mp4"), "160x90", 25, 2.0);
     testsrc_clip(&p("long.mp4"), "320x180", 25, 20.0);
     std::fs::write(p("notvideo.mp4"), "this is not a video\n".repeat(200)).unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     let screenshots = root.join("target/screenshots");
     let out = Command::new("node")
         .arg(&script)

@@ -1,4 +1,7 @@
-//! A real `vsr serve` on a loopback port, for the service and web page tests.
+//! A real `vsr serve` on a loopback port, for the service and web page tests: as a process
+//! of the binary (`Server::start`, for what crosses the process boundary: signals, restarts,
+//! crashes, logs, memory) or in this test process through the library
+//! (`Server::in_process`), its workers still processes of the binary.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,8 @@ use serde_json::Value;
 /// A server on a free port with its own folders and database, stopped when dropped.
 pub struct Server {
     pub child: Option<Child>,
+    /// The server running in this process, when started by `in_process`.
+    library: Option<InProcess>,
     pub port: u16,
     pub dir: PathBuf,
     env: Vec<(String, String)>,
@@ -26,6 +31,7 @@ impl Server {
             .port();
         let mut s = Server {
             child: None,
+            library: None,
             port,
             dir: dir.to_path_buf(),
             env: env
@@ -65,6 +71,86 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The service run in this process by `vsr_service::serve`, configured as `start` does
+    /// through the environment (the same variables, applied to the config directly).
+    pub fn in_process(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let d = dir.to_path_buf();
+        let mut vars: Vec<(String, String)> = vec![
+            (
+                "UPLOAD_FOLDER".into(),
+                d.join("uploads").display().to_string(),
+            ),
+            (
+                "PROCESSED_FOLDER".into(),
+                d.join("processed").display().to_string(),
+            ),
+            (
+                "VSR_DATABASE".into(),
+                d.join("vsr.db").display().to_string(),
+            ),
+            ("VSR_THREADS".into(), "2".into()),
+            ("VSR_DEVICE".into(), "cpu".into()),
+            ("SECRET_KEY".into(), "test-secret".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let get = |k: &str| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let mut config = vsr_service::config::ServiceConfig::default();
+        config.apply_env(get).expect("test settings are valid");
+        config.worker_program = Some(env!("CARGO_BIN_EXE_vsr").into());
+        let mut base = vsr_media::config::Config::load(None);
+        if let Some(custom) = get("VSR_CUSTOM_MODELS_DIR") {
+            base.custom_models_dir = custom.into();
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                vsr_service::serve(listener, shutdown, base, config)
+                    .await
+                    .expect("the service runs");
+            });
+        });
+        let s = Server {
+            child: None,
+            library: Some(InProcess {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            port,
+            dir: d,
+            env: Vec::new(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        let started = Instant::now();
+        while s.client.get(s.url("/healthz")).send().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -135,10 +221,24 @@ impl Server {
     }
 }
 
+/// A server running in this process: how to stop it and wait for it.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.signal("-TERM");
+        }
+        if let Some(mut library) = self.library.take() {
+            if let Some(stop) = library.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = library.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }

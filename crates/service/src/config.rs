@@ -194,46 +194,19 @@ impl ServiceConfig {
 
     /// Applies the environment variables `get` returns (the process environment in `load`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(key: &'static str, v: String) -> Result<T, ConfigError> {
-            v.trim()
-                .parse()
-                .map_err(|_| ConfigError::Env(key, format!("cannot parse {v:?}")))
-        }
-        if let Some(v) = get("VSR_HOST") {
-            self.host = v;
-        }
-        if let Some(v) = get("VSR_PORT") {
-            self.port = parse("VSR_PORT", v)?;
-        }
-        if let Some(v) = get("VSR_WORKERS") {
-            self.workers = parse("VSR_WORKERS", v)?;
-        }
-        if let Some(v) = get("VSR_THREADS") {
-            self.threads = parse("VSR_THREADS", v)?;
-        }
-        if let Some(v) = get("UPLOAD_FOLDER") {
-            self.upload_folder = v.into();
-        }
-        if let Some(v) = get("PROCESSED_FOLDER") {
-            self.processed_folder = v.into();
-        }
-        if let Some(v) = get("VSR_DATABASE") {
-            self.database = v.into();
-        }
-        if let Some(v) = get("MAX_CONTENT_LENGTH") {
-            self.max_content_length = parse("MAX_CONTENT_LENGTH", v)?;
-        }
-        if let Some(v) = get("VSR_RETENTION_SECONDS") {
-            self.retention_seconds = parse("VSR_RETENTION_SECONDS", v)?;
-        }
-        if let Some(v) = get("VSR_SWEEP_INTERVAL_SECONDS") {
-            self.sweep_interval_seconds = parse("VSR_SWEEP_INTERVAL_SECONDS", v)?;
-        }
-        if let Some(v) = get("VSR_MAX_QUEUED") {
-            self.max_queued = parse("VSR_MAX_QUEUED", v)?;
-        }
-        if let Some(v) = get("SECRET_KEY") {
-            self.secret_key = Some(v);
+        // `slot` takes the variable's value, parsed, when it is set.
+        fn set<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            key: &'static str,
+            slot: &mut T,
+        ) -> Result<(), ConfigError> {
+            if let Some(v) = get(key) {
+                *slot = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::Env(key, format!("cannot parse {v:?}")))?;
+            }
+            Ok(())
         }
         let list = |v: String| -> Vec<String> {
             v.split(',')
@@ -241,54 +214,67 @@ impl ServiceConfig {
                 .filter(|k| !k.is_empty())
                 .collect()
         };
+        set(&get, "VSR_HOST", &mut self.host)?;
+        set(&get, "VSR_PORT", &mut self.port)?;
+        set(&get, "VSR_WORKERS", &mut self.workers)?;
+        set(&get, "VSR_THREADS", &mut self.threads)?;
+        set(&get, "UPLOAD_FOLDER", &mut self.upload_folder)?;
+        set(&get, "PROCESSED_FOLDER", &mut self.processed_folder)?;
+        set(&get, "VSR_DATABASE", &mut self.database)?;
+        set(&get, "MAX_CONTENT_LENGTH", &mut self.max_content_length)?;
+        set(&get, "VSR_RETENTION_SECONDS", &mut self.retention_seconds)?;
+        set(
+            &get,
+            "VSR_SWEEP_INTERVAL_SECONDS",
+            &mut self.sweep_interval_seconds,
+        )?;
+        set(&get, "VSR_MAX_QUEUED", &mut self.max_queued)?;
+        set(&get, "VSR_DEVICE", &mut self.device)?;
+        let http = &mut self.http;
+        set(
+            &get,
+            "VSR_HEADER_TIMEOUT_SECONDS",
+            &mut http.header_timeout_seconds,
+        )?;
+        set(
+            &get,
+            "VSR_BODY_IDLE_TIMEOUT_SECONDS",
+            &mut http.body_idle_timeout_seconds,
+        )?;
+        set(
+            &get,
+            "VSR_JSON_BODY_TIMEOUT_SECONDS",
+            &mut http.json_body_timeout_seconds,
+        )?;
+        set(
+            &get,
+            "VSR_UPLOAD_TIMEOUT_SECONDS",
+            &mut http.upload_timeout_seconds,
+        )?;
+        set(
+            &get,
+            "VSR_MAX_CONCURRENT_UPLOADS",
+            &mut http.max_concurrent_uploads,
+        )?;
+        set(
+            &get,
+            "VSR_MAX_CONCURRENT_PROBES",
+            &mut http.max_concurrent_probes,
+        )?;
+        if let Some(v) = get("SECRET_KEY") {
+            self.secret_key = Some(v);
+        }
+        if let Some(v) = get("VSR_METRICS_KEY") {
+            self.metrics_key = Some(v);
+        }
+        if let Some(v) = get("VSR_WEB_DIR") {
+            self.web_dir = Some(v.into());
+        }
         if let Some(v) = get("VSR_API_KEYS") {
             self.api_keys = list(v);
         }
         if let Some(v) = get("VSR_ALLOWED_HOSTS") {
             self.allowed_hosts = list(v);
-        }
-        if let Some(v) = get("VSR_DEVICE") {
-            self.device = v.parse().map_err(|e| ConfigError::Env("VSR_DEVICE", e))?;
-        }
-        let http = &mut self.http;
-        for (key, slot) in [
-            (
-                "VSR_HEADER_TIMEOUT_SECONDS",
-                &mut http.header_timeout_seconds,
-            ),
-            (
-                "VSR_BODY_IDLE_TIMEOUT_SECONDS",
-                &mut http.body_idle_timeout_seconds,
-            ),
-            (
-                "VSR_JSON_BODY_TIMEOUT_SECONDS",
-                &mut http.json_body_timeout_seconds,
-            ),
-            (
-                "VSR_UPLOAD_TIMEOUT_SECONDS",
-                &mut http.upload_timeout_seconds,
-            ),
-        ] {
-            if let Some(v) = get(key) {
-                *slot = parse(key, v)?;
-            }
-        }
-        for (key, slot) in [
-            (
-                "VSR_MAX_CONCURRENT_UPLOADS",
-                &mut http.max_concurrent_uploads,
-            ),
-            ("VSR_MAX_CONCURRENT_PROBES", &mut http.max_concurrent_probes),
-        ] {
-            if let Some(v) = get(key) {
-                *slot = parse(key, v)?;
-            }
-        }
-        if let Some(v) = get("VSR_WEB_DIR") {
-            self.web_dir = Some(v.into());
-        }
-        if let Some(v) = get("VSR_METRICS_KEY") {
-            self.metrics_key = Some(v);
         }
         if let Some(v) = get("VSR_LOG_JSON") {
             self.log_json = matches!(v.as_str(), "1" | "true" | "yes");

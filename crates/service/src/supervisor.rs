@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
+use rustix::process::{kill_process, Pid, Signal};
 use tokio::process::Command;
 use tokio::sync::watch;
-
-use rustix::process::{kill_process, Pid, Signal};
 use vsr_media::code::Code;
 
 use super::store::{Outcome, Status, TaskError};

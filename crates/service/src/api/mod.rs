@@ -10,7 +10,6 @@ mod view;
 mod web;
 
 use std::time::Instant;
-use vsr_media::code::Code;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -21,6 +20,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use vsr_media::code::Code;
 
 /// The header that carries a request's id, in and out.
 const REQUEST_ID: &str = "x-request-id";

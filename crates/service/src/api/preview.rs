@@ -2,15 +2,18 @@
 //! settings, and compare a frame of the result with the source.
 
 use std::time::Instant;
-use vsr_media::code::Code;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+use vsr_cuda::DeviceRequest;
+use vsr_media::code::Code;
+use vsr_media::enhance::prepare;
+use vsr_media::image::{png_bytes, Rgb8};
+use vsr_media::settings::Settings;
 
 use super::tasks::visible;
 use super::upload::check_settings;
@@ -19,10 +22,6 @@ use crate::auth::Owner;
 use crate::problem::Problem;
 use crate::store::{Status, Task};
 use crate::AppState;
-use vsr_cuda::DeviceRequest;
-use vsr_media::enhance::prepare;
-use vsr_media::image::{png_bytes, Rgb8};
-use vsr_media::settings::Settings;
 
 /// `POST /api/start/<id>` with the final settings: queues a draft.
 pub async fn start(

@@ -90,12 +90,6 @@ pub enum DeviceError {
     CudaUnavailable { index: usize, reason: String },
 }
 
-impl DeviceError {
-    pub fn code(&self) -> &'static str {
-        "cuda_unavailable"
-    }
-}
-
 /// Picks the device for `request` given what the machine has.
 pub fn select(request: DeviceRequest, inventory: &Inventory) -> Result<Selection, DeviceError> {
     let cpu = |reason: String| Selection {
@@ -293,7 +287,10 @@ mod tests {
         assert_eq!(s.device, Device::Cpu);
         assert!(s.reason.contains("libcuda.so.1"), "{}", s.reason);
         let e = select(DeviceRequest::Cuda(0), &none).unwrap_err();
-        assert_eq!(e.code(), "cuda_unavailable");
+        assert!(
+            matches!(e, DeviceError::CudaUnavailable { index: 0, .. }),
+            "{e}"
+        );
         let one = Inventory {
             gpus: Ok(vec![h200()]),
             libraries: vec![],

@@ -55,7 +55,35 @@ pub struct Prepared {
 
 /// The device for `request` on this machine, and why: the one place a device is chosen.
 pub fn select_device(request: DeviceRequest) -> Result<Selection, DeviceError> {
-    vsr_cuda::select(request, &vsr_cuda::inventory())
+    // Asking the driver loads CUDA and opens a context on every GPU: not for a CPU request.
+    let inventory = match request {
+        DeviceRequest::Cpu => vsr_cuda::Inventory {
+            gpus: Ok(Vec::new()),
+            libraries: Vec::new(),
+        },
+        DeviceRequest::Auto | DeviceRequest::Cuda(_) => vsr_cuda::inventory(),
+    };
+    vsr_cuda::select(request, &inventory)
+}
+
+/// The scale `recipe`'s passes multiply to, each model resolved but not prepared (a custom
+/// model's graph is read to learn its scale): for checking settings before any work. On
+/// failure, the pass at fault and why.
+pub fn recipe_scale(
+    recipe: &Recipe,
+    config: &Config,
+    catalog: &Catalog,
+) -> Result<usize, (String, ModelRefError)> {
+    let mut scale = 1;
+    for pass in &recipe.passes {
+        let fail = |e| (pass.clone(), e);
+        let model = ModelRef::resolve(Some(pass), config, catalog).map_err(fail)?;
+        scale *= match catalog.get(&model.name) {
+            Some(m) => m.scale,
+            None => model.load().map_err(fail)?.1.scale,
+        };
+    }
+    Ok(scale)
 }
 
 /// Settings (their model override included) and a device request to loaded models: the one

@@ -15,6 +15,14 @@ pub struct ServiceConfig {
     pub workers: usize,
     /// Inference threads per worker (0 = one per core).
     pub threads: usize,
+    /// Instruction set for the CPU kernels (`VSR_ISA`: avx512, avx2, portable); the best the
+    /// CPU has when unset.
+    #[serde(with = "isa_text")]
+    pub isa: Option<vsr_runtime::IsaLevel>,
+    /// Log each layer's time in the workers (`VSR_PROFILE`).
+    pub profile: bool,
+    /// Winograd tiles per block instead of the default (`VSR_WINO_TILES`, for tuning).
+    pub winograd_tiles: Option<usize>,
     /// Uploaded videos (seed: `UPLOAD_FOLDER`).
     pub upload_folder: PathBuf,
     /// Finished videos (seed: `PROCESSED_FOLDER`).
@@ -122,6 +130,9 @@ impl Default for ServiceConfig {
             port: 5000,
             workers: 1,
             threads: 0,
+            isa: None,
+            profile: false,
+            winograd_tiles: None,
             upload_folder: data.join("uploads"),
             processed_folder: data.join("processed"),
             database: data.join("vsr.db"),
@@ -141,6 +152,23 @@ impl Default for ServiceConfig {
             allowed_hosts: Vec::new(),
             web_dir: None,
             http: HttpLimits::default(),
+        }
+    }
+}
+
+/// The instruction set as its name in TOML and JSON; absent or `auto` for the best.
+mod isa_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use vsr_runtime::IsaLevel;
+
+    pub fn serialize<S: Serializer>(isa: &Option<IsaLevel>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(isa.map_or("auto", IsaLevel::name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IsaLevel>, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(None),
+            name => name.parse().map(Some).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -170,6 +198,22 @@ pub enum ConfigError {
 }
 
 impl ServiceConfig {
+    /// How the workers and previews run models: this config's threads, ISA and tuning.
+    pub fn run_options(&self) -> Result<vsr_runtime::Options, vsr_runtime::UnsupportedIsa> {
+        Ok(vsr_runtime::Options {
+            isa: match self.isa {
+                Some(level) => vsr_runtime::Isa::new(level)?,
+                None => vsr_runtime::Isa::detect(),
+            },
+            threads: self.threads,
+            tuning: vsr_runtime::Tuning {
+                profile: self.profile,
+                winograd_tiles: self.winograd_tiles,
+            },
+            ..Default::default()
+        })
+    }
+
     /// When files of a task that ends now are swept: the one retention rule.
     pub fn expiry_from_now(&self) -> i64 {
         crate::store::now_ms() + self.retention_seconds as i64 * 1000
@@ -230,6 +274,22 @@ impl ServiceConfig {
         )?;
         set(&get, "VSR_MAX_QUEUED", &mut self.max_queued)?;
         set(&get, "VSR_DEVICE", &mut self.device)?;
+        if let Some(v) = get("VSR_ISA") {
+            self.isa = match v.trim() {
+                "auto" => None,
+                name => Some(
+                    name.parse()
+                        .map_err(|e: String| ConfigError::Env("VSR_ISA", e))?,
+                ),
+            };
+        }
+        self.profile |= get("VSR_PROFILE").is_some();
+        if let Some(v) = get("VSR_WINO_TILES") {
+            self.winograd_tiles =
+                Some(v.trim().parse().map_err(|_| {
+                    ConfigError::Env("VSR_WINO_TILES", format!("cannot parse {v:?}"))
+                })?);
+        }
         let http = &mut self.http;
         set(
             &get,

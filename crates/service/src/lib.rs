@@ -19,8 +19,6 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use anyhow::Context;
-
 pub use supervisor::CONFIG_ENV;
 
 use vsr_media::catalog::Catalog;
@@ -67,12 +65,40 @@ impl App {
     }
 }
 
+/// Why the service (or a worker) could not start or went down.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} [{code}]", code = Code::from(.0))]
+    Device(#[from] vsr_cuda::DeviceError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("creating {}: {source}", .path.display())]
+    Folder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("task store {}: {source}", .path.display())]
+    OpenStore {
+        path: std::path::PathBuf,
+        source: store::StoreError,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("worker: {0}")]
+    Worker(String),
+}
+
 /// Runs `vsr serve` as configured: binds `host:port` and serves until SIGINT or SIGTERM.
-pub async fn run(base: Config, config: ServiceConfig) -> anyhow::Result<()> {
+pub async fn run(base: Config, config: ServiceConfig) -> Result<(), ServiceError> {
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("listening on {addr}"))?;
+        .map_err(|source| ServiceError::Listen { addr, source })?;
     serve(listener, shutdown_signal(), base, config).await
 }
 
@@ -84,17 +110,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     base: Config,
     config: ServiceConfig,
-) -> anyhow::Result<()> {
-    let selection = vsr_media::enhance::select_device(config.device)
-        .map_err(|e| anyhow::anyhow!("{e} [{}]", Code::from(&e)))?;
+) -> Result<(), ServiceError> {
+    let selection = vsr_media::enhance::select_device(config.device)?;
     tracing::info!(device = %config.device, "{}", selection.reason);
     for dir in [&config.upload_folder, &config.processed_folder] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        create_folder(dir)?;
     }
     let store = open_store(&config).await?;
     sweeper::remove_stale_temporaries(&config.processed_folder);
     // Tasks a stopped server left running are queued afresh; queued ones wait in their rows.
-    let requeued = store.requeue_interrupted().await?;
+    let requeued = store.requeue_interrupted(config.expiry_from_now()).await?;
     if !requeued.is_empty() {
         tracing::info!(count = requeued.len(), "interrupted tasks re-queued");
     }
@@ -136,14 +161,16 @@ pub async fn serve(
         )));
     }
     tokio::spawn(sweeper::sweep_forever(app.clone()));
-    tracing::info!(address = %listener.local_addr()?, workers = app.config.workers, "serving");
+    let address = listener.local_addr().map_err(ServiceError::Serve)?;
+    tracing::info!(%address, workers = app.config.workers, "serving");
     listener::run(
         listener,
         api::router(app.clone()),
         app.config.http.header_timeout(),
         shutdown,
     )
-    .await?;
+    .await
+    .map_err(ServiceError::Serve)?;
     tracing::info!("stopping workers");
     let _ = stop_tx.send(true);
     for w in workers {
@@ -152,18 +179,26 @@ pub async fn serve(
     Ok(())
 }
 
-/// The configured task store, its folder created if needed.
-async fn open_store(config: &ServiceConfig) -> anyhow::Result<Arc<dyn TaskStore>> {
-    if let Some(parent) = config
-        .database
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)?;
+fn create_folder(path: &std::path::Path) -> Result<(), ServiceError> {
+    std::fs::create_dir_all(path).map_err(|source| ServiceError::Folder {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The configured task store, its folder created if needed: how the server and its workers
+/// open it.
+pub(crate) async fn open_store(config: &ServiceConfig) -> Result<Arc<dyn TaskStore>, ServiceError> {
+    let path = &config.database;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_folder(parent)?;
     }
-    let store = SqliteStore::open(&config.database)
+    let store = SqliteStore::open(path)
         .await
-        .with_context(|| format!("opening {}", config.database.display()))?;
+        .map_err(|source| ServiceError::OpenStore {
+            path: path.clone(),
+            source,
+        })?;
     Ok(Arc::new(store))
 }
 

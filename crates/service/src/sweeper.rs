@@ -20,10 +20,12 @@ pub async fn sweep_forever(app: AppState) {
 
 pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> {
     for task in app.store.expired(now_ms()).await? {
-        let _ = std::fs::remove_file(&task.output_path);
-        let _ = std::fs::remove_file(&task.input_path);
-        app.store.mark_expired(&task.id).await?;
-        tracing::info!(task = %task.id, "expired: files removed");
+        // Marked first: a draft started meanwhile is not marked, and keeps its upload.
+        if app.store.mark_expired(&task.id).await? {
+            let _ = std::fs::remove_file(&task.output_path);
+            let _ = std::fs::remove_file(&task.input_path);
+            tracing::info!(task = %task.id, "expired: files removed");
+        }
     }
     let referenced = app.store.referenced_files().await?;
     for dir in [&app.config.upload_folder, &app.config.processed_folder] {

@@ -16,8 +16,9 @@ use vsr_media::video::encode::{Codec, EncodeSettings};
 use vsr_media::video::pipeline::{self, Job, Progress};
 use vsr_media::video::PipelineError;
 
-use super::store::{Outcome, Report, SqliteStore, Stage, Status, Task, TaskError, TaskStore};
+use super::store::{Outcome, Report, Stage, Status, Task, TaskError, TaskStore};
 use crate::config::ServiceConfig;
+use crate::ServiceError;
 
 /// How often progress is written and cancel requests are read.
 const REPORT: Duration = Duration::from_millis(200);
@@ -34,14 +35,17 @@ struct Worker {
     shutdown: Arc<AtomicBool>,
 }
 
-pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> anyhow::Result<()> {
+pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(), ServiceError> {
     // If the server dies (even by SIGKILL), this worker gets SIGTERM: it puts its task back
     // in the queue for the next server instead of running on unsupervised.
-    set_parent_process_death_signal(Some(Signal::TERM))?;
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .map_err(|e| ServiceError::Worker(format!("asking for the parent's death signal: {e}")))?;
     if std::os::unix::process::parent_id() == 1 {
-        anyhow::bail!("the server that started this worker is gone");
+        return Err(ServiceError::Worker(
+            "the server that started this worker is gone".into(),
+        ));
     }
-    let store: Arc<dyn TaskStore> = Arc::new(SqliteStore::open(&config.database).await?);
+    let store = crate::open_store(&config).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -69,7 +73,13 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> anyhow::Re
         match worker.store.claim_next(pid).await {
             Ok(Some(task)) => {
                 let span = tracing::info_span!("task", task = %task.id);
-                run_task(&worker, task).instrument(span).await?;
+                let id = task.id.clone();
+                // The store failed to record the outcome: put the task back for another try
+                // (if the store answers) rather than lose the worker.
+                if let Err(e) = run_task(&worker, task).instrument(span).await {
+                    tracing::error!(task = %id, error = %e, "cannot record the task's outcome");
+                    let _ = worker.store.release(&id).await;
+                }
             }
             Ok(None) => tokio::time::sleep(POLL).await,
             Err(e) => {
@@ -82,7 +92,7 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> anyhow::Re
     Ok(())
 }
 
-async fn run_task(worker: &Worker, task: Task) -> anyhow::Result<()> {
+async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
     tracing::info!(input = %task.input_path.display(), models = ?task.models, "task started");
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
@@ -124,7 +134,15 @@ async fn run_task(worker: &Worker, task: Task) -> anyhow::Result<()> {
                         eta_seconds: 0.0,
                     },
                 };
-                let cancelled = worker.store.progress(&task.id, &report).await?;
+                // A store that does not answer for a moment must not stop the job.
+                let cancelled = worker
+                    .store
+                    .progress(&task.id, &report)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot record progress");
+                        false
+                    });
                 if cancelled || worker.shutdown.load(Ordering::Relaxed) {
                     cancel.store(true, Ordering::Relaxed);
                     stop_asked.get_or_insert_with(std::time::Instant::now);
@@ -256,10 +274,9 @@ fn upscale(
         ModelRef::resolve_for_client(name, base, vsr_media::catalog::Catalog::builtin())
             .map_err(|e| Failure::public(Code::ModelUnavailable, e.to_string()))?;
     }
-    let options = vsr_runtime::Options {
-        threads: config.threads,
-        ..Default::default()
-    };
+    let options = config
+        .run_options()
+        .map_err(|e| Failure::public(Code::InvalidSettings, e.to_string()))?;
     let prepared = prepare(&task.settings, base, config.device, options).map_err(|e| {
         let message = match e.code() {
             Code::ModelFailed => "the model could not be loaded".to_string(),

@@ -1,7 +1,9 @@
 //! `vsr serve` attacked over loopback as a hostile client would: downloads without the right
 //! key or link, model paths chosen by the client, uploads that are too many, too large or too
 //! slow, slow and silent connections, cross-site requests from a browser, and the shape of
-//! every error. docs/security.md is the threat model these cases come from.
+//! every error. docs/security.md is the threat model these cases come from. The server runs
+//! in-process (`vsr_service::serve`) except where its own process is measured (memory) or
+//! held (slow clients).
 
 mod common;
 
@@ -194,7 +196,7 @@ fn download_matrix() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     testsrc_clip(&clip, "64x48", 10, 0.5);
-    let server = Server::start(
+    let server = Server::in_process(
         dir.path(),
         &[
             ("VSR_API_KEYS", "key-one,key-two"),
@@ -386,7 +388,7 @@ fn download_matrix() {
     drop(server);
 
     // With keys and no metrics key, /metrics is refused to every key.
-    let server = Server::start(dir.path(), &[("VSR_API_KEYS", "key-one")]);
+    let server = Server::in_process(dir.path(), &[("VSR_API_KEYS", "key-one")]);
     let r = server
         .client
         .get(server.url("/metrics"))
@@ -423,7 +425,7 @@ fn clients_cannot_name_model_files() {
     }
     std::fs::write(custom.join("broken.param"), "OPERATOR-FILE-CONTENT\n").unwrap();
     std::fs::write(custom.join("broken.bin"), [0u8; 16]).unwrap();
-    let server = Server::start(
+    let server = Server::in_process(
         dir.path(),
         &[("VSR_CUSTOM_MODELS_DIR", custom.to_str().unwrap())],
     );
@@ -771,7 +773,7 @@ fn headers_cross_site_and_error_shape() {
     testsrc_clip(&clip, "64x48", 10, 1.0);
     let text = dir.path().join("text.mp4");
     std::fs::write(&text, "not a video at all\n".repeat(50)).unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]);
     for path in [
         "/",
         "/static/app.js",

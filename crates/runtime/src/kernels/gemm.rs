@@ -53,8 +53,15 @@ pub fn gemm(isa: Isa, m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32
         return;
     }
     assert!(lda >= b.k && ldc >= b.n, "gemm strides too small");
-    assert!(a.len() >= (m - 1) * lda + b.k, "gemm A too short");
-    assert!(c.len() >= (m - 1) * ldc + b.n.min(ldc), "gemm C too short");
+    // Checked arithmetic: a wrapped product would let a short slice pass.
+    let reach = |stride: usize, last: usize| {
+        (m - 1)
+            .checked_mul(stride)
+            .and_then(|r| r.checked_add(last))
+            .expect("gemm sizes overflow")
+    };
+    assert!(a.len() >= reach(lda, b.k), "gemm A too short");
+    assert!(c.len() >= reach(ldc, b.n.min(ldc)), "gemm C too short");
     assert_eq!(b.nr, panel_width(isa), "B packed for another ISA");
     // SAFETY: the asserts above bound every access the drivers make; an `Isa` is one the CPU
     // has.

@@ -18,6 +18,17 @@ pub enum IsaLevel {
     Portable,
 }
 
+impl std::str::FromStr for IsaLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IsaLevel, String> {
+        [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Portable]
+            .into_iter()
+            .find(|l| l.name() == s.trim())
+            .ok_or_else(|| format!("{s:?} is not avx512, avx2 or portable"))
+    }
+}
+
 impl IsaLevel {
     pub fn name(self) -> &'static str {
         match self {

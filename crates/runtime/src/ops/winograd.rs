@@ -138,8 +138,9 @@ impl Winograd {
     pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
         // The output is written through raw pointers below: its size is checked here, where
         // a caller hands it over.
+        let len = |t: &Tensor| t.h.checked_mul(t.w).and_then(|p| p.checked_mul(t.c));
         assert!(
-            input.c == self.in_c && input.data.len() == input.h * input.w * input.c,
+            input.c == self.in_c && Some(input.data.len()) == len(input),
             "winograd input is not {}-channel {}x{}",
             self.in_c,
             input.w,
@@ -147,7 +148,7 @@ impl Winograd {
         );
         assert!(
             output.c == self.out_c
-                && output.data.len() == output.h * output.w * output.c
+                && Some(output.data.len()) == len(output)
                 && self.out_shape(input.h, input.w) == Some((output.h, output.w)),
             "winograd output buffer does not fit the input"
         );

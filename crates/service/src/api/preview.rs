@@ -83,10 +83,7 @@ pub async fn preview(
         checked.settings.clone(),
     );
     // Previews run in this process, so on the CPU: the GPU belongs to the workers.
-    let options = vsr_runtime::Options {
-        threads: app.config.threads,
-        ..Default::default()
-    };
+    let options = app.config.run_options().map_err(Problem::internal)?;
     let limits = app.config.limits.clone();
     let (before, after) = tokio::task::spawn_blocking(move || -> Result<(Rgb8, Rgb8), Problem> {
         let frame = source_frame(&input, &limits, time)?;

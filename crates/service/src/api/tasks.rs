@@ -39,15 +39,14 @@ const STOP_WAIT: Duration = Duration::from_secs(3);
 /// until it has ended (or [`STOP_WAIT`] passed): the one stopping path, for cancel and delete.
 async fn stop(app: &AppState, task: &Task) -> Result<Task, Problem> {
     app.store.request_cancel(&task.id).await?;
-    if matches!(task.status, Status::Draft | Status::Queued) {
-        let outcome = Outcome {
-            status: Status::Cancelled,
-            error: None,
-            expires_at: app.config.expiry_from_now(),
-            output_bytes: None,
-        };
-        app.store.finish(&task.id, &outcome).await?;
-    }
+    // Ended at once if no worker has it; a worker that claimed it meanwhile sees the request.
+    let outcome = Outcome {
+        status: Status::Cancelled,
+        error: None,
+        expires_at: app.config.expiry_from_now(),
+        output_bytes: None,
+    };
+    app.store.cancel_waiting(&task.id, &outcome).await?;
     // The worker notices within its reporting interval.
     let deadline = tokio::time::Instant::now() + STOP_WAIT;
     loop {

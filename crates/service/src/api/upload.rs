@@ -431,15 +431,8 @@ fn check_settings_now(
         .recipe(catalog, base.default_model.as_deref())
         .map_err(|e| Problem::bad_field(e.code(), e.field, e.reason))?;
     // Every pass's model must be installed; the scale of a custom model comes from its graph.
-    let mut scale = 1u64;
-    for pass in &recipe.passes {
-        let model =
-            ModelRef::resolve(Some(pass), base, catalog).map_err(|e| unavailable(pass, e))?;
-        scale *= match catalog.get(&model.name) {
-            Some(m) => m.scale as u64,
-            None => model.load().map_err(|e| unavailable(pass, e))?.1.scale as u64,
-        };
-    }
+    let scale = vsr_media::enhance::recipe_scale(&recipe, base, catalog)
+        .map_err(|(pass, e)| unavailable(&pass, e))? as u64;
     if let Some(wanted) = recipe.scale.filter(|&s| s as u64 != scale) {
         return Err(Problem::bad_field(
             Code::InvalidSettings,

@@ -41,7 +41,6 @@ pub fn download_url(app: &AppState, task: &Task) -> Option<String> {
 pub struct ProgressView {
     #[schema(value_type = String)]
     pub task_id: TaskId,
-    #[schema(value_type = String, example = "processing")]
     pub status: Status,
     pub current_frame: u64,
     pub total_frames: u64,
@@ -49,7 +48,6 @@ pub struct ProgressView {
     pub progress: f64,
     pub fps: f64,
     pub eta_seconds: f64,
-    #[schema(value_type = String, example = "upscaling")]
     pub stage: Stage,
 }
 
@@ -72,11 +70,9 @@ pub fn progress_view(task: &Task) -> ProgressView {
 pub struct TaskView {
     #[schema(value_type = String)]
     pub task_id: TaskId,
-    #[schema(value_type = String, example = "queued")]
     pub status: Status,
     /// Percent, one decimal.
     pub progress: f64,
-    #[schema(value_type = String, example = "queued")]
     pub stage: Stage,
     pub status_url: String,
     pub progress_url: String,

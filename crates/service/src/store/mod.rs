@@ -58,6 +58,18 @@ macro_rules! text_enum {
                 s.serialize_str(self.as_str())
             }
         }
+
+        /// A string with one of the table's values, for the OpenAPI document.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -288,6 +300,9 @@ pub trait TaskStore: Send + Sync {
     /// Ends a task that has not ended yet.
     async fn finish(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError>;
 
+    /// Ends a task no worker has (a draft or queued one); false if a worker claimed it first.
+    async fn cancel_waiting(&self, id: &TaskId, outcome: &Outcome) -> Result<bool, StoreError>;
+
     /// Queues a draft with its final settings; false if it is not a draft any more.
     async fn start(&self, task: &Task) -> Result<bool, StoreError>;
 
@@ -296,8 +311,9 @@ pub trait TaskStore: Send + Sync {
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError>;
 
-    /// Tasks a stopped server left processing go back to the queue; their ids are returned.
-    async fn requeue_interrupted(&self) -> Result<Vec<TaskId>, StoreError>;
+    /// Tasks a stopped server left processing go back to the queue (their ids are returned),
+    /// but for those whose cancel was asked for: they end cancelled, swept at `expires_at`.
+    async fn requeue_interrupted(&self, expires_at: i64) -> Result<Vec<TaskId>, StoreError>;
 
     /// The tasks a worker process was running.
     async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError>;
@@ -305,7 +321,8 @@ pub trait TaskStore: Send + Sync {
     /// Ended tasks whose files are past their retention at `now` (ms).
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError>;
 
-    async fn mark_expired(&self, id: &TaskId) -> Result<(), StoreError>;
+    /// Marks an ended task expired; false if it is not ended (a draft started meanwhile).
+    async fn mark_expired(&self, id: &TaskId) -> Result<bool, StoreError>;
 
     /// File names (without folder) of every upload and result a live task refers to.
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError>;

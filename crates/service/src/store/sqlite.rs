@@ -53,6 +53,30 @@ impl SqliteStore {
             .transpose()
     }
 
+    /// Ends the task if its status is one of `from`; whether it did.
+    async fn end(&self, id: &TaskId, o: &Outcome, from: &[Status]) -> Result<bool, StoreError> {
+        debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
+        let placeholders = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE tasks SET status = ?, stage = ?, error_code = ?, error_message = ?, finished_at = ?,
+             expires_at = ?, output_bytes = ?, worker_pid = NULL
+             WHERE id = ? AND status IN ({placeholders})"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(o.status.as_str())
+            .bind(Stage::from(o.status).as_str())
+            .bind(o.error.as_ref().map(|e| e.code.as_str()))
+            .bind(o.error.as_ref().map(|e| e.message.as_str()))
+            .bind(now_ms())
+            .bind(o.expires_at)
+            .bind(o.output_bytes)
+            .bind(id.as_str());
+        for status in from {
+            query = query.bind(status.as_str());
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     async fn ids<'q>(
         &self,
         query: sqlx::query::QueryScalar<
@@ -73,8 +97,8 @@ impl TaskStore for SqliteStore {
         sqlx::query(
             "INSERT INTO tasks (id, owner, idempotency_key, status, stage, settings, models, notes,
              input_name, input_path, output_path, input, out_width, out_height, total_frames, created_at,
-             expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, queued_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.id.as_str())
         .bind(&t.owner)
@@ -93,6 +117,7 @@ impl TaskStore for SqliteStore {
         .bind(t.total_frames as i64)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind((t.status == Status::Queued).then_some(t.created_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -169,7 +194,7 @@ impl TaskStore for SqliteStore {
         self.one(
             sqlx::query(
                 "UPDATE tasks SET status = ?, stage = ?, started_at = ?, worker_pid = ?
-                 WHERE id = (SELECT id FROM tasks WHERE status = ? ORDER BY created_at, id LIMIT 1)
+                 WHERE id = (SELECT id FROM tasks WHERE status = ? ORDER BY queued_at, id LIMIT 1)
                  AND status = ? RETURNING *",
             )
             .bind(Status::Processing.as_str())
@@ -200,32 +225,20 @@ impl TaskStore for SqliteStore {
     }
 
     async fn finish(&self, id: &TaskId, o: &Outcome) -> Result<(), StoreError> {
-        debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
-        sqlx::query(
-            "UPDATE tasks SET status = ?, stage = ?, error_code = ?, error_message = ?, finished_at = ?,
-             expires_at = ?, output_bytes = ?, worker_pid = NULL
-             WHERE id = ? AND status IN (?, ?, ?)",
-        )
-        .bind(o.status.as_str())
-        .bind(Stage::from(o.status).as_str())
-        .bind(o.error.as_ref().map(|e| e.code.as_str()))
-        .bind(o.error.as_ref().map(|e| e.message.as_str()))
-        .bind(now_ms())
-        .bind(o.expires_at)
-        .bind(o.output_bytes)
-        .bind(id.as_str())
-        .bind(Status::Draft.as_str())
-        .bind(Status::Queued.as_str())
-        .bind(Status::Processing.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.end(id, o, &[Status::Draft, Status::Queued, Status::Processing])
+            .await
+            .map(|_| ())
+    }
+
+    async fn cancel_waiting(&self, id: &TaskId, o: &Outcome) -> Result<bool, StoreError> {
+        self.end(id, o, &[Status::Draft, Status::Queued]).await
     }
 
     async fn start(&self, t: &Task) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET status = ?, stage = ?, settings = ?, models = ?, notes = ?,
-             out_width = ?, out_height = ?, expires_at = NULL WHERE id = ? AND status = ?",
+             out_width = ?, out_height = ?, expires_at = NULL, queued_at = ?
+             WHERE id = ? AND status = ?",
         )
         .bind(Status::Queued.as_str())
         .bind(Stage::Queued.as_str())
@@ -234,6 +247,7 @@ impl TaskStore for SqliteStore {
         .bind(json(&t.notes))
         .bind(t.output_size.0)
         .bind(t.output_size.1)
+        .bind(now_ms())
         .bind(t.id.as_str())
         .bind(Status::Draft.as_str())
         .execute(&self.pool)
@@ -263,11 +277,23 @@ impl TaskStore for SqliteStore {
         Ok(())
     }
 
-    async fn requeue_interrupted(&self) -> Result<Vec<TaskId>, StoreError> {
+    async fn requeue_interrupted(&self, expires_at: i64) -> Result<Vec<TaskId>, StoreError> {
+        // Those whose cancel was asked for are cancelled, not run again.
+        sqlx::query(
+            "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, finished_at = ?, expires_at = ?
+             WHERE status = ? AND cancel_requested = 1",
+        )
+        .bind(Status::Cancelled.as_str())
+        .bind(Stage::Cancelled.as_str())
+        .bind(now_ms())
+        .bind(expires_at)
+        .bind(Status::Processing.as_str())
+        .execute(&self.pool)
+        .await?;
         self.ids(
             sqlx::query_scalar(
                 "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, current_frame = 0
-                 WHERE status = ? AND cancel_requested = 0 RETURNING id",
+                 WHERE status = ? RETURNING id",
             )
             .bind(Status::Queued.as_str())
             .bind(Stage::Queued.as_str())
@@ -300,14 +326,20 @@ impl TaskStore for SqliteStore {
         rows.iter().map(from_row).collect()
     }
 
-    async fn mark_expired(&self, id: &TaskId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tasks SET status = ?, stage = ? WHERE id = ?")
-            .bind(Status::Expired.as_str())
-            .bind(Stage::Expired.as_str())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn mark_expired(&self, id: &TaskId) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET status = ?, stage = ? WHERE id = ? AND status IN (?, ?, ?, ?)",
+        )
+        .bind(Status::Expired.as_str())
+        .bind(Stage::Expired.as_str())
+        .bind(id.as_str())
+        .bind(Status::Draft.as_str())
+        .bind(Status::Completed.as_str())
+        .bind(Status::Failed.as_str())
+        .bind(Status::Cancelled.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError> {
@@ -438,5 +470,75 @@ mod tests {
         );
         // Opening again runs no migration twice.
         SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    }
+
+    fn task(status: Status, created_at: i64) -> Task {
+        Task {
+            id: TaskId::new(),
+            owner: None,
+            status,
+            stage: Stage::from(status),
+            settings: Default::default(),
+            models: vec![],
+            notes: vec![],
+            input_name: "in.mp4".into(),
+            input_path: "in.mp4".into(),
+            output_path: "out.mp4".into(),
+            input: Default::default(),
+            output_size: (2, 2),
+            current_frame: 0,
+            total_frames: 10,
+            fps: 0.0,
+            eta_seconds: 0.0,
+            error: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            expires_at: None,
+            output_bytes: None,
+        }
+    }
+
+    fn cancelled() -> Outcome {
+        Outcome {
+            status: Status::Cancelled,
+            error: None,
+            expires_at: 0,
+            output_bytes: None,
+        }
+    }
+
+    /// The races between the API, the sweeper and workers end the way each side expects.
+    #[tokio::test]
+    async fn queue_order_and_races() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        // A draft made first but started after a queued task waits behind it.
+        let draft = task(Status::Draft, 1);
+        let queued = task(Status::Queued, 2);
+        store.insert(&draft, None).await.unwrap();
+        store.insert(&queued, None).await.unwrap();
+        assert!(store.start(&draft).await.unwrap());
+        let first = store.claim_next(7).await.unwrap().unwrap();
+        assert_eq!(first.id, queued.id);
+        // A task a worker holds is not cancelled from under it; a waiting one is.
+        assert!(!store.cancel_waiting(&first.id, &cancelled()).await.unwrap());
+        assert!(store.cancel_waiting(&draft.id, &cancelled()).await.unwrap());
+        // Expiry never takes a task that runs.
+        assert!(!store.mark_expired(&first.id).await.unwrap());
+        assert!(store.mark_expired(&draft.id).await.unwrap());
+        // At restart: a running task goes back to the queue, unless its cancel was asked.
+        let asked = task(Status::Queued, 3);
+        store.insert(&asked, None).await.unwrap();
+        let asked = store.claim_next(8).await.unwrap().unwrap();
+        store.request_cancel(&asked.id).await.unwrap();
+        let requeued = store.requeue_interrupted(99).await.unwrap();
+        assert_eq!(requeued, vec![first.id.clone()]);
+        let asked = store.get(&asked.id).await.unwrap().unwrap();
+        assert_eq!(
+            (asked.status, asked.expires_at),
+            (Status::Cancelled, Some(99))
+        );
+        assert_eq!(store.count_waiting().await.unwrap(), 1);
     }
 }

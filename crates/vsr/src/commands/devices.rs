@@ -24,7 +24,7 @@ pub fn run(request: DeviceRequest) -> anyhow::Result<()> {
     }
     match select(request, &inv) {
         Ok(s) => println!("selected: {}", s.reason),
-        Err(e) => anyhow::bail!("{e} [{}]", e.code()),
+        Err(e) => anyhow::bail!("{e} [{}]", vsr_media::code::Code::from(&e)),
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub fn serve(base: Config, args: &ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(config.log_json);
-    runtime()?.block_on(service::run(base, config))
+    Ok(runtime()?.block_on(service::run(base, config))?)
 }
 
 pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
@@ -63,7 +63,7 @@ pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
         Err(_) => ServiceConfig::load(None)?,
     };
     init_logging(config.log_json);
-    runtime()?.block_on(service::worker::run(base, config, args.slot))
+    Ok(runtime()?.block_on(service::worker::run(base, config, args.slot))?)
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -75,7 +75,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,apalis=warn".into());
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
     // Colours only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -451,3 +451,120 @@ fn ffmpeg_children(dir: &Path) -> usize {
         .filter(|c| c.starts_with("ffmpeg") && c.contains(needle))
         .count()
 }
+
+/// Each stream's start time, in seconds, as ffprobe reads it (video first).
+fn start_times(file: &Path) -> Vec<f64> {
+    ffprobe(
+        &[
+            "-show_entries",
+            "stream=codec_type,start_time",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .lines()
+    .map(|l| {
+        let (kind, start) = l.split_once(',').unwrap_or((l, ""));
+        (kind != "video", start.parse::<f64>().unwrap_or(f64::NAN))
+    })
+    .collect::<std::collections::BTreeMap<_, _>>()
+    .into_values()
+    .collect()
+}
+
+/// A video that starts later than its audio keeps its offset, in MP4 and MPEG-TS sources
+/// alike: every stream starts when the source's does, within a millisecond.
+#[test]
+fn stream_start_offsets_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for (name, container, out_ext) in [("offset.mp4", "mp4", "mp4"), ("offset.ts", "mpegts", "mkv")]
+    {
+        let source = p(name);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x48:rate=10:duration=1.5",
+            "-vf",
+            "setpts=PTS+0.5/TB",
+            "-map",
+            "1:v",
+            "-map",
+            "0:a",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "-f",
+            container,
+            source.to_str().unwrap(),
+        ]);
+        let want = start_times(&source);
+        assert!(
+            want[0] - want[1] > 0.4,
+            "{name}: the source has no offset: {want:?}"
+        );
+        let out = p(&format!("{name}-2x.{out_ext}"));
+        ok(&upscale(&source, &out, &["--scale", "2"]));
+        let got = start_times(&out);
+        assert_eq!(got.len(), 2, "{name}: {got:?}");
+        for (w, g) in want.iter().zip(&got) {
+            assert!(
+                (w - g).abs() < 0.001,
+                "{name}: streams start at {got:?}, not {want:?} as in the source"
+            );
+        }
+    }
+}
+
+/// RGB sources (lossless intermediates, screen recordings) upscale: their `gbr` colour tag is
+/// mapped for the YUV encoder instead of failing it, and the colours come out right.
+#[test]
+fn rgb_sources_upscale_with_their_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for (name, codec) in [("rgb-ffv1.mkv", "ffv1"), ("rgb-x264.mkv", "libx264rgb")] {
+        let source = p(name);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x48:rate=10:duration=0.5",
+            "-pix_fmt",
+            if codec == "ffv1" { "gbrp" } else { "rgb24" },
+            "-c:v",
+            codec,
+            source.to_str().unwrap(),
+        ]);
+        let out = p(&format!("{name}-2x.mkv"));
+        let run = upscale(&source, &out, &["--scale", "2", "--crf", "0"]);
+        ok(&run);
+        assert_eq!(size(&out), "128,96", "{name}");
+        // The mean colour of the first frame survives the RGB -> YUV -> RGB round trip.
+        let mean = |rgb: &[u8]| -> [f64; 3] {
+            let mut m = [0.0; 3];
+            for px in rgb.chunks(3) {
+                for c in 0..3 {
+                    m[c] += px[c] as f64;
+                }
+            }
+            m.map(|v| v / (rgb.len() / 3) as f64)
+        };
+        let (a, b) = (
+            mean(&first_frame_rgb(&source)),
+            mean(&first_frame_rgb(&out)),
+        );
+        for c in 0..3 {
+            assert!(
+                (a[c] - b[c]).abs() < 3.0,
+                "{name}: channel {c}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}

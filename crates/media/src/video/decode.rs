@@ -52,9 +52,13 @@ impl Decoder {
                 "-format_whitelist",
                 ALLOWED_CONTAINERS,
             ]);
-        if let Some(t) = start {
-            cmd.args(["-ss", &format!("{:.3}", t.max(0.0))]);
-        }
+        match start {
+            Some(t) => cmd.args(["-ss", &format!("{:.3}", t.max(0.0))]),
+            // Timestamps exactly as stored (no shift of the file to start at zero): the
+            // encoder takes the other streams with theirs unshifted too, so a video that
+            // starts after its audio keeps its place.
+            None => cmd.arg("-copyts"),
+        };
         // Frames stay as stored; the output keeps the rotation as metadata.
         cmd.args(["-noautorotate", "-i"])
             .arg(format!("file:{}", abs.display()))

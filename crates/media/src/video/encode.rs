@@ -46,14 +46,26 @@ pub struct EncodeSettings {
     pub shortest: bool,
 }
 
-/// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV.
+/// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV (an RGB source,
+/// `gbr`, is encoded as BT.709 YUV: the encoders take YUV only).
 pub fn color_matrix(info: &MediaInfo) -> &'static str {
     match info.video.color_space.as_deref() {
-        Some("bt709") => "bt709",
+        Some("bt709") | Some("gbr") => "bt709",
         Some("bt2020nc") | Some("bt2020c") => "bt2020",
         Some("smpte240m") => "smpte240m",
         Some("fcc") => "fcc",
         _ => "bt601",
+    }
+}
+
+/// The `-colorspace` tag of the output: the source's, unless it names no YUV matrix (`gbr`
+/// for RGB sources, which the encoders refuse), when it is the matrix the frames were
+/// converted with.
+fn colorspace_tag(info: &MediaInfo) -> Option<&str> {
+    match info.video.color_space.as_deref() {
+        None | Some("unknown") => None,
+        Some("gbr") => Some(color_matrix(info)),
+        Some(other) => Some(other),
     }
 }
 
@@ -150,13 +162,16 @@ impl Encoder {
         };
         cmd.args(["-crf", &settings.crf.to_string()]);
         let v = &info.video;
+        if v.color_space.as_deref() == Some("gbr") {
+            tracing::info!("RGB source: encoded as BT.709 YUV, the encoders taking no RGB");
+        }
         for (flag, value) in [
-            ("-color_primaries", &v.color_primaries),
-            ("-color_trc", &v.color_transfer),
-            ("-colorspace", &v.color_space),
-            ("-color_range", &v.color_range),
+            ("-color_primaries", v.color_primaries.as_deref()),
+            ("-color_trc", v.color_transfer.as_deref()),
+            ("-colorspace", colorspace_tag(info)),
+            ("-color_range", v.color_range.as_deref()),
         ] {
-            if let Some(value) = value.as_deref().filter(|s| *s != "unknown") {
+            if let Some(value) = value.filter(|s| *s != "unknown") {
                 cmd.args([flag, value]);
             }
         }
@@ -168,8 +183,10 @@ impl Encoder {
             if mp4_like { "mov_text" } else { "copy" },
         ]);
         // Every frame once, at its own timestamp (no frame-rate conversion), in the source's
-        // time base so every timestamp survives unchanged.
+        // time base so every timestamp survives unchanged; `-copyts`: no input is shifted to
+        // start at zero, so a video that starts after its audio keeps its offset.
         cmd.args([
+            "-copyts",
             "-fps_mode",
             "passthrough",
             "-enc_time_base",
@@ -222,8 +239,11 @@ impl Encoder {
     /// Closes the stream and waits for the file to be complete.
     pub fn finish(mut self) -> Result<(), PipelineError> {
         if let Some(w) = self.writer.take() {
-            let stdin = w.finish().map_err(PipelineError::Io)?;
-            drop(stdin);
+            // An encoder that refused its options has exited: say what it said, not EPIPE.
+            match w.finish() {
+                Ok(stdin) => drop(stdin),
+                Err(e) => return Err(self.failure(&format!("writing to the encoder: {e}"))),
+            }
         }
         let status = self.child.wait().map_err(PipelineError::Io)?;
         if !status.success() {

@@ -127,6 +127,12 @@ impl Enhancer {
         let mut notes = Vec::new();
         for pass in &recipe.passes {
             let model = ModelRef::resolve(Some(pass), config, catalog)?;
+            if let Some(known) = &model.recognised_as {
+                notes.push(format!(
+                    "{} is the catalog's {known} (the same files): its conventions apply",
+                    model.param.display()
+                ));
+            }
             let (graph, spec) = model.load()?;
             let mut upscaler = Upscaler::new(&graph, spec, options)
                 .map_err(|e| ModelRefError::Prepare(model.name.clone(), e))?;

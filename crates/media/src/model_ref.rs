@@ -65,6 +65,9 @@ pub struct ModelRef {
     pub bin: PathBuf,
     /// Known conventions, or `None` to infer them from the graph.
     pub spec: Option<ModelSpec>,
+    /// The catalog model these files are (same sizes and sha256) when they were named by path
+    /// or folder: its conventions apply, whatever the files are called.
+    pub recognised_as: Option<String>,
 }
 
 /// Conventions a custom model may declare in its config file (JSON or TOML).
@@ -101,10 +104,11 @@ impl ModelRef {
                 param,
                 bin,
                 spec: Some(m.spec()),
+                recognised_as: None,
             });
         }
         if let Some(found) = Self::installed_custom(&arg, config) {
-            return Ok(found);
+            return Ok(found.recognised(catalog));
         }
         let path = PathBuf::from(&arg);
         if path.extension().is_some_and(|e| e == "param") && path.is_file() {
@@ -124,7 +128,9 @@ impl ModelRef {
                 param: path,
                 bin,
                 spec,
-            });
+                recognised_as: None,
+            }
+            .recognised(catalog));
         }
         Err(ModelRefError::Unknown(arg))
     }
@@ -156,7 +162,35 @@ impl ModelRef {
             param,
             bin,
             spec: None,
+            recognised_as: None,
         })
+    }
+
+    /// Files the catalog knows (the same sizes and sha256), whatever they are called, get
+    /// the catalog's conventions: a Real-CUGAN file named as its wheel names it must be padded
+    /// and aligned as Real-CUGAN, not as Real-ESRGAN. Conventions given in a config file win.
+    fn recognised(mut self, catalog: &Catalog) -> ModelRef {
+        if self.spec.is_some() {
+            return self;
+        }
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let (param_size, bin_size) = (size(&self.param), size(&self.bin));
+        let hash = |p: &Path| std::fs::read(p).ok().map(|b| crate::fetch::sha256_hex(&b));
+        let mut param_hash = None;
+        for m in &catalog.models {
+            if m.param.size != param_size || m.bin.size != bin_size {
+                continue;
+            }
+            let param_sha = param_hash.get_or_insert_with(|| hash(&self.param));
+            if param_sha.as_deref() == Some(m.param.sha256.as_str())
+                && hash(&self.bin).as_deref() == Some(m.bin.sha256.as_str())
+            {
+                self.spec = Some(m.spec());
+                self.recognised_as = Some(m.name.clone());
+                break;
+            }
+        }
+        self
     }
 
     /// Names of the models in the custom models folder (both files present), sorted.

@@ -260,3 +260,56 @@ fn devices_and_device_selection() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not auto, cpu, cuda or cuda:N"));
 }
+
+/// Model files named as their wheels name them (`REALCUGAN_SE_UP2X.param`, ...), given by
+/// path, are recognised by content: one model of every family upscales an odd-size image
+/// exactly as the same model under its catalog name does, with a note saying so.
+#[test]
+fn model_files_by_path_get_their_catalog_conventions() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::models_dir();
+    let input = dir.path().join("odd.png");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=91x71",
+        "-frames:v",
+        "1",
+        input.to_str().unwrap(),
+    ]);
+    for (name, file) in [
+        ("realesr-animevideov3-x2", "realesr-animevideov3-x2"),
+        ("realesrgan-x4plus-anime", "realesrgan-x4plus-anime"),
+        ("realcugan-se-up2x", "REALCUGAN_SE_UP2X"),
+        ("realcugan-pro-up3x", "REALCUGAN_PRO_UP3X"),
+        ("waifu2x-anime-up2x", "WAIFU2X_ANIME_UP2X"),
+        (
+            "waifu2x-cunet-up1x-denoise0x",
+            "WAIFU2X_CUNET_UP1X_DENOISE0X",
+        ),
+        ("2xhfa2kspan-27k", "2xHFA2kSPAN_27k"),
+    ] {
+        for ext in ["param", "bin"] {
+            std::fs::copy(
+                models.join(format!("{name}.{ext}")),
+                dir.path().join(format!("{file}.{ext}")),
+            )
+            .unwrap();
+        }
+        let (by_name, by_path) = (dir.path().join("name.png"), dir.path().join("path.png"));
+        ok(&upscale_image(&input, &by_name, name));
+        let param = dir.path().join(format!("{file}.param"));
+        let out = upscale_image(&input, &by_path, param.to_str().unwrap());
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("the catalog's {name}")),
+            "{name}: no note: {stderr}"
+        );
+        assert!(
+            read_png(&by_name) == read_png(&by_path),
+            "{name}: outputs differ"
+        );
+    }
+}

@@ -186,17 +186,32 @@ impl Settings {
                     "scale 8 runs two passes of a preset's models; leave the model unset or ask for the model's own scale".into(),
                 ));
             }
-            recipe.passes.push(model.clone());
+            // A folder in a reference tool's layout: the file for the scale and denoise level.
+            let dir = std::path::Path::new(model);
+            let pack = if dir.is_dir() {
+                let choice =
+                    crate::model_pack::choose(dir, self.scale, level, self.preserve_details)
+                        .map_err(|reason| bad("model", reason))?;
+                recipe.notes.push(format!(
+                    "model pack {model}: {} for these settings",
+                    choice.param.display()
+                ));
+                recipe.passes.push(choice.param.display().to_string());
+                Some(choice)
+            } else {
+                recipe.passes.push(model.clone());
+                None
+            };
             recipe.notes.push(format!(
                 "model {model} chosen explicitly; the quality preset does not apply"
             ));
-            if level > 0 {
+            if level > 0 && !pack.as_ref().is_some_and(|c| c.denoises) {
                 recipe.prefilter = Some(Prefilter(level));
                 recipe.notes.push(format!(
                     "denoise level {level}: FFmpeg hqdn3d before the model"
                 ));
             }
-            if self.preserve_details {
+            if self.preserve_details && !pack.as_ref().is_some_and(|c| c.conservative) {
                 recipe.detail_blend = DETAIL_BLEND;
                 recipe.notes.push(blend_note());
             }

@@ -313,3 +313,154 @@ fn model_files_by_path_get_their_catalog_conventions() {
         );
     }
 }
+
+/// `--model` takes a folder laid out as realcugan-, waifu2x- and realesrgan-ncnn-vulkan ship
+/// them: for every scale, denoise level and preserve-details choice, the file those tools pick
+/// runs (its conventions recognised from the manifest).
+#[test]
+fn reference_tool_folders_pick_the_right_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::models_dir();
+    let input = dir.path().join("tiny.png");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=24x16",
+        "-frames:v",
+        "1",
+        input.to_str().unwrap(),
+    ]);
+    // (folder, file as the tool names it, catalog model, scale, denoise, preserve details)
+    let mut cases: Vec<(&str, String, String, u32, u8, bool)> = Vec::new();
+    for (folder, kind) in [("models-se", "se"), ("models-pro", "pro")] {
+        for (s, variants) in [
+            (
+                2,
+                &["", "conservative", "denoise1x", "denoise2x", "denoise3x"][..],
+            ),
+            (3, &["", "conservative", "denoise3x"][..]),
+            (4, &["", "conservative", "denoise3x"][..]),
+        ] {
+            if kind == "pro" && s == 4 {
+                continue;
+            }
+            for v in variants {
+                if kind == "pro" && (*v == "denoise1x" || *v == "denoise2x") {
+                    continue;
+                }
+                let file = match *v {
+                    "" => format!("up{s}x-no-denoise"),
+                    v => format!("up{s}x-{v}"),
+                };
+                let name = match *v {
+                    "" => format!("realcugan-{kind}-up{s}x"),
+                    v => format!("realcugan-{kind}-up{s}x-{v}"),
+                };
+                let denoise = v
+                    .strip_prefix("denoise")
+                    .map_or(0, |d| d[..1].parse().unwrap());
+                cases.push((folder, file, name, s, denoise, *v == "conservative"));
+            }
+        }
+    }
+    for (folder, kind) in [
+        ("models-cunet", "cunet"),
+        ("models-upconv_7_anime_style_art_rgb", "anime"),
+    ] {
+        cases.push((
+            folder,
+            "scale2.0x_model".into(),
+            format!("waifu2x-{kind}-up2x"),
+            2,
+            0,
+            false,
+        ));
+        for n in 1..=3u8 {
+            cases.push((
+                folder,
+                format!("noise{n}_scale2.0x_model"),
+                format!("waifu2x-{kind}-up2x-denoise{n}x"),
+                2,
+                n,
+                false,
+            ));
+        }
+    }
+    for s in [2, 3, 4] {
+        let name = format!("realesr-animevideov3-x{s}");
+        cases.push(("models", name.clone(), name, s, 0, false));
+    }
+    for (folder, file, name, ..) in &cases {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for ext in ["param", "bin"] {
+            std::fs::copy(
+                models.join(format!("{name}.{ext}")),
+                dir.path().join(folder).join(format!("{file}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    for (folder, file, name, scale, denoise, preserve) in &cases {
+        let pack = dir.path().join(folder);
+        let out = dir.path().join("out.png");
+        let (scale, denoise) = (scale.to_string(), denoise.to_string());
+        let mut args = vec![
+            "upscale-image",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            pack.to_str().unwrap(),
+            "--scale",
+            &scale,
+            "--denoise",
+            &denoise,
+        ];
+        if *preserve {
+            args.push("--preserve-details");
+        }
+        let run = vsr(&args);
+        ok(&run);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let case = format!("{folder} scale {scale} denoise {denoise} preserve {preserve}");
+        assert!(
+            stderr.contains(&format!("{file}.param for these settings")),
+            "{case}: not {file}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("the catalog's {name}")),
+            "{case}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("hqdn3d") && !stderr.contains("blend"),
+            "{case}: {stderr}"
+        );
+        let (w, h, _) = read_png(&out);
+        assert_eq!(
+            (w, h),
+            (
+                24 * scale.parse::<u32>().unwrap(),
+                16 * scale.parse::<u32>().unwrap()
+            ),
+            "{case}"
+        );
+    }
+    // A pair the folder does not have is a clear error naming what it has.
+    let run = vsr(&[
+        "upscale-image",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("x.png").to_str().unwrap(),
+        "--model",
+        dir.path().join("models-pro").to_str().unwrap(),
+        "--scale",
+        "4",
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("up4x-no-denoise") && stderr.contains("it has"),
+        "{stderr}"
+    );
+}

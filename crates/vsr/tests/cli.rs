@@ -262,7 +262,7 @@ fn devices_and_device_selection() {
 }
 
 /// Model files named as their wheels name them (`REALCUGAN_SE_UP2X.param`, ...), given by
-/// path, are recognised by content: one model of every family upscales an odd-size image
+/// path, are recognised by content: every model of the manifest upscales an odd-size image
 /// exactly as the same model under its catalog name does, with a note saying so.
 #[test]
 fn model_files_by_path_get_their_catalog_conventions() {
@@ -278,18 +278,14 @@ fn model_files_by_path_get_their_catalog_conventions() {
         "1",
         input.to_str().unwrap(),
     ]);
-    for (name, file) in [
-        ("realesr-animevideov3-x2", "realesr-animevideov3-x2"),
-        ("realesrgan-x4plus-anime", "realesrgan-x4plus-anime"),
-        ("realcugan-se-up2x", "REALCUGAN_SE_UP2X"),
-        ("realcugan-pro-up3x", "REALCUGAN_PRO_UP3X"),
-        ("waifu2x-anime-up2x", "WAIFU2X_ANIME_UP2X"),
-        (
-            "waifu2x-cunet-up1x-denoise0x",
-            "WAIFU2X_CUNET_UP1X_DENOISE0X",
-        ),
-        ("2xhfa2kspan-27k", "2xHFA2kSPAN_27k"),
-    ] {
+    // Every model of the manifest, under the file name its wheel gives it.
+    for model in &vsr_media::catalog::Catalog::builtin().models {
+        let name = model.name.as_str();
+        let file = std::path::Path::new(&model.param.path)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for ext in ["param", "bin"] {
             std::fs::copy(
                 models.join(format!("{name}.{ext}")),
@@ -311,6 +307,9 @@ fn model_files_by_path_get_their_catalog_conventions() {
             read_png(&by_name) == read_png(&by_path),
             "{name}: outputs differ"
         );
+        for ext in ["param", "bin"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("{file}.{ext}")));
+        }
     }
 }
 

@@ -91,7 +91,7 @@ pub fn choose(
 }
 
 /// Stems of the `.param` files in `dir` that have their `.bin` beside them, sorted.
-fn param_stems(dir: &Path) -> Vec<String> {
+pub(crate) fn param_stems(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

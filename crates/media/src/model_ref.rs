@@ -135,18 +135,19 @@ impl ModelRef {
         Err(ModelRefError::Unknown(arg))
     }
 
-    /// Resolves a model an API client named: a catalog name or the name of a model in the
+    /// Whether an API client may name `name`: a catalog model (installed) or one in the
     /// operator's custom models folder, never a path. Nothing outside that folder is looked
     /// at, so the answer tells a client nothing about the server's files.
-    pub fn resolve_for_client(
+    pub fn check_client_name(
         name: &str,
         config: &Config,
         catalog: &Catalog,
-    ) -> Result<ModelRef, ModelRefError> {
+    ) -> Result<(), ModelRefError> {
         if catalog.get(name).is_some() {
-            return Self::resolve(Some(name), config, catalog);
+            return Self::resolve(Some(name), config, catalog).map(|_| ());
         }
         Self::installed_custom(name, config)
+            .map(|_| ())
             .ok_or_else(|| ModelRefError::NotOffered(name.chars().take(MAX_CLIENT_NAME).collect()))
     }
 
@@ -195,18 +196,10 @@ impl ModelRef {
 
     /// Names of the models in the custom models folder (both files present), sorted.
     pub fn custom_names(config: &Config) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&config.custom_models_dir)
+        crate::model_pack::param_stems(&config.custom_models_dir)
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let stem = name.strip_suffix(".param")?.to_string();
-                Self::installed_custom(&stem, config).map(|_| stem)
-            })
-            .collect();
-        names.sort();
-        names
+            .filter(|stem| is_plain_name(stem))
+            .collect()
     }
 
     /// Loads the graph and settles the conventions (inferring the scale of unknown models).

@@ -79,7 +79,7 @@ pub struct Settings {
     /// A diffusion setting from the seed; accepted and reported as not applicable.
     pub guide_scale: Option<f64>,
     /// A model name or (on the command line only) a `.param` path, instead of the preset's
-    /// choice. API clients may name catalog and installed models only (`ModelRef::resolve_for_client`).
+    /// choice. API clients may name catalog and installed models only (`ModelRef::check_client_name`).
     pub model: Option<String>,
     /// Output codec (default H.264) and CRF (default: visually lossless for the codec).
     pub codec: Option<crate::video::encode::Codec>,

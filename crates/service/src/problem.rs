@@ -102,16 +102,13 @@ pub async fn every_error_as_problem(req: Request, next: Next) -> Response {
     let problem = Problem {
         status,
         ..Problem::new(code_for(status), detail)
-    }
-    .into_response();
-    let (problem_parts, problem_body) = problem.into_parts();
+    };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    drop(problem_parts);
-    Response::from_parts(parts, problem_body)
+    Response::from_parts(parts, problem.into_response().into_body())
 }
 
 impl From<crate::store::StoreError> for Problem {

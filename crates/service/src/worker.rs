@@ -271,7 +271,7 @@ fn upscale(
 ) -> Result<u64, Failure> {
     // Checked at upload too; rows from before that check get it here.
     if let Some(name) = &task.settings.model {
-        ModelRef::resolve_for_client(name, base, vsr_media::catalog::Catalog::builtin())
+        ModelRef::check_client_name(name, base, vsr_media::catalog::Catalog::builtin())
             .map_err(|e| Failure::public(Code::ModelUnavailable, e.to_string()))?;
     }
     let options = config

@@ -424,7 +424,7 @@ fn check_settings_now(
     // A model the client names is a catalog or installed one, never a path; the passes are
     // then that model, the presets' or the operator's default (`MODEL_PATH`).
     if let Some(name) = &settings.model {
-        ModelRef::resolve_for_client(name, base, catalog)
+        ModelRef::check_client_name(name, base, catalog)
             .map_err(|e| Problem::bad_field(Code::ModelUnavailable, "model", e.to_string()))?;
     }
     let recipe = settings

@@ -51,12 +51,7 @@ impl Server {
         let d = &self.dir;
         let child = Command::new(env!("CARGO_BIN_EXE_vsr"))
             .args(["serve", "--port", &self.port.to_string(), "--workers", "1"])
-            .env("UPLOAD_FOLDER", d.join("uploads"))
-            .env("PROCESSED_FOLDER", d.join("processed"))
-            .env("VSR_DATABASE", d.join("vsr.db"))
-            .env("VSR_THREADS", "2")
-            .env("VSR_DEVICE", "cpu")
-            .env("SECRET_KEY", "test-secret")
+            .envs(harness_env(d))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join(format!("server-{}.log", self.port))).unwrap())
@@ -77,23 +72,7 @@ impl Server {
     /// through the environment (the same variables, applied to the config directly).
     pub fn in_process(dir: &Path, env: &[(&str, &str)]) -> Server {
         let d = dir.to_path_buf();
-        let mut vars: Vec<(String, String)> = vec![
-            (
-                "UPLOAD_FOLDER".into(),
-                d.join("uploads").display().to_string(),
-            ),
-            (
-                "PROCESSED_FOLDER".into(),
-                d.join("processed").display().to_string(),
-            ),
-            (
-                "VSR_DATABASE".into(),
-                d.join("vsr.db").display().to_string(),
-            ),
-            ("VSR_THREADS".into(), "2".into()),
-            ("VSR_DEVICE".into(), "cpu".into()),
-            ("SECRET_KEY".into(), "test-secret".into()),
-        ];
+        let mut vars = harness_env(&d);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let get = |k: &str| {
             vars.iter()
@@ -219,6 +198,20 @@ impl Server {
             })
             .unwrap_or_default()
     }
+}
+
+/// The settings every test server starts with: its own folders and database under `dir`,
+/// two threads, the CPU, a known link secret; a test's own variables come after.
+fn harness_env(dir: &Path) -> Vec<(String, String)> {
+    let path = |p: &str| dir.join(p).display().to_string();
+    vec![
+        ("UPLOAD_FOLDER".into(), path("uploads")),
+        ("PROCESSED_FOLDER".into(), path("processed")),
+        ("VSR_DATABASE".into(), path("vsr.db")),
+        ("VSR_THREADS".into(), "2".into()),
+        ("VSR_DEVICE".into(), "cpu".into()),
+        ("SECRET_KEY".into(), "test-secret".into()),
+    ]
 }
 
 /// A server running in this process: how to stop it and wait for it.

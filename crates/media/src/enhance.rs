@@ -185,6 +185,12 @@ impl Enhancer {
         self.names.join(" + ")
     }
 
+    /// What makes this enhancer's output what it is (the recipe and the models it loaded):
+    /// part of a video job's key, so a job of other models never reuses another's segments.
+    pub fn fingerprint(&self) -> String {
+        format!("{:?} {}", self.recipe, self.model_names())
+    }
+
     /// Where each pass runs, for logs.
     pub fn devices(&self) -> String {
         let mut names: Vec<String> = self.passes.iter().map(Upscaler::device_name).collect();

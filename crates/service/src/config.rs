@@ -13,8 +13,11 @@ pub struct ServiceConfig {
     pub port: u16,
     /// Worker processes, each running one job at a time.
     pub workers: usize,
-    /// Inference threads per worker (0 = one per core).
+    /// Inference threads per worker (0 = the cores shared out among the workers).
     pub threads: usize,
+    /// Seconds of source per segment, the unit of resuming and of sharing one video between
+    /// workers (`VSR_SEGMENT_SECONDS`; 0 = the whole video is one segment).
+    pub segment_seconds: f64,
     /// Instruction set for the CPU kernels (`VSR_ISA`: avx512, avx2, portable); the best the
     /// CPU has when unset.
     #[serde(with = "isa_text")]
@@ -130,6 +133,7 @@ impl Default for ServiceConfig {
             port: 5000,
             workers: 1,
             threads: 0,
+            segment_seconds: vsr_media::video::segment::DEFAULT_SECONDS,
             isa: None,
             profile: false,
             winograd_tiles: None,
@@ -205,13 +209,31 @@ impl ServiceConfig {
                 Some(level) => vsr_runtime::Isa::new(level)?,
                 None => vsr_runtime::Isa::detect(),
             },
-            threads: self.threads,
+            threads: self.threads_per_worker(),
             tuning: vsr_runtime::Tuning {
                 profile: self.profile,
                 winograd_tiles: self.winograd_tiles,
             },
             ..Default::default()
         })
+    }
+
+    /// Inference threads for each worker: as configured, or the cores shared out among the
+    /// workers (one worker gets them all), since every worker may be busy with one long video.
+    pub fn threads_per_worker(&self) -> usize {
+        match self.threads {
+            0 if self.workers > 1 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / self.workers).max(1)
+            }
+            n => n,
+        }
+    }
+
+    /// Seconds per segment; `None` when the whole video is one segment.
+    pub fn segment_seconds(&self) -> Option<f64> {
+        (self.segment_seconds.is_finite() && self.segment_seconds > 0.0)
+            .then_some(self.segment_seconds)
     }
 
     /// When files of a task that ends now are swept: the one retention rule.
@@ -262,6 +284,7 @@ impl ServiceConfig {
         set(&get, "VSR_PORT", &mut self.port)?;
         set(&get, "VSR_WORKERS", &mut self.workers)?;
         set(&get, "VSR_THREADS", &mut self.threads)?;
+        set(&get, "VSR_SEGMENT_SECONDS", &mut self.segment_seconds)?;
         set(&get, "UPLOAD_FOLDER", &mut self.upload_folder)?;
         set(&get, "PROCESSED_FOLDER", &mut self.processed_folder)?;
         set(&get, "VSR_DATABASE", &mut self.database)?;

@@ -1,6 +1,8 @@
-//! Keeps `workers` worker processes running: a worker that dies fails the task it had (a
-//! hostile file must not be retried forever) and is replaced; on shutdown each gets SIGTERM,
-//! puts its task back in the queue and exits.
+//! Keeps `workers` worker processes running: a worker that dies is replaced, and the task it
+//! had goes back to the queue to resume from its finished segments, unless workers died on it
+//! again and again with no segment finished in between (a hostile file must not be retried
+//! forever): then it fails. On shutdown each worker gets SIGTERM, puts its task back in the
+//! queue and exits.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use vsr_media::code::Code;
 
-use super::store::{Outcome, Status, TaskError};
+use super::store::{AfterCrash, Outcome, Status, TaskError};
 use super::AppState;
 
 /// Environment variable carrying the effective service config to workers.
@@ -65,19 +67,40 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
     }
 }
 
-/// A worker died: the task it was running fails (a hostile file must not be retried forever).
+/// A worker died: the task it was running resumes, or fails after too many deaths.
 async fn fail_tasks_of(app: &AppState, pid: u32) {
-    let outcome = Outcome {
-        status: Status::Failed,
-        error: Some(TaskError {
-            code: Code::WorkerCrashed,
-            message: "the worker processing this video stopped unexpectedly".into(),
-        }),
+    let ended = |status, error| Outcome {
+        status,
+        error,
         expires_at: app.config.expiry_from_now(),
         output_bytes: None,
     };
+    let failed = ended(
+        Status::Failed,
+        Some(TaskError {
+            code: Code::WorkerCrashed,
+            message: "the worker processing this video stopped unexpectedly, again and again"
+                .into(),
+        }),
+    );
+    let cancelled = ended(Status::Cancelled, None);
     for id in app.store.running_on(pid).await.unwrap_or_default() {
-        let _ = app.store.finish(&id, &outcome).await;
-        tracing::warn!(task = %id, "task failed: its worker died");
+        match app.store.crashed(&id, &failed, &cancelled).await {
+            Ok(AfterCrash::Requeued) => {
+                tracing::warn!(task = %id, "its worker died; the task resumes")
+            }
+            Ok(AfterCrash::Failed) => {
+                if let Ok(Some(task)) = app.store.get(&id).await {
+                    task.remove_working_files();
+                }
+                tracing::warn!(task = %id, "task failed: its workers kept dying")
+            }
+            Ok(AfterCrash::Ended) => {
+                if let Ok(Some(task)) = app.store.get(&id).await {
+                    task.remove_working_files();
+                }
+            }
+            Err(e) => tracing::error!(task = %id, error = %e, "cannot record a worker's death"),
+        }
     }
 }

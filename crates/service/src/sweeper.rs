@@ -22,8 +22,7 @@ pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> 
     for task in app.store.expired(now_ms()).await? {
         // Marked first: a draft started meanwhile is not marked, and keeps its upload.
         if app.store.mark_expired(&task.id).await? {
-            let _ = std::fs::remove_file(&task.output_path);
-            let _ = std::fs::remove_file(&task.input_path);
+            task.remove_files();
             tracing::info!(task = %task.id, "expired: files removed");
         }
     }
@@ -38,26 +37,32 @@ pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> 
 /// probed has no task row yet, and is written to (or probed) well within this.
 const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 
-/// Removes files in `dir` named as this server names uploads and results (`UUID.ext`) that no
-/// task refers to and that are older than [`ORPHAN_GRACE`]. Nothing else is touched, so a
-/// folder shared with other files (a database, say) is safe.
+/// Removes files in `dir` named as this server names uploads and results (`UUID.ext`), and
+/// the work directories of such results (`.UUID.ext.vsr-KEY`), that no task refers to and
+/// that are older than [`ORPHAN_GRACE`]. Nothing else is touched, so a folder shared with
+/// other files (a database, say) is safe.
 fn remove_orphans(dir: &Path, referenced: &std::collections::HashSet<String>, now: SystemTime) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name
+        let work_of = vsr_media::video::segment::work_dir_output(&name);
+        let owner = work_of.unwrap_or(&name);
+        let ours = owner
             .split_once('.')
             .is_some_and(|(stem, _)| uuid::Uuid::parse_str(stem).is_ok());
-        if !ours || referenced.contains(&name) {
+        if !ours || referenced.contains(owner) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok())
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > ORPHAN_GRACE);
-        if old && std::fs::remove_file(entry.path()).is_ok() {
-            tracing::info!(file = %name, "orphan file removed");
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta
+            .modified()
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > ORPHAN_GRACE);
+        let removed = match (work_of.is_some(), meta.is_dir(), meta.is_file()) {
+            (true, true, _) => old && std::fs::remove_dir_all(entry.path()).is_ok(),
+            (false, _, true) => old && std::fs::remove_file(entry.path()).is_ok(),
+            _ => false,
+        };
+        if removed {
+            tracing::info!(file = %name, "orphan removed");
         }
     }
 }

@@ -1,6 +1,9 @@
 //! `vsr worker`: a separate process that claims queued tasks and runs them through the
-//! video pipeline, so a crash while decoding a hostile file fails that task, not the server.
-//! Progress goes to the task row every 200 ms; a cancel request comes back the same way.
+//! video pipeline, so a crash while decoding a hostile file costs that task a retry, not the
+//! server. Progress goes to the task row every 200 ms; a cancel request comes back the same
+//! way. A worker with no task of its own helps with a running one: it takes segments the
+//! task's worker has not reached (each locked while worked on), so one long video uses every
+//! worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,9 +14,10 @@ use tracing::Instrument;
 use vsr_media::code::Code;
 use vsr_media::config::Config;
 use vsr_media::enhance::prepare;
+use vsr_media::enhance::Enhancer;
 use vsr_media::model_ref::ModelRef;
 use vsr_media::video::encode::{Codec, EncodeSettings};
-use vsr_media::video::pipeline::{self, Job, Progress};
+use vsr_media::video::pipeline::{self, Job, Progress, Segmenting, Summary};
 use vsr_media::video::PipelineError;
 
 use super::store::{Outcome, Report, Stage, Status, Task, TaskError, TaskStore};
@@ -81,7 +85,11 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
                     let _ = worker.store.release(&id).await;
                 }
             }
-            Ok(None) => tokio::time::sleep(POLL).await,
+            Ok(None) => {
+                if !help_a_task(&worker).await {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a task");
                 tokio::time::sleep(POLL * 4).await;
@@ -119,19 +127,15 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             r = &mut blocking => break r.unwrap_or_else(|e| Err(Failure::private(Code::WorkerPanicked, "the worker failed unexpectedly", e))),
             _ = tokio::time::sleep(REPORT) => {
                 let report = match &*rx.borrow() {
-                    Some(p) => Report {
-                        stage: Stage::Upscaling,
-                        current_frame: p.current_frame,
-                        total_frames: p.total_frames,
-                        fps: p.fps,
-                        eta_seconds: p.eta_seconds,
-                    },
+                    Some(p) => report(&task, p, Stage::Upscaling),
                     None => Report {
                         stage: Stage::LoadingModel,
                         current_frame: 0,
                         total_frames: task.total_frames,
                         fps: 0.0,
                         eta_seconds: 0.0,
+                        resumed_frames: task.resumed_frames,
+                        upscaled_frames: task.upscaled_frames,
                     },
                 };
                 // A store that does not answer for a moment must not stop the job.
@@ -158,18 +162,18 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
         output_bytes: None,
     };
     match result {
-        Ok(frames) => {
+        Ok(summary) => {
+            let frames = summary.frames;
+            let resumed = summary.resumed_frames;
             let bytes = std::fs::metadata(&task.output_path)
                 .map(|m| m.len() as i64)
                 .ok();
             let last = rx.borrow().clone();
             if let Some(p) = last {
                 let report = Report {
-                    stage: Stage::Completed,
-                    current_frame: p.current_frame,
-                    total_frames: p.total_frames.max(frames),
-                    fps: p.fps,
+                    total_frames: p.total_frames.max(p.current_frame),
                     eta_seconds: 0.0,
+                    ..report(&task, &p, Stage::Completed)
                 };
                 store.progress(&task.id, &report).await?;
             }
@@ -179,7 +183,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 ..ended(Status::Completed, None)
             };
             store.finish(&task.id, &outcome).await?;
-            tracing::info!(frames, bytes, "task completed");
+            tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
             store.release(&task.id).await?;
@@ -189,15 +193,22 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             store
                 .finish(&task.id, &ended(Status::Cancelled, None))
                 .await?;
-            let _ = std::fs::remove_file(&task.input_path);
+            task.remove_working_files();
             tracing::info!("task cancelled");
+        }
+        Err(f) if f.error.code == Code::InsufficientStorage => {
+            // The finished segments stay (until expiry) for a retry once there is room.
+            tracing::warn!(error = %f.detail, "task failed: the disk is full");
+            store
+                .finish(&task.id, &ended(Status::Failed, Some(f.error)))
+                .await?;
         }
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
             store
                 .finish(&task.id, &ended(Status::Failed, Some(f.error)))
                 .await?;
-            let _ = std::fs::remove_file(&task.input_path);
+            task.remove_working_files();
         }
     }
     Ok(())
@@ -218,7 +229,7 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             output_bytes: None,
         };
         let _ = worker.store.finish(&task.id, &outcome).await;
-        let _ = std::fs::remove_file(&task.input_path);
+        task.remove_working_files();
         tracing::info!("task cancelled mid-frame; worker restarting");
     }
     for temp in vsr_media::video::pipeline::temporaries(&task.output_path) {
@@ -261,14 +272,22 @@ impl From<PipelineError> for Failure {
     }
 }
 
-/// Loads the task's models and runs the pipeline; the number of frames written.
-fn upscale(
-    base: &Config,
-    config: &ServiceConfig,
-    task: &Task,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<u64, Failure> {
+/// What a worker writes to the task row for pipeline progress `p` of this attempt.
+fn report(task: &Task, p: &Progress, stage: Stage) -> Report {
+    Report {
+        stage,
+        current_frame: p.current_frame,
+        total_frames: p.total_frames,
+        fps: p.fps,
+        eta_seconds: p.eta_seconds,
+        resumed_frames: p.resumed_frames,
+        // The row holds the attempts before this one until this one reports.
+        upscaled_frames: task.upscaled_frames + p.upscaled_frames,
+    }
+}
+
+/// Loads the task's models.
+fn load(base: &Config, config: &ServiceConfig, task: &Task) -> Result<Enhancer, Failure> {
     // Checked at upload too; rows from before that check get it here.
     if let Some(name) = &task.settings.model {
         ModelRef::check_client_name(name, base, vsr_media::catalog::Catalog::builtin())
@@ -285,12 +304,17 @@ fn upscale(
         Failure::private(e.code(), &message, &e)
     })?;
     tracing::info!(device = %prepared.selection.reason, notes = ?prepared.notes, "models loaded");
-    let enhancer = prepared.enhancer;
+    Ok(prepared.enhancer)
+}
+
+/// The pipeline job of a task: every worker that works on it builds the same one (so the
+/// same key and work directory).
+fn job<'a>(config: &ServiceConfig, task: &'a Task, enhancer: &'a Enhancer) -> Job<'a> {
     let codec = task.settings.codec.unwrap_or(Codec::H264);
-    let job = Job {
+    Job {
         input: &task.input_path,
         output: &task.output_path,
-        enhancer: &enhancer,
+        enhancer,
         encode: EncodeSettings {
             codec,
             crf: task.settings.crf.unwrap_or(codec.default_crf()),
@@ -299,6 +323,82 @@ fn upscale(
         limits: config.limits.clone(),
         max_output: config.max_output,
         max_frames: None,
+        segmenting: Segmenting {
+            seconds: config.segment_seconds(),
+            resume: true,
+            // An upload never changes under its task.
+            input_identity: task.id.to_string(),
+        },
+    }
+}
+
+/// Loads the task's models and runs the pipeline; what it did.
+fn upscale(
+    base: &Config,
+    config: &ServiceConfig,
+    task: &Task,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary, Failure> {
+    let enhancer = load(base, config, task)?;
+    Ok(pipeline::run(
+        &job(config, task, &enhancer),
+        progress,
+        cancel,
+    )?)
+}
+
+/// Helps with the oldest running task that has segments nobody holds; whether there was one.
+async fn help_a_task(worker: &Worker) -> bool {
+    let tasks = match worker.store.processing().await {
+        Ok(t) => t,
+        Err(_) => return false,
     };
-    Ok(pipeline::run(&job, progress, cancel)?.frames)
+    let Some(task) = tasks
+        .into_iter()
+        .find(|t| vsr_media::video::segment::has_free_segments(&t.output_path))
+    else {
+        return false;
+    };
+    let span = tracing::info_span!("help", task = %task.id);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let blocking = {
+        let (base, config, task, cancel) = (
+            worker.base.clone(),
+            worker.config.clone(),
+            task.clone(),
+            cancel.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let enhancer = load(&base, &config, &task)?;
+            let job = job(&config, &task, &enhancer);
+            Ok::<u64, Failure>(pipeline::help(&job, &mut |_| {}, &cancel)?)
+        })
+    };
+    let watch = async {
+        tokio::pin!(blocking);
+        loop {
+            tokio::select! {
+                r = &mut blocking => break r,
+                _ = tokio::time::sleep(REPORT) => {
+                    // The task's own worker reports progress; a helper only watches for its end.
+                    let running = matches!(
+                        worker.store.get(&task.id).await,
+                        Ok(Some(t)) if t.status == Status::Processing
+                    );
+                    if !running || worker.shutdown.load(Ordering::Relaxed) {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    };
+    match watch.instrument(span.clone()).await {
+        Ok(Ok(frames)) => span.in_scope(|| tracing::info!(frames, "helped with a task")),
+        Ok(Err(f)) if f.error.code == Code::Cancelled => {}
+        // The task's own worker meets the same failure and records it.
+        Ok(Err(f)) => span.in_scope(|| tracing::info!(error = %f.detail, "helping stopped")),
+        Err(e) => span.in_scope(|| tracing::warn!(error = %e, "helping failed unexpectedly")),
+    }
+    true
 }

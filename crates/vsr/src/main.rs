@@ -19,7 +19,9 @@ use vsr_media::config::Config;
 #[command(
     name = "vsr",
     version,
-    about = "Video super-resolution with pretrained neural models"
+    about = "Video super-resolution with pretrained neural models",
+    // A flag given twice takes its last value, as scripts that append options expect.
+    args_override_self = true
 )]
 struct Cli {
     /// Cache directory for wheels and models [env: VSR_CACHE_DIR; default: $XDG_CACHE_HOME/vsr]

@@ -4,39 +4,11 @@
 mod common;
 
 use common::{
-    clip_with_tracks, ffmpeg, first_frame_rgb, hevc10_clip, media_dir, odd_clip, ok, rotated_clip,
-    testsrc_clip,
+    clip_with_tracks, ffmpeg, ffprobe, first_frame_rgb, hevc10_clip, media_dir, odd_clip, ok,
+    rotated_clip, start_times, testsrc_clip, upscale,
 };
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Runs `vsr upscale`, with the fast preset unless `extra` picks a preset or a model: these
-/// tests are about video handling, and the fast model keeps them quick.
-fn upscale(input: &Path, output: &Path, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsr"));
-    cmd.args([
-        "upscale",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--threads",
-        "2",
-    ]);
-    if !extra.iter().any(|a| *a == "--preset" || *a == "--model") {
-        cmd.args(["--preset", "fast"]);
-    }
-    cmd.args(extra).output().unwrap()
-}
-
-fn ffprobe(args: &[&str], file: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(file)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
+use std::process::Command;
 
 /// Sorted presentation timestamps (in seconds, as ffprobe prints them) of the first video stream.
 fn video_pts(file: &Path, frames: usize) -> Vec<String> {
@@ -381,7 +353,7 @@ fn settings_choose_models_filters_and_passes() {
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM mid-run: the command stops within seconds, its FFmpeg children
-/// are gone and no partial output is left.
+/// are gone and no partial output is left; only finished segments are, for a resume.
 #[test]
 fn interrupt_kills_children_and_removes_temporaries() {
     for signal in ["INT", "TERM"] {
@@ -437,7 +409,27 @@ fn interrupt_kills_children_and_removes_temporaries() {
             "{signal}: FFmpeg left running"
         );
         assert!(!out.exists());
-        no_partial_files(dir.path());
+        assert!(
+            stderr.contains("run the same command again to resume"),
+            "{stderr}"
+        );
+        only_finished_segments_left(dir.path());
+    }
+}
+
+/// Nothing partial in `dir`: no temporary output, and work directories hold finished
+/// segments only.
+fn only_finished_segments_left(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            continue;
+        }
+        assert!(name.contains(".vsr-"), "temporary file left behind: {name}");
+        for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+            let file = file.file_name().to_string_lossy().into_owned();
+            assert!(!file.contains("partial"), "partial segment left: {file}");
+        }
     }
 }
 
@@ -450,27 +442,6 @@ fn ffmpeg_children(dir: &Path) -> usize {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| c.starts_with("ffmpeg") && c.contains(needle))
         .count()
-}
-
-/// Each stream's start time, in seconds, as ffprobe reads it (video first).
-fn start_times(file: &Path) -> Vec<f64> {
-    ffprobe(
-        &[
-            "-show_entries",
-            "stream=codec_type,start_time",
-            "-of",
-            "csv=p=0",
-        ],
-        file,
-    )
-    .lines()
-    .map(|l| {
-        let (kind, start) = l.split_once(',').unwrap_or((l, ""));
-        (kind != "video", start.parse::<f64>().unwrap_or(f64::NAN))
-    })
-    .collect::<std::collections::BTreeMap<_, _>>()
-    .into_values()
-    .collect()
 }
 
 /// A video that starts later than its audio keeps its offset, in MP4 and MPEG-TS sources

@@ -32,16 +32,31 @@ pub struct Decoder {
     time_base: Option<(i64, i64)>,
 }
 
+/// Where decoding starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Start {
+    /// At the first frame, with timestamps exactly as stored (no shift of the file to start
+    /// at zero): the encoder and the assembly keep the other streams' timestamps unshifted
+    /// too, so a video that starts after its audio keeps its place.
+    Beginning,
+    /// Near `seconds` into the file, timestamps shifted to start there (previews).
+    Near(f64),
+    /// At the frame shown at `pts` (stream time base), frames before it dropped, timestamps as
+    /// stored. With `seek`, FFmpeg first jumps to that absolute time (seconds, at or before
+    /// the frame: the keyframe a segment starts at); without it, it decodes from the start.
+    Frame { pts: i64, seek: Option<f64> },
+}
+
 impl Decoder {
     /// Starts decoding the probed video stream of `path` to `format` frames, through `prefilter`
-    /// (an FFmpeg filter) if any, at most `max_frames`, from `start` seconds if given.
+    /// (an FFmpeg filter) if any, at most `max_frames`, from `start`.
     pub fn spawn(
         path: &Path,
         info: &MediaInfo,
         format: RawFormat,
         prefilter: Option<&str>,
         max_frames: Option<u64>,
-        start: Option<f64>,
+        start: Start,
     ) -> Result<Self, PipelineError> {
         let abs = std::path::absolute(path).map_err(PipelineError::Io)?;
         let mut cmd = crate::subprocess::pipeline_ffmpeg();
@@ -52,13 +67,26 @@ impl Decoder {
                 "-format_whitelist",
                 ALLOWED_CONTAINERS,
             ]);
+        let mut first_filters = prefilter.map_or(String::new(), |f| format!("{f},"));
         match start {
-            Some(t) => cmd.args(["-ss", &format!("{:.3}", t.max(0.0))]),
-            // Timestamps exactly as stored (no shift of the file to start at zero): the
-            // encoder takes the other streams with theirs unshifted too, so a video that
-            // starts after its audio keeps its place.
-            None => cmd.arg("-copyts"),
-        };
+            Start::Beginning => {
+                cmd.arg("-copyts");
+            }
+            Start::Near(t) => {
+                cmd.args(["-ss", &format!("{:.3}", t.max(0.0))]);
+            }
+            Start::Frame { pts, seek } => {
+                // Our own exact cut, after the pre-filter (which sees the frames before it):
+                // no `-ss` trimming, whose rounding to microseconds could take a frame or
+                // leave one.
+                if let Some(seconds) = seek {
+                    cmd.args(["-seek_timestamp", "1", "-ss", &format!("{seconds:.6}")])
+                        .arg("-noaccurate_seek");
+                }
+                cmd.arg("-copyts");
+                first_filters.push_str(&format!("select='gte(pts,{pts})',"));
+            }
+        }
         // Frames stay as stored; the output keeps the rotation as metadata.
         cmd.args(["-noautorotate", "-i"])
             .arg(format!("file:{}", abs.display()))
@@ -69,12 +97,11 @@ impl Decoder {
                 "passthrough",
                 "-vf",
             ])
-            // showinfo first, for the decoded timestamps; a denoise pre-filter works on the
-            // source's YUV; then YUV to RGB with the source's own matrix (the encoder uses the
-            // same one back).
+            // A denoise pre-filter works on the source's YUV; showinfo reports the timestamps
+            // of the frames that go on; then YUV to RGB with the source's own matrix (the
+            // encoder uses the same one back).
             .arg(format!(
-                "showinfo,{}scale=in_color_matrix={}:in_range={},format={}",
-                prefilter.map_or(String::new(), |f| format!("{f},")),
+                "{first_filters}showinfo,scale=in_color_matrix={}:in_range={},format={}",
                 super::encode::color_matrix(info),
                 super::encode::color_range(info),
                 format.ffmpeg_name()
@@ -194,13 +221,27 @@ pub fn frame_at(
     info: &MediaInfo,
     seconds: f64,
 ) -> Result<crate::image::Rgb8, PipelineError> {
-    let mut dec = Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), Some(seconds))?;
+    let mut dec = Decoder::spawn(
+        path,
+        info,
+        RawFormat::Rgb24,
+        None,
+        Some(1),
+        Start::Near(seconds),
+    )?;
     let frame = match dec.next_frame()? {
         Some(f) => f,
         // Past the last frame: take the first one instead of failing.
-        None => Decoder::spawn(path, info, RawFormat::Rgb24, None, Some(1), None)?
-            .next_frame()?
-            .ok_or_else(|| PipelineError::decode("the video has no decodable frames"))?,
+        None => Decoder::spawn(
+            path,
+            info,
+            RawFormat::Rgb24,
+            None,
+            Some(1),
+            Start::Beginning,
+        )?
+        .next_frame()?
+        .ok_or_else(|| PipelineError::decode("the video has no decodable frames"))?,
     };
     Ok(crate::image::Rgb8 {
         width: info.video.width as usize,

@@ -1,13 +1,14 @@
-//! Encoding: our frames go to FFmpeg as a Matroska stream with exact timestamps; FFmpeg
-//! encodes them and takes every audio and subtitle stream, chapters and metadata from the
-//! source, with the source's colour description and rotation.
+//! Encoding: a segment's frames go to FFmpeg as a Matroska stream with exact timestamps;
+//! FFmpeg encodes them into the segment's own video-only MP4 (in the source's time base, so
+//! every timestamp survives unchanged), with the source's colour description. The other
+//! streams join at assembly.
 
 use std::io::BufWriter;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 
 use super::mkv::{MkvWriter, RawFormat};
-use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
+use super::probe::MediaInfo;
 use super::PipelineError;
 use crate::subprocess::StderrTail;
 
@@ -44,6 +45,11 @@ pub struct EncodeSettings {
     pub crf: u32,
     /// End the other streams with the video (when only some frames are upscaled).
     pub shortest: bool,
+}
+
+/// The MP4 timescale that holds every timestamp of time base `num/den` exactly.
+pub fn mp4_timescale((_, den): (i64, i64)) -> String {
+    den.to_string()
 }
 
 /// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV (an RGB source,
@@ -86,10 +92,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Starts writing `output` from `width x height` frames whose timestamps are in `time_base`.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts writing the segment file `output` from `width x height` frames whose
+    /// timestamps are in `time_base`.
     pub fn spawn(
-        source: &Path,
         info: &MediaInfo,
         output: &Path,
         (width, height): (u32, u32),
@@ -97,13 +102,6 @@ impl Encoder {
         time_base: (i64, i64),
         settings: &EncodeSettings,
     ) -> Result<Self, PipelineError> {
-        let source = std::path::absolute(source).map_err(PipelineError::Io)?;
-        let ext = output
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let mp4_like = matches!(ext.as_str(), "mp4" | "m4v" | "mov");
         let high_depth = format == RawFormat::Rgb48;
         // 4:2:0 needs even sizes; odd ones (a 3x upscale of an odd source) keep every pixel in 4:4:4.
         let chroma = if width % 2 == 0 && height % 2 == 0 {
@@ -118,27 +116,7 @@ impl Encoder {
         };
         let mut cmd = crate::subprocess::pipeline_ffmpeg();
         cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
-            .args(["-f", "matroska", "-i", "pipe:0"])
-            .args([
-                "-protocol_whitelist",
-                "file",
-                "-format_whitelist",
-                ALLOWED_CONTAINERS,
-                "-i",
-            ])
-            .arg(format!("file:{}", source.display()))
-            .args([
-                "-map",
-                "0:v:0",
-                "-map",
-                "1:a?",
-                "-map",
-                "1:s?",
-                "-map_metadata",
-                "1",
-                "-map_chapters",
-                "1",
-            ])
+            .args(["-f", "matroska", "-i", "pipe:0", "-map", "0:v:0"])
             .args([
                 "-vf",
                 &format!(
@@ -175,32 +153,19 @@ impl Encoder {
                 cmd.args([flag, value]);
             }
         }
-        // Audio is copied; subtitles are copied, or turned into MP4's text format.
-        cmd.args([
-            "-c:a",
-            "copy",
-            "-c:s",
-            if mp4_like { "mov_text" } else { "copy" },
-        ]);
-        // Every frame once, at its own timestamp (no frame-rate conversion), in the source's
-        // time base so every timestamp survives unchanged; `-copyts`: no input is shifted to
-        // start at zero, so a video that starts after its audio keeps its offset.
+        // Every frame once, at its own timestamp (no frame-rate conversion, no shift to start
+        // at zero), in the source's time base so every timestamp survives unchanged.
         cmd.args([
             "-copyts",
             "-fps_mode",
             "passthrough",
             "-enc_time_base",
             &format!("{}/{}", time_base.0, time_base.1),
+            "-video_track_timescale",
+            &mp4_timescale(time_base),
+            "-f",
+            "mp4",
         ]);
-        if mp4_like {
-            cmd.args([
-                "-video_track_timescale",
-                &(time_base.1 / time_base.0.max(1)).to_string(),
-            ]);
-        }
-        if settings.shortest {
-            cmd.arg("-shortest");
-        }
         cmd.arg(output);
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -211,7 +176,15 @@ impl Encoder {
         let stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
         let stderr = child.stderr.take().expect("piped");
         let stderr_tail = StderrTail::capture(stderr, |_| false);
-        let writer = MkvWriter::start(stdin, width, height, format).map_err(PipelineError::Io)?;
+        // The source's average frame duration (25 fps when it has no rate).
+        let fps = if info.video.fps > 0.0 {
+            info.video.fps
+        } else {
+            25.0
+        };
+        let frame_ns = (1e9 / fps).round() as u64;
+        let writer =
+            MkvWriter::start(stdin, width, height, format, frame_ns).map_err(PipelineError::Io)?;
         Ok(Encoder {
             child,
             writer: Some(writer),
@@ -256,9 +229,13 @@ impl Encoder {
         self.writer = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let ffmpeg = self.stderr_tail.last(3);
+        if ffmpeg.contains("No space left on device") {
+            return PipelineError::StorageFull;
+        }
         PipelineError::Encode {
             what: what.to_string(),
-            ffmpeg: self.stderr_tail.last(3),
+            ffmpeg,
         }
     }
 }
@@ -271,36 +248,4 @@ impl Drop for Encoder {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Writes `from` to `to` with the video's display rotation set, copying every stream. FFmpeg
-/// only carries rotation into an encode from the decoded input, which ours is not, so rotated
-/// sources get this stream-copy pass after encoding.
-pub fn set_rotation(from: &Path, to: &Path, degrees: i32) -> Result<(), PipelineError> {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-    ])
-    .arg(from)
-    .args([
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-map_metadata",
-        "0",
-        "-map_chapters",
-        "0",
-    ])
-    .args(["-metadata:s:v:0", &format!("rotate={degrees}")])
-    .arg(to);
-    crate::subprocess::run(&mut cmd)
-        .map_err(|e| PipelineError::encode(format!("setting the rotation: {e}")))?;
-    Ok(())
 }

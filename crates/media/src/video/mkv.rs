@@ -43,8 +43,16 @@ pub struct MkvWriter<W: Write> {
 }
 
 impl<W: Write> MkvWriter<W> {
-    /// Writes the headers for a `width x height` track of `format` frames.
-    pub fn start(mut out: W, width: u32, height: u32, format: RawFormat) -> io::Result<Self> {
+    /// Writes the headers for a `width x height` track of `format` frames, each shown for
+    /// `frame_ns` unless the next one comes sooner. The duration matters for the last frame
+    /// alone: an MP4 muxer ends its edit list with it, and a zero would cut that frame.
+    pub fn start(
+        mut out: W,
+        width: u32,
+        height: u32,
+        format: RawFormat,
+        frame_ns: u64,
+    ) -> io::Result<Self> {
         let ebml_header = [
             element(&[0x42, 0x86], &uint(1)),    // EBMLVersion
             element(&[0x42, 0xF7], &uint(1)),    // EBMLReadVersion
@@ -74,10 +82,11 @@ impl<W: Write> MkvWriter<W> {
         ]
         .concat();
         let track = [
-            element(&[0xD7], &uint(1)),          // TrackNumber
-            element(&[0x73, 0xC5], &uint(1)),    // TrackUID
-            element(&[0x83], &uint(1)),          // TrackType: video
-            element(&[0x86], b"V_UNCOMPRESSED"), // CodecID
+            element(&[0xD7], &uint(1)),                           // TrackNumber
+            element(&[0x73, 0xC5], &uint(1)),                     // TrackUID
+            element(&[0x83], &uint(1)),                           // TrackType: video
+            element(&[0x86], b"V_UNCOMPRESSED"),                  // CodecID
+            element(&[0x23, 0xE3, 0x83], &uint(frame_ns.max(1))), // DefaultDuration
             element(&[0xE0], &video),
         ]
         .concat();

@@ -1,13 +1,16 @@
-//! Video in and out through FFmpeg: probe and validate (`probe`), decode to raw frames with
-//! exact timestamps (`decode`), upscale (`pipeline`), encode with every other stream kept
-//! (`encode`, through the `mkv` transport). Untrusted files are only ever opened by FFmpeg
+//! Video in and out through FFmpeg: probe and validate (`probe`), cut into segments at
+//! keyframes (`segment`), decode to raw frames with exact timestamps (`decode`), upscale
+//! (`pipeline`), encode each segment (`encode`, through the `mkv` transport), and join the
+//! segments with every other stream of the source (`assemble`). Untrusted files are only ever opened by FFmpeg
 //! restricted to local files and an allowlist of demuxers and codecs.
 
+pub mod assemble;
 pub mod decode;
 pub mod encode;
 pub mod mkv;
 pub mod pipeline;
 pub mod probe;
+pub mod segment;
 
 pub use probe::{probe, Limits};
 
@@ -39,6 +42,9 @@ pub enum PipelineError {
     Encode { what: String, ffmpeg: String },
     #[error("cancelled")]
     Cancelled,
+    /// The disk filled up; finished segments are kept for a retry.
+    #[error("the disk is full")]
+    StorageFull,
     #[error(transparent)]
     Io(std::io::Error),
 }
@@ -89,6 +95,10 @@ impl PipelineError {
             PipelineError::Model(_) => Code::ModelFailed,
             PipelineError::Encode { .. } => Code::EncodeFailed,
             PipelineError::Cancelled => Code::Cancelled,
+            PipelineError::StorageFull => Code::InsufficientStorage,
+            PipelineError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                Code::InsufficientStorage
+            }
             PipelineError::Io(_) => Code::IoError,
         }
     }

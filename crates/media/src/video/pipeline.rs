@@ -1,23 +1,42 @@
-//! The video job: decode, upscale and encode run concurrently with small bounded queues
-//! between them, so memory stays flat whatever the video's length and the model — the slowest
-//! stage — never waits for I/O. The output appears under its name only when complete.
+//! The video job: the source is cut into segments (`segment`), each decoded, upscaled and
+//! encoded into its own file, then the segments are joined with every other stream of the
+//! source (`assemble`). Decode, upscale and encode run concurrently with small bounded queues
+//! between them and carry on across segment boundaries, so memory stays flat whatever the
+//! video's length and the model — the slowest stage — never waits for I/O. Finished segments
+//! survive a crash: running the same job again resumes after them. The output appears under
+//! its name only when complete.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
 
-use super::decode::Decoder;
-use super::encode::{set_rotation, EncodeSettings, Encoder};
+use super::assemble::assemble;
+use super::decode::{Decoder, Start};
+use super::encode::{EncodeSettings, Encoder};
 use super::mkv::RawFormat;
 use super::probe::{probe, Limits, MediaInfo};
+use super::segment::{self, Claim, Segment, WorkDir};
 use super::PipelineError;
 use crate::enhance::Enhancer;
 
 /// Frames in flight between two stages.
 const QUEUE: usize = 2;
+
+/// How a job is cut into segments, and whether the work of an interrupted run is reused.
+#[derive(Debug, Clone)]
+pub struct Segmenting {
+    /// Seconds of source per segment; `None`: the whole video is one segment.
+    pub seconds: Option<f64>,
+    /// Reuse the finished segments of an interrupted run of the same job.
+    pub resume: bool,
+    /// What identifies the input's content (a hash of it, or the id of an upload that never
+    /// changes): with the models and settings, it keys the work directory.
+    pub input_identity: String,
+}
 
 /// What a job asks for.
 pub struct Job<'a> {
@@ -30,26 +49,37 @@ pub struct Job<'a> {
     pub max_output: (u64, u64),
     /// Stop after this many frames.
     pub max_frames: Option<u64>,
+    pub segmenting: Segmenting,
 }
 
 /// Progress after each frame.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
+    /// Frames finished, those of earlier runs included.
     pub current_frame: u64,
     pub total_frames: u64,
+    /// Frames upscaled per second by this run.
     pub fps: f64,
     pub eta_seconds: f64,
     pub progress: f64,
+    /// Frames an earlier, interrupted run finished (in segments kept on disk).
+    pub resumed_frames: u64,
+    /// Frames this run upscaled.
+    pub upscaled_frames: u64,
 }
 
 /// What a finished job did.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// Frames this run upscaled.
     pub frames: u64,
+    /// Frames taken from an earlier run's finished segments.
+    pub resumed_frames: u64,
     pub seconds: f64,
     pub input: MediaInfo,
     pub output_size: (u32, u32),
+    pub segments: usize,
 }
 
 /// Checks the input and the output size; nothing is decoded yet.
@@ -70,38 +100,87 @@ pub fn validate(job: &Job) -> Result<MediaInfo, PipelineError> {
     Ok(info)
 }
 
+/// What the work of a job depends on, hashed: its input, models, settings, encoder settings,
+/// cut and frame limit, and this version of the program. Anything else gets another key.
+pub fn job_key(job: &Job) -> String {
+    let facts = serde_json::json!({
+        "program": env!("CARGO_PKG_VERSION"),
+        "input": job.segmenting.input_identity,
+        "enhancer": job.enhancer.fingerprint(),
+        "codec": job.encode.codec,
+        "crf": job.encode.crf,
+        "maxFrames": job.max_frames,
+        "segmentSeconds": job.segmenting.seconds,
+    });
+    let digest = Sha256::digest(facts.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Runs the job. `progress` is called after every frame; setting `cancel` stops it within a
-/// frame, removing everything it wrote.
+/// frame. A stopped or failed job keeps its finished segments for the next run of the same
+/// job (`remove_work` drops them); a completed one removes them.
 pub fn run(
     job: &Job,
     progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<Summary, PipelineError> {
     let info = validate(job)?;
-    let [temp, rotated] = temporaries(job.output);
-    let result = run_to(job, &info, &temp, progress, cancel).and_then(|summary| {
-        // A cancel that arrived while the encoder was finishing still wins.
-        if cancel.load(Ordering::Relaxed) {
-            return Err(PipelineError::Cancelled);
-        }
-        let done = if info.video.rotation != 0 {
-            set_rotation(&temp, &rotated, info.video.rotation)?;
-            &rotated
-        } else {
-            &temp
-        };
-        std::fs::rename(done, job.output).map_err(PipelineError::Io)?;
-        Ok(summary)
-    });
-    for leftover in [&temp, &rotated] {
-        let _ = std::fs::remove_file(leftover);
+    let started = Instant::now();
+    let work = WorkDir::open(job.output, &job_key(job), job.segmenting.resume, || {
+        segment::plan(job.input, &info, job.segmenting.seconds, job.max_frames)
+    })?;
+    let counts = upscale_segments(job, &info, &work, progress, cancel, true)?;
+    // A cancel that arrived while the last segment was finishing still wins.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(PipelineError::Cancelled);
     }
-    result
+    let temp = temp_path(job.output, "partial");
+    let assembled = assemble(job.input, &info, &work, &temp, job.encode.shortest)
+        .and_then(|()| std::fs::rename(&temp, job.output).map_err(PipelineError::Io));
+    if assembled.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    assembled?;
+    let segments = work.plan.segments.len();
+    work.remove();
+    Ok(Summary {
+        frames: counts.upscaled,
+        resumed_frames: counts.resumed,
+        seconds: started.elapsed().as_secs_f64(),
+        output_size: output_size(job, &info),
+        input: info,
+        segments,
+    })
+}
+
+/// Joins a job another process runs: upscales the segments nobody holds until none is left,
+/// and returns the frames it upscaled. The job's owner joins the segments. Nothing to do if
+/// the owner has not written its plan yet.
+pub fn help(
+    job: &Job,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<u64, PipelineError> {
+    let Some(work) = WorkDir::existing(job.output, &job_key(job)) else {
+        return Ok(0);
+    };
+    let info = validate(job)?;
+    Ok(upscale_segments(job, &info, &work, progress, cancel, false)?.upscaled)
+}
+
+/// Where `job` keeps its finished segments until its output is complete.
+pub fn work_dir(job: &Job) -> PathBuf {
+    WorkDir::path_for(job.output, &job_key(job))
+}
+
+/// Removes what an interrupted job kept for a resume (a cancelled or deleted job).
+pub fn remove_work(output: &Path) {
+    segment::remove_work(output);
 }
 
 /// The files a job on `output` writes before the final rename (this process's names).
-pub fn temporaries(output: &Path) -> [PathBuf; 2] {
-    [temp_path(output, "partial"), temp_path(output, "rotated")]
+pub fn temporaries(output: &Path) -> [PathBuf; 1] {
+    [temp_path(output, "partial")]
 }
 
 /// `dir/.name.STAGE-PID.ext`: same directory (so the rename is atomic), same extension (so
@@ -116,124 +195,359 @@ fn temp_path(output: &Path, stage: &str) -> PathBuf {
     output.with_file_name(format!(".{name}.{stage}-{}{ext}", std::process::id()))
 }
 
-fn run_to(
+fn output_size(job: &Job, info: &MediaInfo) -> (u32, u32) {
+    let scale = job.enhancer.scale() as u32;
+    (info.video.width * scale, info.video.height * scale)
+}
+
+/// Frames done, for progress.
+struct Counts {
+    total: u64,
+    /// Finished before this run started.
+    resumed: u64,
+    /// Finished by other workers during this run.
+    by_others: u64,
+    /// Upscaled by this run.
+    upscaled: u64,
+    started: Instant,
+}
+
+impl Counts {
+    fn progress(&self) -> Progress {
+        let done = self.resumed + self.by_others + self.upscaled;
+        let total = self.total.max(done).max(1);
+        let fps = self.upscaled as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        Progress {
+            current_frame: done,
+            total_frames: total,
+            fps,
+            eta_seconds: (total - done) as f64 / fps.max(1e-9),
+            progress: 100.0 * done as f64 / total as f64,
+            resumed_frames: self.resumed,
+            upscaled_frames: self.upscaled,
+        }
+    }
+}
+
+/// Upscales every segment not finished yet. `wait`: segments other workers hold are waited
+/// for (and done here if their worker died); without it they are left to them.
+fn upscale_segments(
     job: &Job,
     info: &MediaInfo,
-    temp: &Path,
+    work: &WorkDir,
     progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
-) -> Result<Summary, PipelineError> {
+    wait: bool,
+) -> Result<Counts, PipelineError> {
+    let mut counts = Counts {
+        total: work.plan.total_frames(),
+        resumed: 0,
+        by_others: 0,
+        upscaled: 0,
+        started: Instant::now(),
+    };
+    let mut todo = Vec::new();
+    for s in &work.plan.segments {
+        match work.done(s.index) {
+            Some(done) => counts.resumed += done.frames,
+            None => todo.push(s.clone()),
+        }
+    }
+    if counts.resumed > 0 {
+        tracing::info!(
+            frames = counts.resumed,
+            segments = work.plan.segments.len() - todo.len(),
+            "resuming after the finished segments"
+        );
+        progress(&counts.progress());
+    }
+    while !todo.is_empty() {
+        let held = run_segments(job, info, work, &todo, &mut counts, progress, cancel)?;
+        todo.retain(|s| held.contains(&s.index));
+        if !wait {
+            break;
+        }
+        let mut still = Vec::new();
+        for s in todo {
+            // Whoever holds it finishes it, or dies and leaves it to us.
+            work.wait_unclaimed(s.index)?;
+            match work.done(s.index) {
+                Some(done) => counts.by_others += done.frames,
+                None => still.push(s),
+            }
+        }
+        todo = still;
+    }
+    Ok(counts)
+}
+
+/// What goes down the queues: frames, and the end of each segment.
+enum Item {
+    Frame {
+        segment: usize,
+        image: Tensor,
+        pts: i64,
+        time_base: (i64, i64),
+    },
+    /// The segment's frames have all been sent; its claim goes with it until it is recorded.
+    End { segment: usize, claim: Claim },
+}
+
+/// Decodes, upscales and encodes the segments of `todo` that no one else holds, in order;
+/// returns the ones others held.
+fn run_segments(
+    job: &Job,
+    info: &MediaInfo,
+    work: &WorkDir,
+    todo: &[Segment],
+    counts: &mut Counts,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<Vec<usize>, PipelineError> {
     let format = if info.video.bit_depth > 8 {
         RawFormat::Rgb48
     } else {
         RawFormat::Rgb24
     };
-    let scale = job.enhancer.scale() as u32;
-    let (w, h) = (info.video.width, info.video.height);
-    let out_size = (w * scale, h * scale);
-    let total = job
-        .max_frames
-        .map_or(info.video.frames, |m| m.min(info.video.frames));
-    let started = Instant::now();
-
+    let out_size = output_size(job, info);
     // Pixel conversions happen in the decode and encode threads, off the model's path.
-    let (frames_tx, frames_rx) = sync_channel::<(Tensor, i64, (i64, i64))>(QUEUE);
-    let (out_tx, out_rx) = sync_channel::<(Tensor, i64, (i64, i64))>(QUEUE);
+    let (frames_tx, frames_rx) = sync_channel::<Item>(QUEUE);
+    let (out_tx, out_rx) = sync_channel::<Item>(QUEUE);
     std::thread::scope(|scope| {
         // `move`: each thread owns its end of the queues, so finishing closes them.
-        let decoder = scope.spawn(move || -> Result<(), PipelineError> {
-            let mut dec = Decoder::spawn(
-                job.input,
-                info,
-                format,
-                job.enhancer.prefilter().as_deref(),
-                job.max_frames,
-                None,
-            )?;
-            while let Some(frame) = dec.next_frame()? {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(PipelineError::Cancelled);
-                }
-                let tb = dec
-                    .time_base()
-                    .ok_or_else(|| PipelineError::decode("no time base reported"))?;
-                let input = to_tensor(&frame.data, w as usize, h as usize, format);
-                if frames_tx.send((input, frame.pts, tb)).is_err() {
-                    break; // a later stage failed; it reports why
-                }
-            }
-            Ok(())
-        });
-        let encoder = scope.spawn(move || -> Result<(), PipelineError> {
-            let mut enc: Option<Encoder> = None;
-            for (out, pts, tb) in out_rx {
-                if enc.is_none() {
-                    enc = Some(Encoder::spawn(
-                        job.input,
-                        info,
-                        temp,
-                        out_size,
-                        format,
-                        tb,
-                        &job.encode,
-                    )?);
-                }
-                let data = from_tensor(&out, format);
-                job.enhancer.recycle(out);
-                enc.as_mut().expect("started").write(pts, &data)?;
-            }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(PipelineError::Cancelled); // dropping the encoder kills FFmpeg
-            }
-            match enc {
-                Some(e) => e.finish(),
-                None => Err(PipelineError::decode("the video has no decodable frames")),
-            }
-        });
+        let decoder =
+            scope.spawn(move || decode_segments(job, info, work, todo, format, frames_tx, cancel));
+        let encoder =
+            scope.spawn(move || encode_segments(job, info, work, out_size, format, out_rx, cancel));
 
         // The model runs here, on the calling thread (it has its own worker pool).
-        let mut done = 0u64;
         let mut model_result = Ok(());
-        for (input, pts, tb) in frames_rx.iter() {
+        for item in frames_rx.iter() {
             if cancel.load(Ordering::Relaxed) {
                 model_result = Err(PipelineError::Cancelled);
                 break;
             }
-            let out = match job.enhancer.process(&input) {
-                Ok(o) => o,
-                Err(e) => {
-                    model_result = Err(e.into());
-                    break;
-                }
+            let item = match item {
+                Item::Frame {
+                    segment,
+                    image,
+                    pts,
+                    time_base,
+                } => match job.enhancer.process(&image) {
+                    Ok(image) => {
+                        counts.upscaled += 1;
+                        progress(&counts.progress());
+                        Item::Frame {
+                            segment,
+                            image,
+                            pts,
+                            time_base,
+                        }
+                    }
+                    Err(e) => {
+                        model_result = Err(e.into());
+                        break;
+                    }
+                },
+                end => end,
             };
-            if out_tx.send((out, pts, tb)).is_err() {
+            if out_tx.send(item).is_err() {
                 break;
             }
-            done += 1;
-            let secs = started.elapsed().as_secs_f64();
-            let fps = done as f64 / secs.max(1e-9);
-            let total = total.max(done);
-            progress(&Progress {
-                current_frame: done,
-                total_frames: total,
-                fps,
-                eta_seconds: (total - done) as f64 / fps.max(1e-9),
-                progress: 100.0 * done as f64 / total as f64,
-            });
         }
         drop(frames_rx);
         drop(out_tx);
         let decoded = decoder.join().expect("decoder thread panicked");
         let encoded = encoder.join().expect("encoder thread panicked");
         // The first failure in pipeline order explains the others.
-        decoded.and(model_result).and(encoded)?;
-        Ok(Summary {
-            frames: done,
-            seconds: started.elapsed().as_secs_f64(),
-            input: info.clone(),
-            output_size: out_size,
-        })
+        let held = decoded?;
+        model_result?;
+        encoded?;
+        Ok(held)
     })
+}
+
+/// The decode thread: claims each segment as it reaches it and sends its frames; one FFmpeg
+/// decoder runs on across consecutive segments. Returns the segments others held.
+fn decode_segments(
+    job: &Job,
+    info: &MediaInfo,
+    work: &WorkDir,
+    todo: &[Segment],
+    format: RawFormat,
+    tx: SyncSender<Item>,
+    cancel: &AtomicBool,
+) -> Result<Vec<usize>, PipelineError> {
+    let (w, h) = (info.video.width as usize, info.video.height as usize);
+    let prefilter = job.enhancer.prefilter();
+    let spawn = |start: Start| {
+        // An unindexed plan is one segment cut by a frame count.
+        let limit = if work.plan.indexed {
+            None
+        } else {
+            job.max_frames
+        };
+        Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)
+    };
+    let mut held = Vec::new();
+    // The running decoder and the segment it continues into.
+    let mut running: Option<(Decoder, usize)> = None;
+    // A frame read past the end of the previous segment: the next one's first.
+    let mut pending = None;
+    for s in todo {
+        let Some(claim) = work.try_claim(s.index)? else {
+            held.push(s.index);
+            continue;
+        };
+        if work.done(s.index).is_some() {
+            continue; // finished by another worker since the list was made
+        }
+        let (mut dec, mut seeked) = match running.take() {
+            Some((dec, next)) if next == s.index => (dec, false),
+            _ => {
+                pending = None;
+                let start = match s.start {
+                    None => Start::Beginning,
+                    Some(pts) => Start::Frame {
+                        pts,
+                        seek: Some(segment::seek_seconds(pts, work.plan.time_base)),
+                    },
+                };
+                (spawn(start)?, s.start.is_some())
+            }
+        };
+        let mut sent = 0u64;
+        let mut ended = false;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PipelineError::Cancelled);
+            }
+            let frame = match pending.take() {
+                Some(f) => Some(f),
+                None => dec.next_frame()?,
+            };
+            let Some(frame) = frame else {
+                ended = true;
+                break;
+            };
+            if s.is_past(frame.pts) {
+                pending = Some(frame);
+                break;
+            }
+            if seeked && sent == 0 && s.start.is_some_and(|start| frame.pts != start) {
+                // The seek went past the keyframe (some containers seek coarsely): decode
+                // from the start instead, dropping everything before the segment.
+                tracing::info!(
+                    segment = s.index,
+                    "seek missed the segment's first frame; decoding from the start"
+                );
+                dec = spawn(Start::Frame {
+                    pts: s.start.expect("checked"),
+                    seek: None,
+                })?;
+                seeked = false;
+                continue;
+            }
+            let time_base = dec
+                .time_base()
+                .ok_or_else(|| PipelineError::decode("no time base reported"))?;
+            let image = to_tensor(&frame.data, w, h, format);
+            sent += 1;
+            let item = Item::Frame {
+                segment: s.index,
+                image,
+                pts: frame.pts,
+                time_base,
+            };
+            if tx.send(item).is_err() {
+                return Ok(held); // a later stage failed; it reports why
+            }
+        }
+        if sent != s.frames {
+            tracing::debug!(
+                segment = s.index,
+                sent,
+                indexed = s.frames,
+                "frame count differs from the index"
+            );
+        }
+        if tx
+            .send(Item::End {
+                segment: s.index,
+                claim,
+            })
+            .is_err()
+        {
+            return Ok(held);
+        }
+        if !ended {
+            running = Some((dec, s.index + 1));
+        }
+    }
+    Ok(held)
+}
+
+/// The encode thread: one encoder per segment, each segment recorded durably when its file
+/// is complete.
+fn encode_segments(
+    job: &Job,
+    info: &MediaInfo,
+    work: &WorkDir,
+    out_size: (u32, u32),
+    format: RawFormat,
+    rx: Receiver<Item>,
+    cancel: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let mut enc: Option<(Encoder, usize, u64)> = None;
+    let discard = |enc: &mut Option<(Encoder, usize, u64)>| {
+        if let Some((e, segment, _)) = enc.take() {
+            drop(e); // kills FFmpeg
+            let _ = std::fs::remove_file(work.partial_file(segment));
+        }
+    };
+    for item in rx {
+        match item {
+            Item::Frame {
+                segment,
+                image,
+                pts,
+                time_base,
+            } => {
+                if enc.is_none() {
+                    let file = work.partial_file(segment);
+                    let e = Encoder::spawn(info, &file, out_size, format, time_base, &job.encode)?;
+                    enc = Some((e, segment, 0));
+                }
+                let data = from_tensor(&image, format);
+                job.enhancer.recycle(image);
+                let (e, _, written) = enc.as_mut().expect("started");
+                if let Err(err) = e.write(pts, &data) {
+                    discard(&mut enc);
+                    return Err(err);
+                }
+                *written += 1;
+            }
+            Item::End { segment, claim } => {
+                let frames = match enc.take() {
+                    Some((e, _, written)) => {
+                        if let Err(err) = e.finish() {
+                            let _ = std::fs::remove_file(work.partial_file(segment));
+                            return Err(err);
+                        }
+                        written
+                    }
+                    None => 0,
+                };
+                work.record(segment, frames)?;
+                drop(claim);
+            }
+        }
+    }
+    discard(&mut enc);
+    if cancel.load(Ordering::Relaxed) {
+        return Err(PipelineError::Cancelled);
+    }
+    Ok(())
 }
 
 fn to_tensor(data: &[u8], w: usize, h: usize, format: RawFormat) -> Tensor {

@@ -198,6 +198,8 @@ pub struct VideoStream {
     pub height: u32,
     pub pix_fmt: String,
     pub bit_depth: u32,
+    /// The stream's time base (numerator, denominator): every timestamp is a multiple of it.
+    pub time_base: (i64, i64),
     /// Average frame rate (frames over duration); variable-rate files have no single rate.
     pub fps: f64,
     /// Frames in the stream: from the container when it says, else duration x rate.
@@ -236,6 +238,7 @@ struct StreamJson {
     pix_fmt: Option<String>,
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
+    time_base: Option<String>,
     duration: Option<String>,
     nb_frames: Option<String>,
     color_range: Option<String>,
@@ -382,6 +385,7 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
             width,
             height,
             bit_depth: bit_depth(&pix_fmt),
+            time_base: time_base(v.time_base.as_deref()).unwrap_or((1, 90_000)),
             pix_fmt,
             fps,
             frames,
@@ -448,6 +452,13 @@ fn rate(s: Option<&str>) -> Option<f64> {
     (n > 0.0 && d > 0.0).then(|| n / d)
 }
 
+/// `num/den` as a time base; anything but two positive integers gives `None`.
+fn time_base(s: Option<&str>) -> Option<(i64, i64)> {
+    let (n, d) = s?.split_once('/')?;
+    let (n, d): (i64, i64) = (n.parse().ok()?, d.parse().ok()?);
+    (n > 0 && d > 0).then_some((n, d))
+}
+
 fn bit_depth(pix_fmt: &str) -> u32 {
     ["16", "14", "12", "10", "9"]
         .iter()
@@ -476,6 +487,8 @@ mod tests {
             Some(29970.0)
         );
         assert_eq!(rate(Some("0/0")), None);
+        assert_eq!(time_base(Some("1/12800")), Some((1, 12800)));
+        assert_eq!(time_base(Some("0/1")), None);
         assert_eq!(bit_depth("yuv420p10le"), 10);
         assert_eq!(bit_depth("yuv420p"), 8);
         let v = StreamJson {

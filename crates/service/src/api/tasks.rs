@@ -146,7 +146,7 @@ pub async fn cancel(
     }
     let now = stop(&app, &task).await?;
     if now.status.is_terminal() {
-        remove_input(&now);
+        now.remove_working_files();
     }
     Ok(Json(task_view(&app, &now)))
 }
@@ -162,8 +162,7 @@ pub async fn delete(
         stop(&app, &task).await?;
     }
     app.store.delete(&task.id).await?;
-    remove_input(&task);
-    let _ = std::fs::remove_file(&task.output_path);
+    task.remove_files();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,9 +191,4 @@ pub async fn list(
         per_page,
         total,
     }))
-}
-
-/// The upload is only needed until the task ends.
-pub fn remove_input(task: &Task) {
-    let _ = std::fs::remove_file(&task.input_path);
 }

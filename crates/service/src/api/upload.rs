@@ -237,6 +237,8 @@ pub async fn upload(
         input,
         output_size: checked.output_size,
         current_frame: 0,
+        resumed_frames: 0,
+        upscaled_frames: 0,
         total_frames: v.frames,
         fps: 0.0,
         eta_seconds: 0.0,

@@ -49,6 +49,11 @@ pub struct ProgressView {
     pub fps: f64,
     pub eta_seconds: f64,
     pub stage: Stage,
+    /// Frames taken from segments an interrupted attempt had finished (a resumed task).
+    pub resumed_frames: u64,
+    /// Frames upscaled over all attempts: above `totalFrames` by the work redone after
+    /// interruptions (at most one segment each).
+    pub upscaled_frames: u64,
 }
 
 pub fn progress_view(task: &Task) -> ProgressView {
@@ -61,6 +66,8 @@ pub fn progress_view(task: &Task) -> ProgressView {
         fps: (task.fps * 100.0).round() / 100.0,
         eta_seconds: task.eta_seconds.round(),
         stage: task.stage,
+        resumed_frames: task.resumed_frames,
+        upscaled_frames: task.upscaled_frames,
     }
 }
 
@@ -74,6 +81,10 @@ pub struct TaskView {
     /// Percent, one decimal.
     pub progress: f64,
     pub stage: Stage,
+    /// Frames taken from segments an interrupted attempt had finished (a resumed task).
+    pub resumed_frames: u64,
+    /// Frames upscaled over all attempts.
+    pub upscaled_frames: u64,
     pub status_url: String,
     pub progress_url: String,
     pub events_url: String,
@@ -122,6 +133,8 @@ pub fn task_view(app: &AppState, task: &Task) -> TaskView {
         status: task.status,
         progress: (task.progress() * 10.0).round() / 10.0,
         stage: task.stage,
+        resumed_frames: task.resumed_frames,
+        upscaled_frames: task.upscaled_frames,
         status_url: format!("/api/status/{id}"),
         progress_url: format!("/api/progress/{id}"),
         events_url: format!("/api/events/{id}"),

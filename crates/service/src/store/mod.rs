@@ -204,6 +204,10 @@ pub struct Task {
     pub output_size: (u32, u32),
     pub current_frame: u64,
     pub total_frames: u64,
+    /// Frames the latest attempt took from segments an interrupted one had finished.
+    pub resumed_frames: u64,
+    /// Frames upscaled over all attempts (more than the video's when work was redone).
+    pub upscaled_frames: u64,
     pub fps: f64,
     pub eta_seconds: f64,
     pub error: Option<TaskError>,
@@ -215,6 +219,19 @@ pub struct Task {
 }
 
 impl Task {
+    /// Removes what only an unfinished task needs: the upload, and the segments kept for a
+    /// resume (a task that ended without a result, or is deleted).
+    pub fn remove_working_files(&self) {
+        let _ = std::fs::remove_file(&self.input_path);
+        vsr_media::video::pipeline::remove_work(&self.output_path);
+    }
+
+    /// Removes every file of the task.
+    pub fn remove_files(&self) {
+        self.remove_working_files();
+        let _ = std::fs::remove_file(&self.output_path);
+    }
+
     pub fn progress(&self) -> f64 {
         match self.status {
             Status::Completed | Status::Expired => 100.0,
@@ -232,7 +249,25 @@ pub struct Report {
     pub total_frames: u64,
     pub fps: f64,
     pub eta_seconds: f64,
+    /// Frames this attempt took from finished segments.
+    pub resumed_frames: u64,
+    /// Frames upscaled over all attempts.
+    pub upscaled_frames: u64,
 }
+
+/// What became of a task whose worker died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCrash {
+    /// Back in the queue: it resumes from its finished segments.
+    Requeued,
+    /// Its worker died [`MAX_CRASHES`] times with no segment finished in between: failed.
+    Failed,
+    /// It had ended or been cancelled meanwhile.
+    Ended,
+}
+
+/// Worker deaths in a row, with no segment finished in between, that fail a task.
+pub const MAX_CRASHES: i64 = 3;
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,6 +352,19 @@ pub trait TaskStore: Send + Sync {
 
     /// The tasks a worker process was running.
     async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Tasks being processed now, oldest first (those an idle worker may help with).
+    async fn processing(&self) -> Result<Vec<Task>, StoreError>;
+
+    /// A task's worker died: the task goes back to the queue to resume, or fails with
+    /// `failed` once its workers died [`MAX_CRASHES`] times with no segment finished in
+    /// between; a task whose cancel was asked for ends with `cancelled`.
+    async fn crashed(
+        &self,
+        id: &TaskId,
+        failed: &Outcome,
+        cancelled: &Outcome,
+    ) -> Result<AfterCrash, StoreError>;
 
     /// Ended tasks whose files are past their retention at `now` (ms).
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError>;

@@ -14,7 +14,8 @@ use sqlx::Row;
 use vsr_media::code::Code;
 
 use super::{
-    now_ms, Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskId, TaskStore,
+    now_ms, AfterCrash, Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskId,
+    TaskStore, MAX_CRASHES,
 };
 
 /// The migrations, compiled in.
@@ -209,7 +210,8 @@ impl TaskStore for SqliteStore {
 
     async fn progress(&self, id: &TaskId, r: &Report) -> Result<bool, StoreError> {
         let cancel: Option<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET stage = ?, current_frame = ?, total_frames = ?, fps = ?, eta_seconds = ?
+            "UPDATE tasks SET stage = ?, current_frame = ?, total_frames = ?, fps = ?, eta_seconds = ?,
+             resumed_frames = ?, upscaled_frames = ?
              WHERE id = ? RETURNING cancel_requested",
         )
         .bind(r.stage.as_str())
@@ -217,6 +219,8 @@ impl TaskStore for SqliteStore {
         .bind(r.total_frames as i64)
         .bind(r.fps)
         .bind(r.eta_seconds)
+        .bind(r.resumed_frames as i64)
+        .bind(r.upscaled_frames as i64)
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -309,6 +313,47 @@ impl TaskStore for SqliteStore {
                 .bind(pid as i64),
         )
         .await
+    }
+
+    async fn processing(&self) -> Result<Vec<Task>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE status = ? ORDER BY started_at, id")
+            .bind(Status::Processing.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn crashed(
+        &self,
+        id: &TaskId,
+        failed: &Outcome,
+        cancelled: &Outcome,
+    ) -> Result<AfterCrash, StoreError> {
+        // Counted in one statement: a finished segment since the last death (more frames
+        // resumed) starts the count again.
+        let crashes: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE tasks SET
+             crashes = CASE WHEN resumed_frames > crash_resumed OR crashes = 0 THEN 1 ELSE crashes + 1 END,
+             crash_resumed = resumed_frames
+             WHERE id = ? AND status = ? RETURNING crashes, cancel_requested",
+        )
+        .bind(id.as_str())
+        .bind(Status::Processing.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((crashes, cancel)) = crashes else {
+            return Ok(AfterCrash::Ended);
+        };
+        if cancel != 0 {
+            self.end(id, cancelled, &[Status::Processing]).await?;
+            return Ok(AfterCrash::Ended);
+        }
+        if crashes >= MAX_CRASHES {
+            self.end(id, failed, &[Status::Processing]).await?;
+            return Ok(AfterCrash::Failed);
+        }
+        self.release(id).await?;
+        Ok(AfterCrash::Requeued)
     }
 
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {
@@ -432,6 +477,8 @@ fn from_row(r: &SqliteRow) -> Result<Task, StoreError> {
         ),
         current_frame: r.get::<i64, _>("current_frame") as u64,
         total_frames: r.get::<i64, _>("total_frames") as u64,
+        resumed_frames: r.get::<i64, _>("resumed_frames") as u64,
+        upscaled_frames: r.get::<i64, _>("upscaled_frames") as u64,
         fps: r.get("fps"),
         eta_seconds: r.get("eta_seconds"),
         error,
@@ -488,6 +535,8 @@ mod tests {
             output_size: (2, 2),
             current_frame: 0,
             total_frames: 10,
+            resumed_frames: 0,
+            upscaled_frames: 0,
             fps: 0.0,
             eta_seconds: 0.0,
             error: None,

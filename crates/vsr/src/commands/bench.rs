@@ -124,7 +124,7 @@ fn time_runs(
 /// `model_fps=`, `pipeline_fps=` and `pipeline_over_model=`.
 fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyhow::Result<()> {
     use vsr_media::video::encode::{Codec, EncodeSettings};
-    use vsr_media::video::pipeline::{self, Job};
+    use vsr_media::video::pipeline::{self, Job, Segmenting};
     use vsr_media::video::{probe, Limits};
 
     let model = ModelRef::resolve(args.model.as_deref(), config, Catalog::builtin())?;
@@ -172,6 +172,11 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
         limits: Limits::default(),
         max_output: (7680, 4320),
         max_frames: args.frames,
+        segmenting: Segmenting {
+            seconds: Some(vsr_media::video::segment::DEFAULT_SECONDS),
+            resume: false,
+            input_identity: "bench".into(),
+        },
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let summary = pipeline::run(&job, &mut |_| {}, &cancel)

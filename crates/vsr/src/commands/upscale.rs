@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{RunArgs, SettingsArgs};
 use vsr_media::config::Config;
 use vsr_media::video::encode::{Codec, EncodeSettings};
-use vsr_media::video::pipeline::{self, Job, Progress};
+use vsr_media::video::pipeline::{self, Job, Progress, Segmenting};
 use vsr_media::video::Limits;
 
 #[derive(Debug, Args)]
@@ -37,6 +37,12 @@ pub struct UpscaleArgs {
     /// Print progress as one JSON object per line on stdout
     #[arg(long)]
     pub json_progress: bool,
+    /// Seconds of source per segment: the work an interruption can cost (0 = one segment)
+    #[arg(long, default_value_t = vsr_media::video::segment::DEFAULT_SECONDS)]
+    pub segment_seconds: f64,
+    /// Start over instead of resuming an interrupted run of the same command
+    #[arg(long)]
+    pub no_resume: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -51,6 +57,14 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     let enhancer = args.model.load(config, &args.run)?;
+    // The input's content is part of the work's key: an edited file never reuses old segments.
+    let input_identity = vsr_media::video::segment::file_identity(&args.input).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} [{}]",
+            args.input.display(),
+            vsr_media::code::Code::NotFound
+        )
+    })?;
     let job = Job {
         input: &args.input,
         output: &args.output,
@@ -63,7 +77,16 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         limits: Limits::default(),
         max_output: args.max_output,
         max_frames: args.frames,
+        segmenting: Segmenting {
+            seconds: (args.segment_seconds > 0.0).then_some(args.segment_seconds),
+            resume: !args.no_resume,
+            input_identity,
+        },
     };
+    let work = pipeline::work_dir(&job);
+    if args.no_resume {
+        eprintln!("--no-resume: starting over; earlier work on this output is discarded");
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     // Ctrl-C or SIGTERM: stop within a frame, kill FFmpeg, remove the partial output.
@@ -78,7 +101,17 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
                 .progress_chars("#."),
         )
     };
+    let mut announced = false;
     let mut report = |p: &Progress| {
+        if !announced && p.resumed_frames > 0 {
+            bar.suspend(|| {
+                eprintln!(
+                    "resuming: {} of {} frames were finished by an earlier run",
+                    p.resumed_frames, p.total_frames
+                )
+            });
+        }
+        announced = true;
         if args.json_progress {
             println!("{}", serde_json::to_string(p).unwrap_or_default());
         }
@@ -88,11 +121,24 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     };
     let result = pipeline::run(&job, &mut report, &cancel);
     bar.finish();
-    let summary = result.map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    let summary = result.map_err(|e| {
+        if work.exists() {
+            eprintln!(
+                "finished segments are kept in {}: run the same command again to resume",
+                work.display()
+            );
+        }
+        anyhow::anyhow!("{e} [{}]", e.code())
+    })?;
+    let resumed = if summary.resumed_frames > 0 {
+        format!(" ({} resumed)", summary.resumed_frames)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{}: {} frames {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps)",
+        "{}: {} frames{resumed} {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps)",
         args.output.display(),
-        summary.frames,
+        summary.frames + summary.resumed_frames,
         summary.input.video.width,
         summary.input.video.height,
         summary.output_size.0,

@@ -187,3 +187,52 @@ pub fn first_frame_rgb(path: &Path) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Runs `vsr upscale`, with the fast preset unless `extra` picks a preset or a model: these
+/// tests are about video handling, and the fast model keeps them quick.
+pub fn upscale(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsr"));
+    cmd.args([
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    if !extra.iter().any(|a| *a == "--preset" || *a == "--model") {
+        cmd.args(["--preset", "fast"]);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+pub fn ffprobe(args: &[&str], file: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Each stream's start time, in seconds, as ffprobe reads it (video first).
+pub fn start_times(file: &Path) -> Vec<f64> {
+    ffprobe(
+        &[
+            "-show_entries",
+            "stream=codec_type,start_time",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .lines()
+    .map(|l| {
+        let (kind, start) = l.split_once(',').unwrap_or((l, ""));
+        (kind != "video", start.parse::<f64>().unwrap_or(f64::NAN))
+    })
+    .collect::<std::collections::BTreeMap<_, _>>()
+    .into_values()
+    .collect()
+}

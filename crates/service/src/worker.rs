@@ -37,6 +37,8 @@ struct Worker {
     store: Arc<dyn TaskStore>,
     /// Set on SIGTERM: the running task stops and goes back to the queue.
     shutdown: Arc<AtomicBool>,
+    /// This process's id: the store records which worker holds a task by it.
+    pid: u32,
 }
 
 pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(), ServiceError> {
@@ -70,8 +72,9 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
         config: Arc::new(config),
         store,
         shutdown,
+        pid: std::process::id(),
     };
-    let pid = std::process::id();
+    let pid = worker.pid;
     tracing::info!(slot, pid, "worker ready");
     while !worker.shutdown.load(Ordering::Relaxed) {
         match worker.store.claim_next(pid).await {
@@ -82,7 +85,7 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
                 // (if the store answers) rather than lose the worker.
                 if let Err(e) = run_task(&worker, task).instrument(span).await {
                     tracing::error!(task = %id, error = %e, "cannot record the task's outcome");
-                    let _ = worker.store.release(&id).await;
+                    let _ = worker.store.release(&id, pid).await;
                 }
             }
             Ok(None) => {
@@ -141,7 +144,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 // A store that does not answer for a moment must not stop the job.
                 let cancelled = worker
                     .store
-                    .progress(&task.id, &report)
+                    .progress(&task.id, worker.pid, &report)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot record progress");
@@ -175,23 +178,23 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                     eta_seconds: 0.0,
                     ..report(&task, &p, Stage::Completed)
                 };
-                store.progress(&task.id, &report).await?;
+                store.progress(&task.id, worker.pid, &report).await?;
             }
             // The upload stays until expiry: the page compares frames of source and result.
             let outcome = Outcome {
                 output_bytes: bytes,
                 ..ended(Status::Completed, None)
             };
-            store.finish(&task.id, &outcome).await?;
+            store.finish(&task.id, worker.pid, &outcome).await?;
             tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
-            store.release(&task.id).await?;
+            store.release(&task.id, worker.pid).await?;
             tracing::info!("worker stopping; task returned to the queue");
         }
         Err(f) if f.error.code == Code::Cancelled => {
             store
-                .finish(&task.id, &ended(Status::Cancelled, None))
+                .finish(&task.id, worker.pid, &ended(Status::Cancelled, None))
                 .await?;
             task.remove_working_files();
             tracing::info!("task cancelled");
@@ -200,13 +203,13 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             // The finished segments stay (until expiry) for a retry once there is room.
             tracing::warn!(error = %f.detail, "task failed: the disk is full");
             store
-                .finish(&task.id, &ended(Status::Failed, Some(f.error)))
+                .finish(&task.id, worker.pid, &ended(Status::Failed, Some(f.error)))
                 .await?;
         }
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
             store
-                .finish(&task.id, &ended(Status::Failed, Some(f.error)))
+                .finish(&task.id, worker.pid, &ended(Status::Failed, Some(f.error)))
                 .await?;
             task.remove_working_files();
         }
@@ -219,7 +222,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
 /// end when their pipes close).
 async fn hard_stop(worker: &Worker, task: &Task) -> ! {
     if worker.shutdown.load(Ordering::Relaxed) {
-        let _ = worker.store.release(&task.id).await;
+        let _ = worker.store.release(&task.id, worker.pid).await;
         tracing::info!("worker stopping mid-frame; task returned to the queue");
     } else {
         let outcome = Outcome {
@@ -228,7 +231,7 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             expires_at: worker.config.expiry_from_now(),
             output_bytes: None,
         };
-        let _ = worker.store.finish(&task.id, &outcome).await;
+        let _ = worker.store.finish(&task.id, worker.pid, &outcome).await;
         task.remove_working_files();
         tracing::info!("task cancelled mid-frame; worker restarting");
     }

@@ -8,21 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use common::server::{id, terminal, Server};
 use common::testsrc_clip;
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
-
-fn terminal(s: &Value) -> bool {
-    ["completed", "failed", "cancelled", "expired"].contains(&s["status"].as_str().unwrap_or(""))
-}
-
-fn id(v: &Value) -> String {
-    v["taskId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no taskId in {v}"))
-        .to_string()
-}
 
 fn probe_size(file: &Path) -> String {
     let out = Command::new("ffprobe")
@@ -590,53 +579,6 @@ fn png_size(url: &Value) -> (u32, u32) {
         .read_info()
         .unwrap();
     (info.info().width, info.info().height)
-}
-
-/// A worker that dies mid-task (as a crash on a hostile file would) fails that task only: the
-/// server stays up, starts another worker, and the next task completes.
-#[test]
-fn worker_crash_fails_the_task_not_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let long = dir.path().join("long.mp4");
-    testsrc_clip(&long, "320x180", 25, 20.0);
-    let short = dir.path().join("short.mp4");
-    testsrc_clip(&short, "64x48", 10, 0.5);
-    let server = Server::start(dir.path(), &[]);
-    let (_, task) = server.upload(&long, json!({"scale": 2, "quality": "fast"}));
-    let id = id(&task);
-    server.wait_for(&id, 60, |s| s["stage"] == "upscaling");
-    let server_pid = server.child.as_ref().unwrap().id();
-    let worker = children_of(server_pid)
-        .into_iter()
-        .next()
-        .expect("a worker process");
-    Command::new("kill")
-        .args(["-KILL", &worker.to_string()])
-        .status()
-        .unwrap();
-    let failed = server.wait_for(&id, 20, terminal);
-    assert_eq!(failed["status"], "failed");
-    assert_eq!(failed["error"]["code"], "worker_crashed");
-    assert_eq!(server.get("/healthz").0, 200);
-    let (_, next) = server.upload(&short, json!({"scale": 2, "quality": "fast"}));
-    let next = next["taskId"].as_str().unwrap().to_string();
-    let done = server.wait_for(&next, 60, terminal);
-    assert_eq!(done["status"], "completed", "{done}");
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    // Each thread lists the children it spawned.
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .flat_map(|t| {
-            std::fs::read_to_string(t.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// Models, health, metrics, the OpenAPI description (every route in it is served) and the

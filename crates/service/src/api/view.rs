@@ -81,6 +81,9 @@ pub struct TaskView {
     /// Percent, one decimal.
     pub progress: f64,
     pub stage: Stage,
+    /// Frames finished, those of earlier attempts included.
+    pub current_frame: u64,
+    pub total_frames: u64,
     /// Frames taken from segments an interrupted attempt had finished (a resumed task).
     pub resumed_frames: u64,
     /// Frames upscaled over all attempts.
@@ -133,6 +136,8 @@ pub fn task_view(app: &AppState, task: &Task) -> TaskView {
         status: task.status,
         progress: (task.progress() * 10.0).round() / 10.0,
         stage: task.stage,
+        current_frame: task.current_frame,
+        total_frames: task.total_frames,
         resumed_frames: task.resumed_frames,
         upscaled_frames: task.upscaled_frames,
         status_url: format!("/api/status/{id}"),

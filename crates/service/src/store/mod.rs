@@ -329,11 +329,14 @@ pub trait TaskStore: Send + Sync {
     /// Claims the oldest queued task for the worker process `pid`, if there is one.
     async fn claim_next(&self, pid: u32) -> Result<Option<Task>, StoreError>;
 
-    /// Records progress; returns whether a cancel was asked for (or the task is gone).
-    async fn progress(&self, id: &TaskId, report: &Report) -> Result<bool, StoreError>;
+    /// Records the progress of the worker process `pid`; returns whether it should stop: a
+    /// cancel was asked for, or the task is gone or not this worker's any more (a worker of a
+    /// stopped server finishing its last frame must not write over the task's next attempt).
+    async fn progress(&self, id: &TaskId, pid: u32, report: &Report) -> Result<bool, StoreError>;
 
-    /// Ends a task that has not ended yet.
-    async fn finish(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError>;
+    /// Ends the task the worker process `pid` runs; nothing if it is not that worker's any
+    /// more (its server stopped and the task went to another).
+    async fn finish(&self, id: &TaskId, pid: u32, outcome: &Outcome) -> Result<(), StoreError>;
 
     /// Ends a task no worker has (a draft or queued one); false if a worker claimed it first.
     async fn cancel_waiting(&self, id: &TaskId, outcome: &Outcome) -> Result<bool, StoreError>;
@@ -341,8 +344,9 @@ pub trait TaskStore: Send + Sync {
     /// Queues a draft with its final settings; false if it is not a draft any more.
     async fn start(&self, task: &Task) -> Result<bool, StoreError>;
 
-    /// Puts a task its worker could not finish (it is stopping) back in the queue.
-    async fn release(&self, id: &TaskId) -> Result<(), StoreError>;
+    /// Puts the task the worker process `pid` could not finish (it is stopping) back in the
+    /// queue; nothing if it is not that worker's any more.
+    async fn release(&self, id: &TaskId, pid: u32) -> Result<(), StoreError>;
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError>;
 

@@ -54,14 +54,21 @@ impl SqliteStore {
             .transpose()
     }
 
-    /// Ends the task if its status is one of `from`; whether it did.
-    async fn end(&self, id: &TaskId, o: &Outcome, from: &[Status]) -> Result<bool, StoreError> {
+    /// Ends the task if its status is one of `from` (and, given `pid`, that worker runs it);
+    /// whether it did.
+    async fn end(
+        &self,
+        id: &TaskId,
+        o: &Outcome,
+        from: &[Status],
+        pid: Option<u32>,
+    ) -> Result<bool, StoreError> {
         debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
         let placeholders = vec!["?"; from.len()].join(", ");
         let sql = format!(
             "UPDATE tasks SET status = ?, stage = ?, error_code = ?, error_message = ?, finished_at = ?,
              expires_at = ?, output_bytes = ?, worker_pid = NULL
-             WHERE id = ? AND status IN ({placeholders})"
+             WHERE id = ? AND (? IS NULL OR worker_pid = ?) AND status IN ({placeholders})"
         );
         let mut query = sqlx::query(&sql)
             .bind(o.status.as_str())
@@ -71,11 +78,30 @@ impl SqliteStore {
             .bind(now_ms())
             .bind(o.expires_at)
             .bind(o.output_bytes)
-            .bind(id.as_str());
+            .bind(id.as_str())
+            .bind(pid.map(i64::from))
+            .bind(pid.map(i64::from));
         for status in from {
             query = query.bind(status.as_str());
         }
         Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Puts a processing task (of worker `pid`, if given) back in the queue.
+    async fn requeue(&self, id: &TaskId, pid: Option<u32>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, current_frame = 0
+             WHERE id = ? AND status = ? AND (? IS NULL OR worker_pid = ?)",
+        )
+        .bind(Status::Queued.as_str())
+        .bind(Stage::Queued.as_str())
+        .bind(id.as_str())
+        .bind(Status::Processing.as_str())
+        .bind(pid.map(i64::from))
+        .bind(pid.map(i64::from))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn ids<'q>(
@@ -208,11 +234,11 @@ impl TaskStore for SqliteStore {
         .await
     }
 
-    async fn progress(&self, id: &TaskId, r: &Report) -> Result<bool, StoreError> {
+    async fn progress(&self, id: &TaskId, pid: u32, r: &Report) -> Result<bool, StoreError> {
         let cancel: Option<i64> = sqlx::query_scalar(
             "UPDATE tasks SET stage = ?, current_frame = ?, total_frames = ?, fps = ?, eta_seconds = ?,
              resumed_frames = ?, upscaled_frames = ?
-             WHERE id = ? RETURNING cancel_requested",
+             WHERE id = ? AND status = ? AND worker_pid = ? RETURNING cancel_requested",
         )
         .bind(r.stage.as_str())
         .bind(r.current_frame as i64)
@@ -222,20 +248,23 @@ impl TaskStore for SqliteStore {
         .bind(r.resumed_frames as i64)
         .bind(r.upscaled_frames as i64)
         .bind(id.as_str())
+        .bind(Status::Processing.as_str())
+        .bind(pid as i64)
         .fetch_optional(&self.pool)
         .await?;
-        // A deleted task counts as cancelled.
+        // A deleted task, or one that is not this worker's, counts as cancelled.
         Ok(cancel.is_none_or(|c| c != 0))
     }
 
-    async fn finish(&self, id: &TaskId, o: &Outcome) -> Result<(), StoreError> {
-        self.end(id, o, &[Status::Draft, Status::Queued, Status::Processing])
+    async fn finish(&self, id: &TaskId, pid: u32, o: &Outcome) -> Result<(), StoreError> {
+        self.end(id, o, &[Status::Processing], Some(pid))
             .await
             .map(|_| ())
     }
 
     async fn cancel_waiting(&self, id: &TaskId, o: &Outcome) -> Result<bool, StoreError> {
-        self.end(id, o, &[Status::Draft, Status::Queued]).await
+        self.end(id, o, &[Status::Draft, Status::Queued], None)
+            .await
     }
 
     async fn start(&self, t: &Task) -> Result<bool, StoreError> {
@@ -259,18 +288,8 @@ impl TaskStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release(&self, id: &TaskId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, current_frame = 0
-             WHERE id = ? AND status = ?",
-        )
-        .bind(Status::Queued.as_str())
-        .bind(Stage::Queued.as_str())
-        .bind(id.as_str())
-        .bind(Status::Processing.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn release(&self, id: &TaskId, pid: u32) -> Result<(), StoreError> {
+        self.requeue(id, Some(pid)).await
     }
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -345,14 +364,14 @@ impl TaskStore for SqliteStore {
             return Ok(AfterCrash::Ended);
         };
         if cancel != 0 {
-            self.end(id, cancelled, &[Status::Processing]).await?;
+            self.end(id, cancelled, &[Status::Processing], None).await?;
             return Ok(AfterCrash::Ended);
         }
         if crashes >= MAX_CRASHES {
-            self.end(id, failed, &[Status::Processing]).await?;
+            self.end(id, failed, &[Status::Processing], None).await?;
             return Ok(AfterCrash::Failed);
         }
-        self.release(id).await?;
+        self.requeue(id, None).await?;
         Ok(AfterCrash::Requeued)
     }
 

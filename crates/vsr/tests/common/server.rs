@@ -49,8 +49,20 @@ impl Server {
 
     pub fn spawn(&mut self) {
         let d = &self.dir;
+        // One worker unless the test's environment asks for more.
+        let workers = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "VSR_WORKERS")
+            .map_or("1".to_string(), |(_, v)| v.clone());
         let child = Command::new(env!("CARGO_BIN_EXE_vsr"))
-            .args(["serve", "--port", &self.port.to_string(), "--workers", "1"])
+            .args([
+                "serve",
+                "--port",
+                &self.port.to_string(),
+                "--workers",
+                &workers,
+            ])
             .envs(harness_env(d))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -189,6 +201,14 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// Downloads a completed task's result (`status` is its status) to `to`.
+    pub fn download(&self, status: &Value, to: &Path) {
+        let link = status["downloadUrl"].as_str().expect("a completed task");
+        let r = self.client.get(self.url(link)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        std::fs::write(to, r.bytes().unwrap()).unwrap();
+    }
+
     pub fn files_in(&self, folder: &str) -> Vec<String> {
         std::fs::read_dir(self.dir.join(folder))
             .map(|d| {
@@ -234,4 +254,33 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// Whether a task's status is an end.
+pub fn terminal(s: &Value) -> bool {
+    ["completed", "failed", "cancelled", "expired"].contains(&s["status"].as_str().unwrap_or(""))
+}
+
+/// The task id in an upload's answer.
+pub fn id(v: &Value) -> String {
+    v["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no taskId in {v}"))
+        .to_string()
+}
+
+/// The processes `pid` started (a server's workers).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    // Each thread lists the children it spawned.
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }

@@ -331,3 +331,55 @@ fn damaged_or_foreign_work_is_never_joined() {
     assert_eq!(fresh["upscaledFrames"], 200);
     assert!(stderr.contains("starting over"), "{stderr}");
 }
+
+/// A disk that fills up mid-run fails it with `insufficient_storage` and keeps the finished
+/// segments; once there is room, the same command resumes after them. The output folder is
+/// a small tmpfs in a private mount namespace (`unshare`, no privileges needed).
+#[test]
+fn a_full_disk_fails_the_run_and_keeps_its_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    keyframed_clip(&clip);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let run = |log: &str| {
+        format!(
+            "{} upscale {} -o {}/out.mp4 --preset fast --threads 2 --json-progress {} > {}/{log} 2>&1; echo $? >> {}/{log}.rc",
+            env!("CARGO_BIN_EXE_vsr"),
+            clip.display(),
+            small.display(),
+            LOSSLESS.join(" "),
+            dir.path().display(),
+            dir.path().display(),
+        )
+    };
+    // 5 MiB: the filler leaves room for a few segments; without it, for the rest and the
+    // joined result.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=5m tmpfs {small}; head -c 3400000 /dev/zero > {small}/filler; set +e; {first}; ls -a {small} > {dir}/listing; rm {small}/filler; {second}; ls {small} >> {dir}/listing",
+        small = small.display(),
+        dir = dir.path().display(),
+        first = run("first"),
+        second = run("second"),
+    );
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    ok(&out);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let first = read("first");
+    assert_eq!(read("first.rc").trim(), "1", "{first}");
+    assert!(first.contains("[insufficient_storage]"), "{first}");
+    assert!(
+        first.contains("run the same command again to resume"),
+        "{first}"
+    );
+    let second = read("second");
+    assert_eq!(read("second.rc").trim(), "0", "{second}");
+    let last: serde_json::Value =
+        serde_json::from_str(second.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert!(last["resumedFrames"].as_u64().unwrap() >= 25, "{second}");
+    assert_eq!(last["currentFrame"], 200);
+    assert!(read("listing").contains("out.mp4"));
+}

@@ -494,13 +494,21 @@ fn stream_start_offsets_are_kept() {
     }
 }
 
-/// RGB sources (lossless intermediates, screen recordings) upscale: their `gbr` colour tag is
-/// mapped for the YUV encoder instead of failing it, and the colours come out right.
+/// RGB sources (lossless intermediates, screen recordings, PNG sequences) upscale to every
+/// codec: their `gbr` colour tag is mapped for the YUV encoder instead of failing it, and
+/// their colours come out right: a lossless H.264 result's first frame is within a level, on
+/// average, of `vsr upscale-image` on the source's first frame (H.265 and AV1, lossy, within
+/// a few).
 #[test]
 fn rgb_sources_upscale_with_their_colours() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    for (name, codec) in [("rgb-ffv1.mkv", "ffv1"), ("rgb-x264.mkv", "libx264rgb")] {
+    let vsr = env!("CARGO_BIN_EXE_vsr");
+    for (name, codec, pix_fmt) in [
+        ("rgb-ffv1.mkv", "ffv1", "gbrp"),
+        ("rgb-x264.mkv", "libx264rgb", "rgb24"),
+        ("rgb-png.mkv", "png", "rgb24"),
+    ] {
         let source = p(name);
         ffmpeg(&[
             "-f",
@@ -508,33 +516,53 @@ fn rgb_sources_upscale_with_their_colours() {
             "-i",
             "testsrc2=size=64x48:rate=10:duration=0.5",
             "-pix_fmt",
-            if codec == "ffv1" { "gbrp" } else { "rgb24" },
+            pix_fmt,
             "-c:v",
             codec,
             source.to_str().unwrap(),
         ]);
-        let out = p(&format!("{name}-2x.mkv"));
-        let run = upscale(&source, &out, &["--scale", "2", "--crf", "0"]);
-        ok(&run);
-        assert_eq!(size(&out), "128,96", "{name}");
-        // The mean colour of the first frame survives the RGB -> YUV -> RGB round trip.
-        let mean = |rgb: &[u8]| -> [f64; 3] {
-            let mut m = [0.0; 3];
-            for px in rgb.chunks(3) {
-                for c in 0..3 {
-                    m[c] += px[c] as f64;
-                }
-            }
-            m.map(|v| v / (rgb.len() / 3) as f64)
-        };
-        let (a, b) = (
-            mean(&first_frame_rgb(&source)),
-            mean(&first_frame_rgb(&out)),
-        );
-        for c in 0..3 {
+        // The model on the source's first frame, as a still image.
+        let still = p(&format!("{name}.png"));
+        ffmpeg(&[
+            "-i",
+            source.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            still.to_str().unwrap(),
+        ]);
+        let want = p(&format!("{name}-2x.png"));
+        ok(&Command::new(vsr)
+            .args([
+                "upscale-image",
+                still.to_str().unwrap(),
+                "-o",
+                want.to_str().unwrap(),
+            ])
+            .args(["--scale", "2", "--preset", "fast", "--threads", "2"])
+            .output()
+            .unwrap());
+        let want = first_frame_rgb(&want);
+        for (out_codec, crf, tolerance) in
+            [("h264", "0", 1.0), ("h265", "20", 4.0), ("av1", "20", 6.0)]
+        {
+            let out = p(&format!("{name}-{out_codec}.mkv"));
+            ok(&upscale(
+                &source,
+                &out,
+                &["--scale", "2", "--codec", out_codec, "--crf", crf],
+            ));
+            assert_eq!(size(&out), "128,96", "{name}");
+            let got = first_frame_rgb(&out);
+            assert_eq!(got.len(), want.len());
+            let mean = got
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| (a as f64 - b as f64).abs())
+                .sum::<f64>()
+                / got.len() as f64;
             assert!(
-                (a[c] - b[c]).abs() < 3.0,
-                "{name}: channel {c}: {a:?} vs {b:?}"
+                mean < tolerance,
+                "{name} to {out_codec}: {mean:.2} levels off upscale-image on average"
             );
         }
     }

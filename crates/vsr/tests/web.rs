@@ -59,3 +59,44 @@ fn web_page_end_to_end_in_chromium() {
         assert!(screenshots.join(shot).is_file(), "no screenshot {shot}");
     }
 }
+
+/// A result joined from many segments plays to its end in Chromium, every frame decoded:
+/// the joins do not show.
+#[test]
+fn segmented_results_play_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25:duration=4",
+        "-c:v",
+        "libx264",
+        "-g",
+        "10",
+        p("clip.mp4").to_str().unwrap(),
+    ]);
+    // Eight segments of half a second.
+    common::ok(&common::upscale(
+        &p("clip.mp4"),
+        &p("out.mp4"),
+        &["--scale", "2", "--segment-seconds", "0.5"],
+    ));
+    let out = Command::new("node")
+        .arg(root.join("tests/web/play.mjs"))
+        .arg("--video")
+        .arg(p("out.mp4"))
+        .output()
+        .expect("node runs (make test installs nodejs)");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("play: ok"), "{log}");
+    assert!(log.contains("width=192"), "{log}");
+    assert!(log.contains("frames=100"), "{log}");
+}

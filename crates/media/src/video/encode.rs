@@ -52,9 +52,23 @@ pub fn mp4_timescale((_, den): (i64, i64)) -> String {
     den.to_string()
 }
 
-/// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV (an RGB source,
-/// `gbr`, is encoded as BT.709 YUV: the encoders take YUV only).
+/// Whether the source stores RGB (lossless intermediates, screen recordings, PNG): the
+/// encoders take YUV only, so it is encoded as BT.709 YUV at full colour resolution (4:4:4,
+/// but for AV1, whose encoder has 4:2:0 alone), which keeps its colours within a level.
+pub fn is_rgb(info: &MediaInfo) -> bool {
+    let p = info.video.pix_fmt.as_str();
+    info.video.color_space.as_deref() == Some("gbr")
+        || ["gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "pal8"]
+            .iter()
+            .any(|f| p.starts_with(f))
+}
+
+/// The colour matrix FFmpeg's scaler uses between RGB and the source's YUV (an RGB source is
+/// encoded as BT.709 YUV).
 pub fn color_matrix(info: &MediaInfo) -> &'static str {
+    if is_rgb(info) {
+        return "bt709";
+    }
     match info.video.color_space.as_deref() {
         Some("bt709") | Some("gbr") => "bt709",
         Some("bt2020nc") | Some("bt2020c") => "bt2020",
@@ -64,13 +78,14 @@ pub fn color_matrix(info: &MediaInfo) -> &'static str {
     }
 }
 
-/// The `-colorspace` tag of the output: the source's, unless it names no YUV matrix (`gbr`
-/// for RGB sources, which the encoders refuse), when it is the matrix the frames were
-/// converted with.
+/// The `-colorspace` tag of the output: the source's, unless it is RGB (whose `gbr` tag the
+/// encoders refuse), when it is the matrix the frames were converted with.
 fn colorspace_tag(info: &MediaInfo) -> Option<&str> {
+    if is_rgb(info) {
+        return Some(color_matrix(info));
+    }
     match info.video.color_space.as_deref() {
         None | Some("unknown") => None,
-        Some("gbr") => Some(color_matrix(info)),
         Some(other) => Some(other),
     }
 }
@@ -103,8 +118,11 @@ impl Encoder {
         settings: &EncodeSettings,
     ) -> Result<Self, PipelineError> {
         let high_depth = format == RawFormat::Rgb48;
-        // 4:2:0 needs even sizes; odd ones (a 3x upscale of an odd source) keep every pixel in 4:4:4.
-        let chroma = if width % 2 == 0 && height % 2 == 0 {
+        // 4:2:0 needs even sizes; odd ones (a 3x upscale of an odd source) keep every pixel in
+        // 4:4:4, and so do RGB sources, whose colours matter to the pixel.
+        let even = width % 2 == 0 && height % 2 == 0;
+        let full_colour = is_rgb(info) && settings.codec != Codec::Av1;
+        let chroma = if even && !full_colour {
             "yuv420p"
         } else {
             "yuv444p"
@@ -140,8 +158,11 @@ impl Encoder {
         };
         cmd.args(["-crf", &settings.crf.to_string()]);
         let v = &info.video;
-        if v.color_space.as_deref() == Some("gbr") {
-            tracing::info!("RGB source: encoded as BT.709 YUV, the encoders taking no RGB");
+        if is_rgb(info) {
+            tracing::info!(
+                chroma,
+                "RGB source: encoded as BT.709 YUV, the encoders taking no RGB"
+            );
         }
         for (flag, value) in [
             ("-color_primaries", v.color_primaries.as_deref()),

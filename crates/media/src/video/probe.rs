@@ -36,6 +36,7 @@ pub const ALLOWED_CODECS: &[&str] = &[
     "ffv1",
     "h263",
     "msmpeg4v3",
+    "png",
 ];
 
 /// How long probing may take before the file counts as hostile.
@@ -460,6 +461,13 @@ fn time_base(s: Option<&str>) -> Option<(i64, i64)> {
 }
 
 fn bit_depth(pix_fmt: &str) -> u32 {
+    // Packed 16-bit RGB names its bits per pixel.
+    if ["rgb48", "bgr48", "rgba64", "bgra64"]
+        .iter()
+        .any(|p| pix_fmt.starts_with(p))
+    {
+        return 16;
+    }
     ["16", "14", "12", "10", "9"]
         .iter()
         .find(|d| pix_fmt.contains(*d))

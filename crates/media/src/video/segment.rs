@@ -473,10 +473,16 @@ fn count_packets(file: &Path) -> Option<u64> {
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never part.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
     let temp = path.with_extension("tmp");
-    let mut file = File::create(&temp).map_err(PipelineError::Io)?;
-    file.write_all(bytes).map_err(PipelineError::Io)?;
-    file.sync_all().map_err(PipelineError::Io)?;
-    std::fs::rename(&temp, path).map_err(PipelineError::Io)?;
+    let written = File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(PipelineError::Io(e));
+    }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 

@@ -217,6 +217,7 @@ pub async fn upload(
         duration: info.duration_s,
     };
     let checked = check_settings(&app, settings, &input).await?;
+    check_room_for_result(&app, info.size_bytes, &input, checked.output_size)?;
     let ext = if input_path.extension().is_some_and(|e| e == "mkv") {
         "mkv"
     } else {
@@ -520,6 +521,31 @@ fn bad_multipart(e: axum::extract::multipart::MultipartError) -> Problem {
             status,
             ..Problem::new(Code::BadUpload, e.body_text())
         },
+    }
+}
+
+/// Refuses a task whose result would not fit: it is written twice over while it is made (its
+/// segments in the work directory, then the joined file), each about the upload's size
+/// scaled by the growth in pixels.
+fn check_room_for_result(
+    app: &AppState,
+    upload_bytes: u64,
+    input: &InputFacts,
+    (ow, oh): (u32, u32),
+) -> Result<(), Problem> {
+    let growth = (ow as f64 * oh as f64) / (input.width as f64 * input.height as f64).max(1.0);
+    let result = (upload_bytes as f64 * growth) as u64;
+    let needed = result.saturating_mul(2) + app.config.min_free_disk;
+    match free_bytes(&app.config.processed_folder) {
+        Some(free) if free < needed => Err(Problem::new(
+            Code::InsufficientStorage,
+            format!(
+                "{} MiB free on the server, {} MiB needed for the result and its segments",
+                free >> 20,
+                needed >> 20
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

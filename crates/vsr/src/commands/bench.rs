@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// With --pipeline: only the first N frames
     #[arg(long)]
     pub frames: Option<u64>,
+    /// With --pipeline: seconds of source per segment (0 = one segment)
+    #[arg(long, default_value_t = vsr_media::video::segment::DEFAULT_SECONDS)]
+    pub segment_seconds: f64,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -173,7 +176,7 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
         max_output: (7680, 4320),
         max_frames: args.frames,
         segmenting: Segmenting {
-            seconds: Some(vsr_media::video::segment::DEFAULT_SECONDS),
+            seconds: (args.segment_seconds > 0.0).then_some(args.segment_seconds),
             resume: false,
             input_identity: "bench".into(),
         },
@@ -186,9 +189,10 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
     times.sort_by(f64::total_cmp);
     let model_fps = 1.0 / times[times.len() / 2];
     println!(
-        "model={} input={w}x{h} frames={} threads={}",
+        "model={} input={w}x{h} frames={} segments={} threads={}",
         model.name,
         summary.frames,
+        summary.segments,
         args.run.options()?.threads
     );
     println!("model_fps={model_fps:.4}");

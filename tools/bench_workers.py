@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Wall time of one long task on `vsr serve` with one worker and with several, each worker on
+one inference thread: how well segments share a video between workers.
+
+    tools/bench_workers.py --vsr target/release/vsr --workers 1 2
+
+Generates a 60 s clip (testsrc2, 10 fps, a keyframe every second), runs it on a fresh server
+per worker count (5 s segments), and prints `workers=N seconds=S` for each (the task's
+startedAt -> finishedAt), then `ratio=` (the last count's time over the first's).
+"""
+import argparse
+import datetime
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def upload(port, clip, settings):
+    boundary = uuid.uuid4().hex
+    with open(clip, "rb") as f:
+        video = f.read()
+    body = b"".join([
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"settings\"\r\n\r\n".encode(),
+        json.dumps(settings).encode(),
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"clip.mp4\"\r\n"
+        "Content-Type: video/mp4\r\n\r\n".encode(),
+        video,
+        f"\r\n--{boundary}--\r\n".encode(),
+    ])
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/upload", data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["taskId"]
+
+
+def status(port, task):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status/{task}") as r:
+        return json.load(r)
+
+
+def seconds(iso_from, iso_to):
+    parse = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return (parse(iso_to) - parse(iso_from)).total_seconds()
+
+
+def run(vsr, clip, workers, settings):
+    port = free_port()
+    data = tempfile.mkdtemp()
+    env = dict(os.environ, VSR_THREADS="1", VSR_SEGMENT_SECONDS="5",
+               UPLOAD_FOLDER=f"{data}/uploads", PROCESSED_FOLDER=f"{data}/processed",
+               VSR_DATABASE=f"{data}/vsr.db")
+    server = subprocess.Popen([vsr, "serve", "--port", str(port), "--workers", str(workers)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        task = upload(port, clip, settings)
+        while True:
+            s = status(port, task)
+            if s["status"] in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert s["status"] == "completed", s
+        return seconds(s["startedAt"], s["finishedAt"])
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vsr", default="target/release/vsr")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--size", default="128x72")
+    args = ap.parse_args()
+    clip = os.path.join(tempfile.mkdtemp(), "long.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={args.size}:rate=10:duration=60", "-c:v", "libx264",
+                    "-g", "10", clip], check=True)
+    settings = {"scale": 2, "quality": "fast"}
+    times = []
+    for n in args.workers:
+        t = run(args.vsr, clip, n, settings)
+        times.append(t)
+        print(f"workers={n} seconds={t:.1f}", flush=True)
+    print(f"ratio={times[-1] / times[0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()

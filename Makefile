@@ -16,7 +16,7 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps build models fixtures test-client web-deps media nvrtc lint bench clean
+.PHONY: serve test deps pg-deps build models fixtures test-client web-deps media nvrtc lint bench clean
 
 # The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
 # uploads, results and the task database go under ./vsr-data unless configured.
@@ -24,10 +24,15 @@ serve: deps build models
 	@echo "==> starting vsr serve (Ctrl-C stops it; running tasks resume at the next start)"
 	$(VSR) serve
 
-test: deps build models fixtures test-client web-deps nvrtc lint
+# The suite runs against a throwaway PostgreSQL (tools/with_postgres.sh starts it on a loopback
+# port and stops it after); the service tests then run a second time with PostgreSQL as the
+# task store.
+test: deps pg-deps build models fixtures test-client web-deps nvrtc lint
 	@echo "==> running the test suite"
 	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) VSR_CUDA_LIB_PATH=$(NVRTC_DIR)$${VSR_CUDA_LIB_PATH:+:$$VSR_CUDA_LIB_PATH} \
-		cargo test --workspace --release
+		tools/with_postgres.sh bash -c 'cargo test --workspace --release && \
+		echo "==> the service tests again, on PostgreSQL" && \
+		VSR_TEST_STORE=postgres cargo test --release -p vsr --test service --test resume --test security'
 
 deps:
 	@missing=""; \
@@ -76,6 +81,16 @@ web-deps:
 	else \
 		echo "==> installing playwright-core into tests/web (npm, no lockfile)"; \
 		cd tests/web && npm install --no-save --no-package-lock --no-audit --no-fund playwright-core@1; \
+	fi
+
+# PostgreSQL for the tests of the shared task store (`make serve` needs none: SQLite is built in).
+pg-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+		echo "==> postgresql present for the shared-store tests"; \
+	else \
+		echo "==> installing with apt-get: postgresql"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
 	fi
 
 # The seed's Python client (requests) for the API compatibility test.

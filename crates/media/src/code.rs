@@ -86,6 +86,8 @@ codes! {
     // The server.
     InternalError = "internal_error", 500;
     ServerBusy = "server_busy", 503;
+    // The task database does not answer (down, unreachable, out of connections).
+    StoreUnavailable = "store_unavailable", 503;
     InsufficientStorage = "insufficient_storage", 507;
 }
 

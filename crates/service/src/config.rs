@@ -30,8 +30,10 @@ pub struct ServiceConfig {
     pub upload_folder: PathBuf,
     /// Finished videos (seed: `PROCESSED_FOLDER`).
     pub processed_folder: PathBuf,
-    /// The SQLite database holding tasks and the job queue.
-    pub database: PathBuf,
+    /// The database holding tasks and the job queue (`VSR_DATABASE`): a SQLite file (the
+    /// embedded default), or `postgres://user:password@host:port/database` for a database
+    /// several machines share.
+    pub database: Database,
     /// Largest upload in bytes (seed: `MAX_CONTENT_LENGTH`).
     pub max_content_length: u64,
     /// Free disk space to keep beyond an upload and its expected output, in bytes.
@@ -139,7 +141,7 @@ impl Default for ServiceConfig {
             winograd_tiles: None,
             upload_folder: data.join("uploads"),
             processed_folder: data.join("processed"),
-            database: data.join("vsr.db"),
+            database: Database::Sqlite(data.join("vsr.db")),
             max_content_length: 100 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             retention_seconds: 24 * 3600,
@@ -157,6 +159,72 @@ impl Default for ServiceConfig {
             web_dir: None,
             http: HttpLimits::default(),
         }
+    }
+}
+
+/// Where tasks are stored: written as a path or a `postgres://` URL in TOML, JSON and
+/// `VSR_DATABASE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file on this machine.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for Database {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Database, Self::Err> {
+        Ok(
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                Database::Postgres(s.to_string())
+            } else {
+                Database::Sqlite(PathBuf::from(s))
+            },
+        )
+    }
+}
+
+impl Database {
+    /// The text it was given as (with any password).
+    pub fn as_text(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// For logs and errors: a PostgreSQL URL's password is left out.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                match rest.split_once('@') {
+                    Some((user, host)) => {
+                        let user = user.split(':').next().unwrap_or("");
+                        write!(f, "{scheme}://{user}:***@{host}")
+                    }
+                    None => f.write_str(url),
+                }
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Database {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Database {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Database, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(text.parse().unwrap_or_else(|never| match never {}))
     }
 }
 

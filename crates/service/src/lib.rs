@@ -80,9 +80,9 @@ pub enum ServiceError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("task store {}: {source}", .path.display())]
+    #[error("task store {database}: {source}")]
     OpenStore {
-        path: std::path::PathBuf,
+        database: config::Database,
         source: store::StoreError,
     },
     #[error(transparent)]
@@ -189,17 +189,21 @@ fn create_folder(path: &std::path::Path) -> Result<(), ServiceError> {
 /// The configured task store, its folder created if needed: how the server and its workers
 /// open it.
 pub(crate) async fn open_store(config: &ServiceConfig) -> Result<Arc<dyn TaskStore>, ServiceError> {
-    let path = &config.database;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_folder(parent)?;
-    }
-    let store = SqliteStore::open(path)
-        .await
-        .map_err(|source| ServiceError::OpenStore {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(Arc::new(store))
+    let failed = |source| ServiceError::OpenStore {
+        database: config.database.clone(),
+        source,
+    };
+    Ok(match &config.database {
+        config::Database::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_folder(parent)?;
+            }
+            Arc::new(SqliteStore::open(path).await.map_err(failed)?)
+        }
+        config::Database::Postgres(url) => {
+            Arc::new(store::PostgresStore::open(url).await.map_err(failed)?)
+        }
+    })
 }
 
 async fn shutdown_signal() {

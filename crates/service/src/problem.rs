@@ -112,7 +112,15 @@ pub async fn every_error_as_problem(req: Request, next: Next) -> Response {
 }
 
 impl From<crate::store::StoreError> for Problem {
+    /// A database that does not answer is a 503 to retry; anything else is ours.
     fn from(e: crate::store::StoreError) -> Problem {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the task store is unavailable");
+            return Problem::new(
+                Code::StoreUnavailable,
+                "the task database does not answer; try again shortly",
+            );
+        }
         Problem::internal(e)
     }
 }

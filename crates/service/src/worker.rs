@@ -20,7 +20,7 @@ use vsr_media::video::encode::{Codec, EncodeSettings};
 use vsr_media::video::pipeline::{self, Job, Progress, Segmenting, Summary};
 use vsr_media::video::PipelineError;
 
-use super::store::{Outcome, Report, Stage, Status, Task, TaskError, TaskStore};
+use super::store::{Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskStore};
 use crate::config::ServiceConfig;
 use crate::ServiceError;
 
@@ -30,6 +30,29 @@ const REPORT: Duration = Duration::from_millis(200);
 const POLL: Duration = Duration::from_millis(250);
 /// A frame of a heavy model can take many seconds; a stop is not left waiting for it.
 const HARD_STOP: Duration = Duration::from_millis(600);
+/// How long a task's outcome waits for a database that does not answer (restarting, say).
+const STORE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Runs a store write that must not be lost (a task's outcome) again and again while the
+/// database does not answer, for up to [`STORE_PATIENCE`].
+async fn durably<T, F, Fut>(what: &str, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match write().await {
+            Err(e) if e.is_unavailable() && started.elapsed() < STORE_PATIENCE => {
+                tracing::warn!(error = %e, what, "the task store does not answer; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            done => return done,
+        }
+    }
+}
 
 struct Worker {
     base: Arc<Config>,
@@ -178,39 +201,36 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                     eta_seconds: 0.0,
                     ..report(&task, &p, Stage::Completed)
                 };
-                store.progress(&task.id, worker.pid, &report).await?;
+                durably("progress", || store.progress(&task.id, worker.pid, &report)).await?;
             }
             // The upload stays until expiry: the page compares frames of source and result.
             let outcome = Outcome {
                 output_bytes: bytes,
                 ..ended(Status::Completed, None)
             };
-            store.finish(&task.id, worker.pid, &outcome).await?;
+            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
             tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
-            store.release(&task.id, worker.pid).await?;
+            durably("release", || store.release(&task.id, worker.pid)).await?;
             tracing::info!("worker stopping; task returned to the queue");
         }
         Err(f) if f.error.code == Code::Cancelled => {
-            store
-                .finish(&task.id, worker.pid, &ended(Status::Cancelled, None))
-                .await?;
+            let outcome = ended(Status::Cancelled, None);
+            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
             task.remove_working_files();
             tracing::info!("task cancelled");
         }
         Err(f) if f.error.code == Code::InsufficientStorage => {
             // The finished segments stay (until expiry) for a retry once there is room.
             tracing::warn!(error = %f.detail, "task failed: the disk is full");
-            store
-                .finish(&task.id, worker.pid, &ended(Status::Failed, Some(f.error)))
-                .await?;
+            let outcome = ended(Status::Failed, Some(f.error));
+            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
         }
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
-            store
-                .finish(&task.id, worker.pid, &ended(Status::Failed, Some(f.error)))
-                .await?;
+            let outcome = ended(Status::Failed, Some(f.error));
+            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
             task.remove_working_files();
         }
     }

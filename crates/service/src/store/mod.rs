@@ -3,6 +3,8 @@
 //! the one record of what is queued: a worker claims the oldest queued row atomically, so a
 //! task runs once however many workers poll. `sqlite` is the embedded backend.
 
+mod postgres;
+mod row;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use vsr_media::code::Code;
 use vsr_media::settings::Settings;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// An enum stored as text: one table gives each value's text, `FromStr` refuses any other.
@@ -269,6 +272,19 @@ pub enum AfterCrash {
 /// Worker deaths in a row, with no segment finished in between, that fail a task.
 pub const MAX_CRASHES: i64 = 3;
 
+impl AfterCrash {
+    /// The verdict on a task whose worker died, from the `(deaths in a row, cancel asked)`
+    /// its row holds after counting this one (`None`: the task was not processing).
+    fn of(counted: Option<(i64, i64)>) -> AfterCrash {
+        match counted {
+            None => AfterCrash::Ended,
+            Some((_, cancel)) if cancel != 0 => AfterCrash::Ended,
+            Some((crashes, _)) if crashes >= MAX_CRASHES => AfterCrash::Failed,
+            Some(_) => AfterCrash::Requeued,
+        }
+    }
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -289,6 +305,23 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored task {0} is unreadable: {1}")]
     Corrupt(String, String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (down, unreachable, out of connections),
+    /// as opposed to refusing the request: worth a retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -383,8 +416,98 @@ pub trait TaskStore: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    pub(crate) fn task(status: Status, created_at: i64) -> Task {
+        Task {
+            id: TaskId::new(),
+            owner: None,
+            status,
+            stage: Stage::from(status),
+            settings: Default::default(),
+            models: vec![],
+            notes: vec![],
+            input_name: "in.mp4".into(),
+            input_path: "in.mp4".into(),
+            output_path: "out.mp4".into(),
+            input: Default::default(),
+            output_size: (2, 2),
+            current_frame: 0,
+            total_frames: 10,
+            resumed_frames: 0,
+            upscaled_frames: 0,
+            fps: 0.0,
+            eta_seconds: 0.0,
+            error: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            expires_at: None,
+            output_bytes: None,
+        }
+    }
+
+    pub(crate) fn cancelled() -> Outcome {
+        Outcome {
+            status: Status::Cancelled,
+            error: None,
+            expires_at: 0,
+            output_bytes: None,
+        }
+    }
+
+    /// The races between the API, the sweeper and workers end the way each side expects, on
+    /// any backend.
+    pub(crate) async fn queue_order_and_races(store: &dyn TaskStore) {
+        // A draft made first but started after a queued task waits behind it.
+        let draft = task(Status::Draft, 1);
+        let queued = task(Status::Queued, 2);
+        store.insert(&draft, None).await.unwrap();
+        store.insert(&queued, None).await.unwrap();
+        assert!(store.start(&draft).await.unwrap());
+        let first = store.claim_next(7).await.unwrap().unwrap();
+        assert_eq!(first.id, queued.id);
+        // A task a worker holds is not cancelled from under it; a waiting one is.
+        assert!(!store.cancel_waiting(&first.id, &cancelled()).await.unwrap());
+        assert!(store.cancel_waiting(&draft.id, &cancelled()).await.unwrap());
+        // Expiry never takes a task that runs.
+        assert!(!store.mark_expired(&first.id).await.unwrap());
+        assert!(store.mark_expired(&draft.id).await.unwrap());
+        // At restart: a running task goes back to the queue, unless its cancel was asked.
+        let asked = task(Status::Queued, 3);
+        store.insert(&asked, None).await.unwrap();
+        let asked = store.claim_next(8).await.unwrap().unwrap();
+        store.request_cancel(&asked.id).await.unwrap();
+        let requeued = store.requeue_interrupted(99).await.unwrap();
+        assert_eq!(requeued, vec![first.id.clone()]);
+        let asked = store.get(&asked.id).await.unwrap().unwrap();
+        assert_eq!(
+            (asked.status, asked.expires_at),
+            (Status::Cancelled, Some(99))
+        );
+        assert_eq!(store.count_waiting().await.unwrap(), 1);
+    }
+
+    /// The same races on PostgreSQL, in a database of their own on the test server
+    /// (`tools/with_postgres.sh`, as `make test` runs the suite).
+    #[tokio::test]
+    async fn queue_order_and_races_on_postgres() {
+        let server = std::env::var("VSR_TEST_POSTGRES").expect(
+            "VSR_TEST_POSTGRES is not set: run under tools/with_postgres.sh (make test does)",
+        );
+        let name = format!("vsr_races_{}", uuid::Uuid::new_v4().simple());
+        let admin = PostgresStore::open(&server).await.unwrap();
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let store = PostgresStore::open(&format!("{base}/{name}"))
+            .await
+            .unwrap();
+        queue_order_and_races(&store).await;
+    }
 
     #[test]
     fn stored_text_round_trips_and_refuses_unknown_values() {

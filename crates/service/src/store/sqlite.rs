@@ -3,19 +3,14 @@
 //! as parameters from [`Status`], never written as literals in the SQL.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
-use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
-use sqlx::Row;
-use vsr_media::code::Code;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use super::row::{file_names, json, parse_id, status_counts, task};
 use super::{
-    now_ms, AfterCrash, Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskId,
-    TaskStore, MAX_CRASHES,
+    now_ms, AfterCrash, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore,
 };
 
 /// The migrations, compiled in.
@@ -50,7 +45,7 @@ impl SqliteStore {
         query
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| from_row(&r))
+            .map(|r| task(&r))
             .transpose()
     }
 
@@ -189,22 +184,15 @@ impl TaskStore for SqliteStore {
                 .bind(owner)
                 .fetch_one(&self.pool)
                 .await?;
-        Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
+        Ok((rows.iter().map(task).collect::<Result<_, _>>()?, total))
     }
 
     async fn count_by_status(&self) -> Result<Vec<(Status, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let status: &str = r.get("status");
-                let status = status
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt("(count)".into(), format!("status: {e}")))?;
-                Ok((status, r.get("n")))
-            })
-            .collect()
+        status_counts(
+            sqlx::query_as("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn count_waiting(&self) -> Result<i64, StoreError> {
@@ -339,7 +327,7 @@ impl TaskStore for SqliteStore {
             .bind(Status::Processing.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(from_row).collect()
+        rows.iter().map(task).collect()
     }
 
     async fn crashed(
@@ -360,19 +348,16 @@ impl TaskStore for SqliteStore {
         .bind(Status::Processing.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((crashes, cancel)) = crashes else {
-            return Ok(AfterCrash::Ended);
+        let verdict = AfterCrash::of(crashes);
+        match verdict {
+            AfterCrash::Ended => self.end(id, cancelled, &[Status::Processing], None).await?,
+            AfterCrash::Failed => self.end(id, failed, &[Status::Processing], None).await?,
+            AfterCrash::Requeued => {
+                self.requeue(id, None).await?;
+                true
+            }
         };
-        if cancel != 0 {
-            self.end(id, cancelled, &[Status::Processing], None).await?;
-            return Ok(AfterCrash::Ended);
-        }
-        if crashes >= MAX_CRASHES {
-            self.end(id, failed, &[Status::Processing], None).await?;
-            return Ok(AfterCrash::Failed);
-        }
-        self.requeue(id, None).await?;
-        Ok(AfterCrash::Requeued)
+        Ok(verdict)
     }
 
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {
@@ -387,7 +372,7 @@ impl TaskStore for SqliteStore {
         .bind(Status::Cancelled.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(from_row).collect()
+        rows.iter().map(task).collect()
     }
 
     async fn mark_expired(&self, id: &TaskId) -> Result<bool, StoreError> {
@@ -407,25 +392,12 @@ impl TaskStore for SqliteStore {
     }
 
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT input_path, output_path FROM tasks WHERE status <> ?")
-            .bind(Status::Expired.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        let name = |p: String| {
-            Path::new(&p)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        };
-        Ok(rows
-            .iter()
-            .flat_map(|r| {
-                [
-                    name(r.get::<String, _>("input_path")),
-                    name(r.get::<String, _>("output_path")),
-                ]
-            })
-            .flatten()
-            .collect())
+        let paths: Vec<(String, String)> =
+            sqlx::query_as("SELECT input_path, output_path FROM tasks WHERE status <> ?")
+                .bind(Status::Expired.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(file_names(paths))
     }
 
     async fn delete(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -435,79 +407,6 @@ impl TaskStore for SqliteStore {
             .await?;
         Ok(())
     }
-}
-
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("plain data serialises")
-}
-
-fn parse_id(id: &str) -> Result<TaskId, StoreError> {
-    TaskId::parse(id).ok_or_else(|| StoreError::Corrupt(id.to_string(), "not a task id".into()))
-}
-
-/// A text column read as `T`, or why the row is corrupt.
-fn parsed<T: FromStr>(r: &SqliteRow, id: &str, col: &str) -> Result<T, StoreError>
-where
-    T::Err: std::fmt::Display,
-{
-    r.get::<&str, _>(col)
-        .parse()
-        .map_err(|e| StoreError::Corrupt(id.to_string(), format!("{col}: {e}")))
-}
-
-/// A JSON column, decoded.
-fn column<T: serde::de::DeserializeOwned>(
-    r: &SqliteRow,
-    id: &str,
-    col: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(r.get::<&str, _>(col))
-        .map_err(|e| StoreError::Corrupt(id.to_string(), format!("{col}: {e}")))
-}
-
-fn from_row(r: &SqliteRow) -> Result<Task, StoreError> {
-    let id: String = r.get("id");
-    let code: Option<String> = r.get("error_code");
-    let error = match code {
-        None => None,
-        Some(code) => Some(TaskError {
-            code: Code::parse(&code).ok_or_else(|| {
-                StoreError::Corrupt(id.clone(), format!("error_code: unknown value {code:?}"))
-            })?,
-            message: r
-                .get::<Option<String>, _>("error_message")
-                .unwrap_or_default(),
-        }),
-    };
-    Ok(Task {
-        owner: r.get("owner"),
-        status: parsed(r, &id, "status")?,
-        stage: parsed(r, &id, "stage")?,
-        settings: column(r, &id, "settings")?,
-        models: column(r, &id, "models")?,
-        notes: column(r, &id, "notes")?,
-        input_name: r.get("input_name"),
-        input_path: PathBuf::from(r.get::<String, _>("input_path")),
-        output_path: PathBuf::from(r.get::<String, _>("output_path")),
-        input: column(r, &id, "input")?,
-        output_size: (
-            r.get::<i64, _>("out_width") as u32,
-            r.get::<i64, _>("out_height") as u32,
-        ),
-        current_frame: r.get::<i64, _>("current_frame") as u64,
-        total_frames: r.get::<i64, _>("total_frames") as u64,
-        resumed_frames: r.get::<i64, _>("resumed_frames") as u64,
-        upscaled_frames: r.get::<i64, _>("upscaled_frames") as u64,
-        fps: r.get("fps"),
-        eta_seconds: r.get("eta_seconds"),
-        error,
-        created_at: r.get("created_at"),
-        started_at: r.get("started_at"),
-        finished_at: r.get("finished_at"),
-        expires_at: r.get("expires_at"),
-        output_bytes: r.get("output_bytes"),
-        id: parse_id(&id)?,
-    })
 }
 
 #[cfg(test)]
@@ -538,75 +437,11 @@ mod tests {
         SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
     }
 
-    fn task(status: Status, created_at: i64) -> Task {
-        Task {
-            id: TaskId::new(),
-            owner: None,
-            status,
-            stage: Stage::from(status),
-            settings: Default::default(),
-            models: vec![],
-            notes: vec![],
-            input_name: "in.mp4".into(),
-            input_path: "in.mp4".into(),
-            output_path: "out.mp4".into(),
-            input: Default::default(),
-            output_size: (2, 2),
-            current_frame: 0,
-            total_frames: 10,
-            resumed_frames: 0,
-            upscaled_frames: 0,
-            fps: 0.0,
-            eta_seconds: 0.0,
-            error: None,
-            created_at,
-            started_at: None,
-            finished_at: None,
-            expires_at: None,
-            output_bytes: None,
-        }
-    }
-
-    fn cancelled() -> Outcome {
-        Outcome {
-            status: Status::Cancelled,
-            error: None,
-            expires_at: 0,
-            output_bytes: None,
-        }
-    }
-
     /// The races between the API, the sweeper and workers end the way each side expects.
     #[tokio::test]
     async fn queue_order_and_races() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        // A draft made first but started after a queued task waits behind it.
-        let draft = task(Status::Draft, 1);
-        let queued = task(Status::Queued, 2);
-        store.insert(&draft, None).await.unwrap();
-        store.insert(&queued, None).await.unwrap();
-        assert!(store.start(&draft).await.unwrap());
-        let first = store.claim_next(7).await.unwrap().unwrap();
-        assert_eq!(first.id, queued.id);
-        // A task a worker holds is not cancelled from under it; a waiting one is.
-        assert!(!store.cancel_waiting(&first.id, &cancelled()).await.unwrap());
-        assert!(store.cancel_waiting(&draft.id, &cancelled()).await.unwrap());
-        // Expiry never takes a task that runs.
-        assert!(!store.mark_expired(&first.id).await.unwrap());
-        assert!(store.mark_expired(&draft.id).await.unwrap());
-        // At restart: a running task goes back to the queue, unless its cancel was asked.
-        let asked = task(Status::Queued, 3);
-        store.insert(&asked, None).await.unwrap();
-        let asked = store.claim_next(8).await.unwrap().unwrap();
-        store.request_cancel(&asked.id).await.unwrap();
-        let requeued = store.requeue_interrupted(99).await.unwrap();
-        assert_eq!(requeued, vec![first.id.clone()]);
-        let asked = store.get(&asked.id).await.unwrap().unwrap();
-        assert_eq!(
-            (asked.status, asked.expires_at),
-            (Status::Cancelled, Some(99))
-        );
-        assert_eq!(store.count_waiting().await.unwrap(), 1);
+        crate::store::tests::queue_order_and_races(&store).await;
     }
 }

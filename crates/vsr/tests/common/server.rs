@@ -227,11 +227,32 @@ fn harness_env(dir: &Path) -> Vec<(String, String)> {
     vec![
         ("UPLOAD_FOLDER".into(), path("uploads")),
         ("PROCESSED_FOLDER".into(), path("processed")),
-        ("VSR_DATABASE".into(), path("vsr.db")),
+        ("VSR_DATABASE".into(), test_database(dir)),
         ("VSR_THREADS".into(), "2".into()),
         ("VSR_DEVICE".into(), "cpu".into()),
         ("SECRET_KEY".into(), "test-secret".into()),
     ]
+}
+
+/// The database a test server uses: a SQLite file in `dir`; or, when the suite runs against
+/// PostgreSQL (`VSR_TEST_STORE=postgres` under `tools/with_postgres.sh`, as `make test` runs
+/// it), a database of its own on that server, named from `dir` so that a restarted server
+/// finds its tasks.
+fn test_database(dir: &Path) -> String {
+    if std::env::var("VSR_TEST_STORE").as_deref() != Ok("postgres") {
+        return dir.join("vsr.db").display().to_string();
+    }
+    let server = std::env::var("VSR_TEST_POSTGRES")
+        .expect("VSR_TEST_STORE=postgres needs a server: run under tools/with_postgres.sh");
+    let mut hash = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(dir, &mut hash);
+    let name = format!("vsr_{:016x}", std::hash::Hasher::finish(&hash));
+    // Fails harmlessly when a restarted server's database exists already.
+    let _ = Command::new("psql")
+        .args([server.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .output();
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{name}")
 }
 
 /// A server running in this process: how to stop it and wait for it.

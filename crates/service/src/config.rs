@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     pub retention_seconds: u64,
     /// How often expired files are swept, in seconds.
     pub sweep_interval_seconds: u64,
+    /// How long a worker's claim on a task holds without a progress report
+    /// (`VSR_LEASE_SECONDS`): a worker that vanishes loses its task after this.
+    pub lease_seconds: u64,
     /// Tasks waiting beyond this many make uploads fail with 429.
     pub max_queued: u64,
     /// Signs expiring download links (seed: `SECRET_KEY`); random per start when unset.
@@ -146,6 +149,7 @@ impl Default for ServiceConfig {
             min_free_disk: 256 * 1024 * 1024,
             retention_seconds: 24 * 3600,
             sweep_interval_seconds: 60,
+            lease_seconds: crate::store::LEASE_SECONDS,
             max_queued: 100,
             secret_key: None,
             api_keys: Vec::new(),
@@ -298,6 +302,11 @@ impl ServiceConfig {
         }
     }
 
+    /// Until when (ms) a claim or a progress report made now holds the task.
+    pub fn lease_from_now(&self) -> i64 {
+        crate::store::now_ms() + 1000 * self.lease_seconds.max(1) as i64
+    }
+
     /// Seconds per segment; `None` when the whole video is one segment.
     pub fn segment_seconds(&self) -> Option<f64> {
         (self.segment_seconds.is_finite() && self.segment_seconds > 0.0)
@@ -364,6 +373,7 @@ impl ServiceConfig {
             &mut self.sweep_interval_seconds,
         )?;
         set(&get, "VSR_MAX_QUEUED", &mut self.max_queued)?;
+        set(&get, "VSR_LEASE_SECONDS", &mut self.lease_seconds)?;
         set(&get, "VSR_DEVICE", &mut self.device)?;
         if let Some(v) = get("VSR_ISA") {
             self.isa = match v.trim() {

@@ -119,7 +119,9 @@ pub async fn serve(
     let store = open_store(&config).await?;
     sweeper::remove_stale_temporaries(&config.processed_folder);
     // Tasks a stopped server left running are queued afresh; queued ones wait in their rows.
-    let requeued = store.requeue_interrupted(config.expiry_from_now()).await?;
+    let requeued = store
+        .requeue_interrupted(store::now_ms(), config.expiry_from_now())
+        .await?;
     if !requeued.is_empty() {
         tracing::info!(count = requeued.len(), "interrupted tasks re-queued");
     }
@@ -153,7 +155,8 @@ pub async fn serve(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
-    for slot in 0..app.config.workers.max(1) {
+    // No workers: an API node of a cluster whose workers run on their own (`vsr worker`).
+    for slot in 0..app.config.workers {
         workers.push(tokio::spawn(supervisor::supervise(
             app.clone(),
             slot,

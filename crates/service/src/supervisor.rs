@@ -11,8 +11,9 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use vsr_media::code::Code;
 
-use super::store::{AfterCrash, Outcome, Status, TaskError};
+use super::store::{AfterCrash, Outcome, Status, TaskError, TaskId, TaskStore, WorkerId};
 use super::AppState;
+use crate::config::ServiceConfig;
 
 /// Environment variable carrying the effective service config to workers.
 pub const CONFIG_ENV: &str = "VSR_WORKER_CONFIG";
@@ -69,10 +70,30 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
 
 /// A worker died: the task it was running resumes, or fails after too many deaths.
 async fn fail_tasks_of(app: &AppState, pid: u32) {
+    let tasks = app
+        .store
+        .running_on(WorkerId::local(pid))
+        .await
+        .unwrap_or_default();
+    after_deaths(app.store.as_ref(), &app.config, tasks).await;
+}
+
+/// Tasks whose worker vanished without a trace (its machine off, the network cut): once
+/// their lease has lapsed, they are treated as their worker's death. Run by every server's
+/// sweeper and by idle workers of their own, so a cluster recovers whoever is left.
+pub async fn reclaim_lapsed(store: &dyn TaskStore, config: &ServiceConfig) {
+    match store.lapsed(crate::store::now_ms()).await {
+        Ok(tasks) => after_deaths(store, config, tasks).await,
+        Err(e) => tracing::warn!(error = %e, "cannot look for lapsed leases"),
+    }
+}
+
+/// Each task's worker died: it resumes, or fails after too many deaths.
+async fn after_deaths(store: &dyn TaskStore, config: &ServiceConfig, tasks: Vec<TaskId>) {
     let ended = |status, error| Outcome {
         status,
         error,
-        expires_at: app.config.expiry_from_now(),
+        expires_at: config.expiry_from_now(),
         output_bytes: None,
     };
     let failed = ended(
@@ -84,20 +105,18 @@ async fn fail_tasks_of(app: &AppState, pid: u32) {
         }),
     );
     let cancelled = ended(Status::Cancelled, None);
-    for id in app.store.running_on(pid).await.unwrap_or_default() {
-        match app.store.crashed(&id, &failed, &cancelled).await {
+    for id in tasks {
+        match store.crashed(&id, &failed, &cancelled).await {
             Ok(AfterCrash::Requeued) => {
                 tracing::warn!(task = %id, "its worker died; the task resumes")
             }
-            Ok(AfterCrash::Failed) => {
-                if let Ok(Some(task)) = app.store.get(&id).await {
+            Ok(AfterCrash::Ended) => {}
+            Ok(verdict) => {
+                if let Ok(Some(task)) = store.get(&id).await {
                     task.remove_working_files();
                 }
-                tracing::warn!(task = %id, "task failed: its workers kept dying")
-            }
-            Ok(AfterCrash::Ended) => {
-                if let Ok(Some(task)) = app.store.get(&id).await {
-                    task.remove_working_files();
+                if verdict == AfterCrash::Failed {
+                    tracing::warn!(task = %id, "task failed: its workers kept dying")
                 }
             }
             Err(e) => tracing::error!(task = %id, error = %e, "cannot record a worker's death"),

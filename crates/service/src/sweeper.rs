@@ -19,6 +19,7 @@ pub async fn sweep_forever(app: AppState) {
 }
 
 pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> {
+    super::supervisor::reclaim_lapsed(app.store.as_ref(), &app.config).await;
     for task in app.store.expired(now_ms()).await? {
         // Marked first: a draft started meanwhile is not marked, and keeps its upload.
         if app.store.mark_expired(&task.id).await? {

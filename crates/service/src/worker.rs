@@ -20,7 +20,9 @@ use vsr_media::video::encode::{Codec, EncodeSettings};
 use vsr_media::video::pipeline::{self, Job, Progress, Segmenting, Summary};
 use vsr_media::video::PipelineError;
 
-use super::store::{Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskStore};
+use super::store::{
+    Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskStore, WorkerId,
+};
 use crate::config::ServiceConfig;
 use crate::ServiceError;
 
@@ -28,6 +30,8 @@ use crate::ServiceError;
 const REPORT: Duration = Duration::from_millis(200);
 /// How often an idle worker looks for a queued task.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a worker of its own looks for tasks whose worker vanished.
+const RECLAIM: Duration = Duration::from_secs(5);
 /// A frame of a heavy model can take many seconds; a stop is not left waiting for it.
 const HARD_STOP: Duration = Duration::from_millis(600);
 /// How long a task's outcome waits for a database that does not answer (restarting, say).
@@ -60,20 +64,37 @@ struct Worker {
     store: Arc<dyn TaskStore>,
     /// Set on SIGTERM: the running task stops and goes back to the queue.
     shutdown: Arc<AtomicBool>,
-    /// This process's id: the store records which worker holds a task by it.
-    pid: u32,
+    /// Who this worker is to the store, which records who holds a task by it.
+    id: WorkerId,
 }
 
-pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(), ServiceError> {
-    // If the server dies (even by SIGKILL), this worker gets SIGTERM: it puts its task back
-    // in the queue for the next server instead of running on unsupervised.
-    set_parent_process_death_signal(Some(Signal::TERM))
-        .map_err(|e| ServiceError::Worker(format!("asking for the parent's death signal: {e}")))?;
-    if std::os::unix::process::parent_id() == 1 {
-        return Err(ServiceError::Worker(
-            "the server that started this worker is gone".into(),
-        ));
-    }
+/// How a worker was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// By `vsr serve` on this machine, in its `slot`: it lives and dies with the server.
+    Supervised { slot: usize },
+    /// On its own, on any machine that reaches the database and the media: it keeps its
+    /// claims alive by its progress reports, and takes over those of workers that vanished.
+    Standalone,
+}
+
+pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), ServiceError> {
+    let id = match mode {
+        Mode::Supervised { .. } => {
+            // If the server dies (even by SIGKILL), this worker gets SIGTERM: it puts its
+            // task back in the queue for the next server instead of running on unsupervised.
+            set_parent_process_death_signal(Some(Signal::TERM)).map_err(|e| {
+                ServiceError::Worker(format!("asking for the parent's death signal: {e}"))
+            })?;
+            if std::os::unix::process::parent_id() == 1 {
+                return Err(ServiceError::Worker(
+                    "the server that started this worker is gone".into(),
+                ));
+            }
+            WorkerId::local(std::process::id())
+        }
+        Mode::Standalone => WorkerId::standalone(),
+    };
     let store = crate::open_store(&config).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     tokio::spawn({
@@ -95,12 +116,17 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
         config: Arc::new(config),
         store,
         shutdown,
-        pid: std::process::id(),
+        id,
     };
-    let pid = worker.pid;
-    tracing::info!(slot, pid, "worker ready");
+    tracing::info!(?mode, worker = %id, database = %worker.config.database, "worker ready");
+    let mut last_reclaim = std::time::Instant::now();
     while !worker.shutdown.load(Ordering::Relaxed) {
-        match worker.store.claim_next(pid).await {
+        if mode == Mode::Standalone && last_reclaim.elapsed() > RECLAIM {
+            crate::supervisor::reclaim_lapsed(worker.store.as_ref(), &worker.config).await;
+            last_reclaim = std::time::Instant::now();
+        }
+        let lease = worker.config.lease_from_now();
+        match worker.store.claim_next(id, lease).await {
             Ok(Some(task)) => {
                 let span = tracing::info_span!("task", task = %task.id);
                 let id = task.id.clone();
@@ -108,7 +134,7 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
                 // (if the store answers) rather than lose the worker.
                 if let Err(e) = run_task(&worker, task).instrument(span).await {
                     tracing::error!(task = %id, error = %e, "cannot record the task's outcome");
-                    let _ = worker.store.release(&id, pid).await;
+                    let _ = worker.store.release(&id, worker.id).await;
                 }
             }
             Ok(None) => {
@@ -122,7 +148,7 @@ pub async fn run(base: Config, config: ServiceConfig, slot: usize) -> Result<(),
             }
         }
     }
-    tracing::info!(slot, "worker stopped");
+    tracing::info!(worker = %id, "worker stopped");
     Ok(())
 }
 
@@ -167,7 +193,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 // A store that does not answer for a moment must not stop the job.
                 let cancelled = worker
                     .store
-                    .progress(&task.id, worker.pid, &report)
+                    .progress(&task.id, worker.id, worker.config.lease_from_now(), &report)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot record progress");
@@ -201,23 +227,26 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                     eta_seconds: 0.0,
                     ..report(&task, &p, Stage::Completed)
                 };
-                durably("progress", || store.progress(&task.id, worker.pid, &report)).await?;
+                durably("progress", || {
+                    store.progress(&task.id, worker.id, worker.config.lease_from_now(), &report)
+                })
+                .await?;
             }
             // The upload stays until expiry: the page compares frames of source and result.
             let outcome = Outcome {
                 output_bytes: bytes,
                 ..ended(Status::Completed, None)
             };
-            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
+            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
             tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
-            durably("release", || store.release(&task.id, worker.pid)).await?;
+            durably("release", || store.release(&task.id, worker.id)).await?;
             tracing::info!("worker stopping; task returned to the queue");
         }
         Err(f) if f.error.code == Code::Cancelled => {
             let outcome = ended(Status::Cancelled, None);
-            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
+            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
             task.remove_working_files();
             tracing::info!("task cancelled");
         }
@@ -225,12 +254,12 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             // The finished segments stay (until expiry) for a retry once there is room.
             tracing::warn!(error = %f.detail, "task failed: the disk is full");
             let outcome = ended(Status::Failed, Some(f.error));
-            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
+            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
         }
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
             let outcome = ended(Status::Failed, Some(f.error));
-            durably("outcome", || store.finish(&task.id, worker.pid, &outcome)).await?;
+            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
             task.remove_working_files();
         }
     }
@@ -242,7 +271,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
 /// end when their pipes close).
 async fn hard_stop(worker: &Worker, task: &Task) -> ! {
     if worker.shutdown.load(Ordering::Relaxed) {
-        let _ = worker.store.release(&task.id, worker.pid).await;
+        let _ = worker.store.release(&task.id, worker.id).await;
         tracing::info!("worker stopping mid-frame; task returned to the queue");
     } else {
         let outcome = Outcome {
@@ -251,7 +280,7 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             expires_at: worker.config.expiry_from_now(),
             output_bytes: None,
         };
-        let _ = worker.store.finish(&task.id, worker.pid, &outcome).await;
+        let _ = worker.store.finish(&task.id, worker.id, &outcome).await;
         task.remove_working_files();
         tracing::info!("task cancelled mid-frame; worker restarting");
     }

@@ -54,8 +54,8 @@ enum Command {
         #[arg(long, env = "VSR_DEVICE", default_value = "auto")]
         device: vsr_cuda::DeviceRequest,
     },
-    /// Run one worker process (started by `vsr serve`)
-    #[command(hide = true)]
+    /// Run one worker: `vsr serve` starts its own; on another machine, `vsr worker --database
+    /// postgres://...` takes tasks from a shared database
     Worker(WorkerArgs),
 }
 

@@ -7,23 +7,13 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::ok;
 use common::server::{children_of, id, terminal, Server};
-use common::{ffmpeg, ok};
 use serde_json::{json, Value};
 
 /// A 60 s clip, 10 fps, 64x36, a keyframe every second: 600 frames, 50 per 5 s segment.
 fn long_clip(path: &Path) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x36:rate=10:duration=60",
-        "-c:v",
-        "libx264",
-        "-g",
-        "10",
-        path.to_str().unwrap(),
-    ]);
+    common::keyframed_clip(path, "64x36", 10, 60);
 }
 
 const FRAMES: u64 = 600;

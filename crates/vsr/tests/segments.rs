@@ -164,17 +164,7 @@ fn timestamps_survive_segments_and_joins() {
 
 /// An 8 s clip with a keyframe every second: eight segments of 25 frames at one second each.
 fn keyframed_clip(path: &Path) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=25:duration=8",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        path.to_str().unwrap(),
-    ]);
+    common::keyframed_clip(path, "96x64", 25, 8);
 }
 
 /// Lossless output, one-second segments.

@@ -74,26 +74,11 @@ impl Relay {
 
 #[test]
 fn database_cut_off_mid_run_answers_503_then_completes() {
-    let server_url = std::env::var("VSR_TEST_POSTGRES")
-        .expect("VSR_TEST_POSTGRES is not set: run under tools/with_postgres.sh (make test does)");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("vsr_outage_{}_{nanos}", std::process::id());
-    let created = std::process::Command::new("psql")
-        .args([
-            server_url.as_str(),
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let host = server_url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
+    let direct = new_database("outage");
+    // postgres://vsr@HOST:PORT/NAME, reached through the relay instead.
+    let (host, name) = direct
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
         .unwrap();
     let relay = Relay::start(host.parse().unwrap());
     let database = format!("postgres://vsr@127.0.0.1:{}/{name}", relay.port);
@@ -127,4 +112,84 @@ fn database_cut_off_mid_run_answers_503_then_completes() {
     let done = server.wait_for(&id, 120, terminal);
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["currentFrame"], 300, "{done}");
+}
+
+/// A fresh database of its own on the test server; its URL.
+fn new_database(prefix: &str) -> String {
+    let server_url = std::env::var("VSR_TEST_POSTGRES")
+        .expect("VSR_TEST_POSTGRES is not set: run under tools/with_postgres.sh (make test does)");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("vsr_{prefix}_{}_{nanos}", std::process::id());
+    let created = std::process::Command::new("psql")
+        .args([
+            server_url.as_str(),
+            "-qc",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let (base, _) = server_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A worker on its own (`vsr worker --database URL`, no server beside it), from `cwd`.
+fn standalone_worker(
+    cwd: &std::path::Path,
+    server: &Server,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .args(["worker", "--database", env[0].1])
+        .current_dir(cwd)
+        .env("UPLOAD_FOLDER", server.dir.join("uploads"))
+        .env("PROCESSED_FOLDER", server.dir.join("processed"))
+        .env("VSR_THREADS", "2")
+        .env("VSR_DEVICE", "cpu")
+        .envs(env[1..].iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(cwd.join("worker.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// An API node with no workers and workers of their own sharing only the database: a task
+/// completes; its worker SIGKILLed mid-run (no clean-up at all) loses it only until its lease
+/// lapses, when another worker takes it over and resumes after the finished segments.
+#[test]
+fn standalone_workers_take_over_a_vanished_one() {
+    let database = new_database("workers");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    common::keyframed_clip(&clip, "64x36", 10, 60);
+    let shared = [
+        ("VSR_DATABASE", database.as_str()),
+        ("VSR_LEASE_SECONDS", "2"),
+        ("VSR_SEGMENT_SECONDS", "5"),
+    ];
+    let mut api_env = shared.to_vec();
+    api_env.extend([("VSR_WORKERS", "0"), ("VSR_SWEEP_INTERVAL_SECONDS", "1")]);
+    let server = Server::start(dir.path(), &api_env);
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = standalone_worker(a_dir.path(), &server, &shared);
+    let (_, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+    let id = id(&task);
+    server.wait_for(&id, 60, |s| s["currentFrame"].as_u64().unwrap_or(0) > 130);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut b = standalone_worker(b_dir.path(), &server, &shared);
+    let done = server.wait_for(&id, 120, terminal);
+    let _ = b.kill();
+    let _ = b.wait();
+    let log = std::fs::read_to_string(b_dir.path().join("worker.log")).unwrap();
+    assert_eq!(done["status"], "completed", "{done}\n{log}");
+    assert_eq!(done["currentFrame"], 600, "{done}");
+    let a_log = std::fs::read_to_string(a_dir.path().join("worker.log")).unwrap();
+    assert!(
+        done["resumedFrames"].as_u64().unwrap() >= 100,
+        "{done}\nA:\n{a_log}\nB:\n{log}"
+    );
 }

@@ -258,6 +258,36 @@ pub struct Report {
     pub upscaled_frames: u64,
 }
 
+/// Who holds a task: a worker process of this machine's server (by its pid), or a worker
+/// started on its own anywhere (a random id above every pid), so two machines' workers never
+/// pass for each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerId(i64);
+
+impl WorkerId {
+    /// A worker process `vsr serve` started on this machine.
+    pub fn local(pid: u32) -> WorkerId {
+        WorkerId(i64::from(pid))
+    }
+
+    /// A worker started on its own: random, and above every pid.
+    pub fn standalone() -> WorkerId {
+        let random = uuid::Uuid::new_v4().as_u64_pair().0 >> 34;
+        WorkerId((1 << 32) + random as i64)
+    }
+
+    /// As stored in the `worker_pid` column.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// What became of a task whose worker died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterCrash {
@@ -265,9 +295,15 @@ pub enum AfterCrash {
     Requeued,
     /// Its worker died [`MAX_CRASHES`] times with no segment finished in between: failed.
     Failed,
-    /// It had ended or been cancelled meanwhile.
+    /// Its cancel had been asked for: cancelled.
+    Cancelled,
+    /// It was not processing any more (ended, or taken back already): left as it is.
     Ended,
 }
+
+/// How long a claim holds without a progress report, by default: a worker that vanishes (its
+/// machine off, the network cut) loses its task to another after this.
+pub const LEASE_SECONDS: u64 = 30;
 
 /// Worker deaths in a row, with no segment finished in between, that fail a task.
 pub const MAX_CRASHES: i64 = 3;
@@ -278,7 +314,7 @@ impl AfterCrash {
     fn of(counted: Option<(i64, i64)>) -> AfterCrash {
         match counted {
             None => AfterCrash::Ended,
-            Some((_, cancel)) if cancel != 0 => AfterCrash::Ended,
+            Some((_, cancel)) if cancel != 0 => AfterCrash::Cancelled,
             Some((crashes, _)) if crashes >= MAX_CRASHES => AfterCrash::Failed,
             Some(_) => AfterCrash::Requeued,
         }
@@ -359,17 +395,34 @@ pub trait TaskStore: Send + Sync {
     /// Tasks queued and not yet claimed.
     async fn count_waiting(&self) -> Result<i64, StoreError>;
 
-    /// Claims the oldest queued task for the worker process `pid`, if there is one.
-    async fn claim_next(&self, pid: u32) -> Result<Option<Task>, StoreError>;
+    /// Claims the oldest queued task for `worker`, if there is one, under a lease until
+    /// `lease_until` (ms).
+    async fn claim_next(
+        &self,
+        worker: WorkerId,
+        lease_until: i64,
+    ) -> Result<Option<Task>, StoreError>;
 
-    /// Records the progress of the worker process `pid`; returns whether it should stop: a
-    /// cancel was asked for, or the task is gone or not this worker's any more (a worker of a
-    /// stopped server finishing its last frame must not write over the task's next attempt).
-    async fn progress(&self, id: &TaskId, pid: u32, report: &Report) -> Result<bool, StoreError>;
+    /// Records the progress of `worker` and renews its lease until `lease_until` (ms);
+    /// returns whether it should stop: a cancel was asked for, or the task is gone or not this
+    /// worker's any more (a worker of a stopped server finishing its last frame, or one whose
+    /// lease lapsed, must not write over the task's next attempt).
+    async fn progress(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        lease_until: i64,
+        report: &Report,
+    ) -> Result<bool, StoreError>;
 
-    /// Ends the task the worker process `pid` runs; nothing if it is not that worker's any
-    /// more (its server stopped and the task went to another).
-    async fn finish(&self, id: &TaskId, pid: u32, outcome: &Outcome) -> Result<(), StoreError>;
+    /// Ends the task `worker` runs; nothing if it is not that worker's any more (its server
+    /// stopped, or its lease lapsed, and the task went to another).
+    async fn finish(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError>;
 
     /// Ends a task no worker has (a draft or queued one); false if a worker claimed it first.
     async fn cancel_waiting(&self, id: &TaskId, outcome: &Outcome) -> Result<bool, StoreError>;
@@ -377,21 +430,41 @@ pub trait TaskStore: Send + Sync {
     /// Queues a draft with its final settings; false if it is not a draft any more.
     async fn start(&self, task: &Task) -> Result<bool, StoreError>;
 
-    /// Puts the task the worker process `pid` could not finish (it is stopping) back in the
-    /// queue; nothing if it is not that worker's any more.
-    async fn release(&self, id: &TaskId, pid: u32) -> Result<(), StoreError>;
+    /// Puts the task `worker` could not finish (it is stopping) back in the queue; nothing if
+    /// it is not that worker's any more.
+    async fn release(&self, id: &TaskId, worker: WorkerId) -> Result<(), StoreError>;
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError>;
 
-    /// Tasks a stopped server left processing go back to the queue (their ids are returned),
-    /// but for those whose cancel was asked for: they end cancelled, swept at `expires_at`.
-    async fn requeue_interrupted(&self, expires_at: i64) -> Result<Vec<TaskId>, StoreError>;
+    /// Tasks left processing by workers gone with a stopped server (their lease lapsed before
+    /// `now`) go back to the queue (their ids are returned), but for those whose cancel was
+    /// asked for: they end cancelled, swept at `expires_at`. Tasks whose worker still renews
+    /// its lease (a worker on another machine) are left alone.
+    async fn requeue_interrupted(
+        &self,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<TaskId>, StoreError>;
 
-    /// The tasks a worker process was running.
-    async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError>;
+    /// The tasks `worker` was running.
+    async fn running_on(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Processing tasks whose lease lapsed before `now`: their worker vanished.
+    async fn lapsed(&self, now: i64) -> Result<Vec<TaskId>, StoreError>;
 
     /// Tasks being processed now, oldest first (those an idle worker may help with).
     async fn processing(&self) -> Result<Vec<Task>, StoreError>;
+
+    /// Counts a death of the worker holding `id` (one statement: a finished segment since
+    /// the last death, seen as more frames resumed, starts the count again); the `(deaths in
+    /// a row, cancel asked)` the row holds after it, `None` if the task is not processing.
+    async fn count_crash(&self, id: &TaskId) -> Result<Option<(i64, i64)>, StoreError>;
+
+    /// Ends a processing task, whoever holds it (its worker is gone).
+    async fn end_abandoned(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Puts a processing task back in the queue, whoever holds it (its worker is gone).
+    async fn requeue_abandoned(&self, id: &TaskId) -> Result<(), StoreError>;
 
     /// A task's worker died: the task goes back to the queue to resume, or fails with
     /// `failed` once its workers died [`MAX_CRASHES`] times with no segment finished in
@@ -401,7 +474,16 @@ pub trait TaskStore: Send + Sync {
         id: &TaskId,
         failed: &Outcome,
         cancelled: &Outcome,
-    ) -> Result<AfterCrash, StoreError>;
+    ) -> Result<AfterCrash, StoreError> {
+        let verdict = AfterCrash::of(self.count_crash(id).await?);
+        match verdict {
+            AfterCrash::Ended => {}
+            AfterCrash::Cancelled => self.end_abandoned(id, cancelled).await?,
+            AfterCrash::Failed => self.end_abandoned(id, failed).await?,
+            AfterCrash::Requeued => self.requeue_abandoned(id).await?,
+        }
+        Ok(verdict)
+    }
 
     /// Ended tasks whose files are past their retention at `now` (ms).
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError>;
@@ -466,7 +548,8 @@ pub(crate) mod tests {
         store.insert(&draft, None).await.unwrap();
         store.insert(&queued, None).await.unwrap();
         assert!(store.start(&draft).await.unwrap());
-        let first = store.claim_next(7).await.unwrap().unwrap();
+        let (seven, eight) = (WorkerId::local(7), WorkerId::local(8));
+        let first = store.claim_next(seven, 50).await.unwrap().unwrap();
         assert_eq!(first.id, queued.id);
         // A task a worker holds is not cancelled from under it; a waiting one is.
         assert!(!store.cancel_waiting(&first.id, &cancelled()).await.unwrap());
@@ -477,9 +560,37 @@ pub(crate) mod tests {
         // At restart: a running task goes back to the queue, unless its cancel was asked.
         let asked = task(Status::Queued, 3);
         store.insert(&asked, None).await.unwrap();
-        let asked = store.claim_next(8).await.unwrap().unwrap();
+        let asked = store.claim_next(eight, 50).await.unwrap().unwrap();
         store.request_cancel(&asked.id).await.unwrap();
-        let requeued = store.requeue_interrupted(99).await.unwrap();
+        // A task whose worker renews its lease stays with it; lapsed ones come back.
+        let live = task(Status::Queued, 4);
+        store.insert(&live, None).await.unwrap();
+        let elsewhere = WorkerId::standalone();
+        let live = store.claim_next(elsewhere, 50).await.unwrap().unwrap();
+        let report = Report {
+            stage: Stage::Upscaling,
+            current_frame: 1,
+            total_frames: 10,
+            fps: 1.0,
+            eta_seconds: 9.0,
+            resumed_frames: 0,
+            upscaled_frames: 1,
+        };
+        // Another worker's report is refused (and tells it to stop); the holder's renews.
+        assert!(store
+            .progress(&live.id, seven, 1000, &report)
+            .await
+            .unwrap());
+        assert!(!store
+            .progress(&live.id, elsewhere, 1000, &report)
+            .await
+            .unwrap());
+        let mut lapsed = store.lapsed(60).await.unwrap();
+        lapsed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut want = vec![first.id.clone(), asked.id.clone()];
+        want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(lapsed, want);
+        let requeued = store.requeue_interrupted(60, 99).await.unwrap();
         assert_eq!(requeued, vec![first.id.clone()]);
         let asked = store.get(&asked.id).await.unwrap().unwrap();
         assert_eq!(

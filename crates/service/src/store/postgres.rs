@@ -11,7 +11,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use super::row::{file_names, json, parse_id, status_counts, task};
 use super::{
-    now_ms, AfterCrash, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore,
+    now_ms, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore, WorkerId,
 };
 
 /// The migrations, compiled in.
@@ -56,14 +56,14 @@ impl PostgresStore {
             .transpose()
     }
 
-    /// Ends the task if its status is one of `from` (and, given `pid`, that worker runs it);
+    /// Ends the task if its status is one of `from` (and, given `worker`, that worker runs it);
     /// whether it did.
     async fn end(
         &self,
         id: &TaskId,
         o: &Outcome,
         from: &[Status],
-        pid: Option<u32>,
+        worker: Option<WorkerId>,
     ) -> Result<bool, StoreError> {
         debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
         let done = sqlx::query(
@@ -79,15 +79,15 @@ impl PostgresStore {
         .bind(o.expires_at)
         .bind(o.output_bytes)
         .bind(id.as_str())
-        .bind(pid.map(i64::from))
+        .bind(worker.map(WorkerId::get))
         .bind(texts(from))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Puts a processing task (of worker `pid`, if given) back in the queue.
-    async fn requeue(&self, id: &TaskId, pid: Option<u32>) -> Result<(), StoreError> {
+    /// Puts a processing task (of `worker`, if given) back in the queue.
+    async fn requeue(&self, id: &TaskId, worker: Option<WorkerId>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE tasks SET status = $1, stage = $2, worker_pid = NULL, current_frame = 0
              WHERE id = $3 AND status = $4 AND ($5::BIGINT IS NULL OR worker_pid = $5)",
@@ -96,7 +96,7 @@ impl PostgresStore {
         .bind(Stage::Queued.as_str())
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
-        .bind(pid.map(i64::from))
+        .bind(worker.map(WorkerId::get))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -204,11 +204,16 @@ impl TaskStore for PostgresStore {
         )
     }
 
-    async fn claim_next(&self, pid: u32) -> Result<Option<Task>, StoreError> {
+    async fn claim_next(
+        &self,
+        worker: WorkerId,
+        lease_until: i64,
+    ) -> Result<Option<Task>, StoreError> {
         // SKIP LOCKED: workers polling at once each lock a different row, none waits.
         self.one(
             sqlx::query(
-                "UPDATE tasks SET status = $1, stage = $2, started_at = $3, worker_pid = $4
+                "UPDATE tasks SET status = $1, stage = $2, started_at = $3, worker_pid = $4,
+                 lease_until = $6
                  WHERE id = (SELECT id FROM tasks WHERE status = $5 ORDER BY queued_at, id
                              LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING *",
@@ -216,16 +221,23 @@ impl TaskStore for PostgresStore {
             .bind(Status::Processing.as_str())
             .bind(Stage::Starting.as_str())
             .bind(now_ms())
-            .bind(i64::from(pid))
-            .bind(Status::Queued.as_str()),
+            .bind(worker.get())
+            .bind(Status::Queued.as_str())
+            .bind(lease_until),
         )
         .await
     }
 
-    async fn progress(&self, id: &TaskId, pid: u32, r: &Report) -> Result<bool, StoreError> {
+    async fn progress(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        lease_until: i64,
+        r: &Report,
+    ) -> Result<bool, StoreError> {
         let cancel: Option<i64> = sqlx::query_scalar(
             "UPDATE tasks SET stage = $1, current_frame = $2, total_frames = $3, fps = $4,
-             eta_seconds = $5, resumed_frames = $6, upscaled_frames = $7
+             eta_seconds = $5, resumed_frames = $6, upscaled_frames = $7, lease_until = $11
              WHERE id = $8 AND status = $9 AND worker_pid = $10 RETURNING cancel_requested",
         )
         .bind(r.stage.as_str())
@@ -237,15 +249,16 @@ impl TaskStore for PostgresStore {
         .bind(r.upscaled_frames as i64)
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
-        .bind(i64::from(pid))
+        .bind(worker.get())
+        .bind(lease_until)
         .fetch_optional(&self.pool)
         .await?;
         // A deleted task, or one that is not this worker's, counts as cancelled.
         Ok(cancel.is_none_or(|c| c != 0))
     }
 
-    async fn finish(&self, id: &TaskId, pid: u32, o: &Outcome) -> Result<(), StoreError> {
-        self.end(id, o, &[Status::Processing], Some(pid))
+    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<(), StoreError> {
+        self.end(id, o, &[Status::Processing], Some(worker))
             .await
             .map(|_| ())
     }
@@ -276,8 +289,8 @@ impl TaskStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release(&self, id: &TaskId, pid: u32) -> Result<(), StoreError> {
-        self.requeue(id, Some(pid)).await
+    async fn release(&self, id: &TaskId, worker: WorkerId) -> Result<(), StoreError> {
+        self.requeue(id, Some(worker)).await
     }
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -288,36 +301,54 @@ impl TaskStore for PostgresStore {
         Ok(())
     }
 
-    async fn requeue_interrupted(&self, expires_at: i64) -> Result<Vec<TaskId>, StoreError> {
+    async fn requeue_interrupted(
+        &self,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<TaskId>, StoreError> {
         // Those whose cancel was asked for are cancelled, not run again.
         sqlx::query(
             "UPDATE tasks SET status = $1, stage = $2, worker_pid = NULL, finished_at = $3,
-             expires_at = $4 WHERE status = $5 AND cancel_requested = 1",
+             expires_at = $4 WHERE status = $5 AND cancel_requested = 1
+             AND (lease_until IS NULL OR lease_until < $6)",
         )
         .bind(Status::Cancelled.as_str())
         .bind(Stage::Cancelled.as_str())
         .bind(now_ms())
         .bind(expires_at)
         .bind(Status::Processing.as_str())
+        .bind(now)
         .execute(&self.pool)
         .await?;
         self.ids(
             sqlx::query_scalar(
                 "UPDATE tasks SET status = $1, stage = $2, worker_pid = NULL, current_frame = 0
-                 WHERE status = $3 RETURNING id",
+                 WHERE status = $3 AND (lease_until IS NULL OR lease_until < $4) RETURNING id",
             )
             .bind(Status::Queued.as_str())
             .bind(Stage::Queued.as_str())
-            .bind(Status::Processing.as_str()),
+            .bind(Status::Processing.as_str())
+            .bind(now),
         )
         .await
     }
 
-    async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError> {
+    async fn running_on(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
         self.ids(
             sqlx::query_scalar("SELECT id FROM tasks WHERE status = $1 AND worker_pid = $2")
                 .bind(Status::Processing.as_str())
-                .bind(i64::from(pid)),
+                .bind(worker.get()),
+        )
+        .await
+    }
+
+    async fn lapsed(&self, now: i64) -> Result<Vec<TaskId>, StoreError> {
+        self.ids(
+            sqlx::query_scalar(
+                "SELECT id FROM tasks WHERE status = $1 AND (lease_until IS NULL OR lease_until < $2)",
+            )
+            .bind(Status::Processing.as_str())
+            .bind(now),
         )
         .await
     }
@@ -330,15 +361,8 @@ impl TaskStore for PostgresStore {
         rows(&found)
     }
 
-    async fn crashed(
-        &self,
-        id: &TaskId,
-        failed: &Outcome,
-        cancelled: &Outcome,
-    ) -> Result<AfterCrash, StoreError> {
-        // Counted in one statement: a finished segment since the last death (more frames
-        // resumed) starts the count again.
-        let crashes: Option<(i64, i64)> = sqlx::query_as(
+    async fn count_crash(&self, id: &TaskId) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
             "UPDATE tasks SET
              crashes = CASE WHEN resumed_frames > crash_resumed THEN 1 ELSE crashes + 1 END,
              crash_resumed = resumed_frames
@@ -347,17 +371,17 @@ impl TaskStore for PostgresStore {
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
         .fetch_optional(&self.pool)
-        .await?;
-        let verdict = AfterCrash::of(crashes);
-        match verdict {
-            AfterCrash::Ended => self.end(id, cancelled, &[Status::Processing], None).await?,
-            AfterCrash::Failed => self.end(id, failed, &[Status::Processing], None).await?,
-            AfterCrash::Requeued => {
-                self.requeue(id, None).await?;
-                true
-            }
-        };
-        Ok(verdict)
+        .await?)
+    }
+
+    async fn end_abandoned(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError> {
+        self.end(id, outcome, &[Status::Processing], None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn requeue_abandoned(&self, id: &TaskId) -> Result<(), StoreError> {
+        self.requeue(id, None).await
     }
 
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {

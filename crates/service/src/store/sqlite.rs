@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::row::{file_names, json, parse_id, status_counts, task};
 use super::{
-    now_ms, AfterCrash, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore,
+    now_ms, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore, WorkerId,
 };
 
 /// The migrations, compiled in.
@@ -49,14 +49,14 @@ impl SqliteStore {
             .transpose()
     }
 
-    /// Ends the task if its status is one of `from` (and, given `pid`, that worker runs it);
+    /// Ends the task if its status is one of `from` (and, given `worker`, that worker runs it);
     /// whether it did.
     async fn end(
         &self,
         id: &TaskId,
         o: &Outcome,
         from: &[Status],
-        pid: Option<u32>,
+        worker: Option<WorkerId>,
     ) -> Result<bool, StoreError> {
         debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
         let placeholders = vec!["?"; from.len()].join(", ");
@@ -74,16 +74,16 @@ impl SqliteStore {
             .bind(o.expires_at)
             .bind(o.output_bytes)
             .bind(id.as_str())
-            .bind(pid.map(i64::from))
-            .bind(pid.map(i64::from));
+            .bind(worker.map(WorkerId::get))
+            .bind(worker.map(WorkerId::get));
         for status in from {
             query = query.bind(status.as_str());
         }
         Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
-    /// Puts a processing task (of worker `pid`, if given) back in the queue.
-    async fn requeue(&self, id: &TaskId, pid: Option<u32>) -> Result<(), StoreError> {
+    /// Puts a processing task (of `worker`, if given) back in the queue.
+    async fn requeue(&self, id: &TaskId, worker: Option<WorkerId>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, current_frame = 0
              WHERE id = ? AND status = ? AND (? IS NULL OR worker_pid = ?)",
@@ -92,8 +92,8 @@ impl SqliteStore {
         .bind(Stage::Queued.as_str())
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
-        .bind(pid.map(i64::from))
-        .bind(pid.map(i64::from))
+        .bind(worker.map(WorkerId::get))
+        .bind(worker.map(WorkerId::get))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -204,28 +204,39 @@ impl TaskStore for SqliteStore {
         )
     }
 
-    async fn claim_next(&self, pid: u32) -> Result<Option<Task>, StoreError> {
+    async fn claim_next(
+        &self,
+        worker: WorkerId,
+        lease_until: i64,
+    ) -> Result<Option<Task>, StoreError> {
         // One statement: SQLite runs writers one at a time, so two workers never get the same.
         self.one(
             sqlx::query(
-                "UPDATE tasks SET status = ?, stage = ?, started_at = ?, worker_pid = ?
+                "UPDATE tasks SET status = ?, stage = ?, started_at = ?, worker_pid = ?, lease_until = ?
                  WHERE id = (SELECT id FROM tasks WHERE status = ? ORDER BY queued_at, id LIMIT 1)
                  AND status = ? RETURNING *",
             )
             .bind(Status::Processing.as_str())
             .bind(Stage::Starting.as_str())
             .bind(now_ms())
-            .bind(pid as i64)
+            .bind(worker.get())
+            .bind(lease_until)
             .bind(Status::Queued.as_str())
             .bind(Status::Queued.as_str()),
         )
         .await
     }
 
-    async fn progress(&self, id: &TaskId, pid: u32, r: &Report) -> Result<bool, StoreError> {
+    async fn progress(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        lease_until: i64,
+        r: &Report,
+    ) -> Result<bool, StoreError> {
         let cancel: Option<i64> = sqlx::query_scalar(
             "UPDATE tasks SET stage = ?, current_frame = ?, total_frames = ?, fps = ?, eta_seconds = ?,
-             resumed_frames = ?, upscaled_frames = ?
+             resumed_frames = ?, upscaled_frames = ?, lease_until = ?
              WHERE id = ? AND status = ? AND worker_pid = ? RETURNING cancel_requested",
         )
         .bind(r.stage.as_str())
@@ -235,17 +246,18 @@ impl TaskStore for SqliteStore {
         .bind(r.eta_seconds)
         .bind(r.resumed_frames as i64)
         .bind(r.upscaled_frames as i64)
+        .bind(lease_until)
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
-        .bind(pid as i64)
+        .bind(worker.get())
         .fetch_optional(&self.pool)
         .await?;
         // A deleted task, or one that is not this worker's, counts as cancelled.
         Ok(cancel.is_none_or(|c| c != 0))
     }
 
-    async fn finish(&self, id: &TaskId, pid: u32, o: &Outcome) -> Result<(), StoreError> {
-        self.end(id, o, &[Status::Processing], Some(pid))
+    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<(), StoreError> {
+        self.end(id, o, &[Status::Processing], Some(worker))
             .await
             .map(|_| ())
     }
@@ -276,8 +288,8 @@ impl TaskStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release(&self, id: &TaskId, pid: u32) -> Result<(), StoreError> {
-        self.requeue(id, Some(pid)).await
+    async fn release(&self, id: &TaskId, worker: WorkerId) -> Result<(), StoreError> {
+        self.requeue(id, Some(worker)).await
     }
 
     async fn request_cancel(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -288,36 +300,53 @@ impl TaskStore for SqliteStore {
         Ok(())
     }
 
-    async fn requeue_interrupted(&self, expires_at: i64) -> Result<Vec<TaskId>, StoreError> {
+    async fn requeue_interrupted(
+        &self,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<TaskId>, StoreError> {
         // Those whose cancel was asked for are cancelled, not run again.
         sqlx::query(
             "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, finished_at = ?, expires_at = ?
-             WHERE status = ? AND cancel_requested = 1",
+             WHERE status = ? AND cancel_requested = 1 AND (lease_until IS NULL OR lease_until < ?)",
         )
         .bind(Status::Cancelled.as_str())
         .bind(Stage::Cancelled.as_str())
         .bind(now_ms())
         .bind(expires_at)
         .bind(Status::Processing.as_str())
+        .bind(now)
         .execute(&self.pool)
         .await?;
         self.ids(
             sqlx::query_scalar(
                 "UPDATE tasks SET status = ?, stage = ?, worker_pid = NULL, current_frame = 0
-                 WHERE status = ? RETURNING id",
+                 WHERE status = ? AND (lease_until IS NULL OR lease_until < ?) RETURNING id",
             )
             .bind(Status::Queued.as_str())
             .bind(Stage::Queued.as_str())
-            .bind(Status::Processing.as_str()),
+            .bind(Status::Processing.as_str())
+            .bind(now),
         )
         .await
     }
 
-    async fn running_on(&self, pid: u32) -> Result<Vec<TaskId>, StoreError> {
+    async fn running_on(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
         self.ids(
             sqlx::query_scalar("SELECT id FROM tasks WHERE status = ? AND worker_pid = ?")
                 .bind(Status::Processing.as_str())
-                .bind(pid as i64),
+                .bind(worker.get()),
+        )
+        .await
+    }
+
+    async fn lapsed(&self, now: i64) -> Result<Vec<TaskId>, StoreError> {
+        self.ids(
+            sqlx::query_scalar(
+                "SELECT id FROM tasks WHERE status = ? AND (lease_until IS NULL OR lease_until < ?)",
+            )
+            .bind(Status::Processing.as_str())
+            .bind(now),
         )
         .await
     }
@@ -330,34 +359,27 @@ impl TaskStore for SqliteStore {
         rows.iter().map(task).collect()
     }
 
-    async fn crashed(
-        &self,
-        id: &TaskId,
-        failed: &Outcome,
-        cancelled: &Outcome,
-    ) -> Result<AfterCrash, StoreError> {
-        // Counted in one statement: a finished segment since the last death (more frames
-        // resumed) starts the count again.
-        let crashes: Option<(i64, i64)> = sqlx::query_as(
+    async fn count_crash(&self, id: &TaskId) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
             "UPDATE tasks SET
-             crashes = CASE WHEN resumed_frames > crash_resumed OR crashes = 0 THEN 1 ELSE crashes + 1 END,
+             crashes = CASE WHEN resumed_frames > crash_resumed THEN 1 ELSE crashes + 1 END,
              crash_resumed = resumed_frames
              WHERE id = ? AND status = ? RETURNING crashes, cancel_requested",
         )
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
         .fetch_optional(&self.pool)
-        .await?;
-        let verdict = AfterCrash::of(crashes);
-        match verdict {
-            AfterCrash::Ended => self.end(id, cancelled, &[Status::Processing], None).await?,
-            AfterCrash::Failed => self.end(id, failed, &[Status::Processing], None).await?,
-            AfterCrash::Requeued => {
-                self.requeue(id, None).await?;
-                true
-            }
-        };
-        Ok(verdict)
+        .await?)
+    }
+
+    async fn end_abandoned(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError> {
+        self.end(id, outcome, &[Status::Processing], None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn requeue_abandoned(&self, id: &TaskId) -> Result<(), StoreError> {
+        self.requeue(id, None).await
     }
 
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {

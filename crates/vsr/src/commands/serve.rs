@@ -33,8 +33,16 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// The slot `vsr serve` started this worker in (it passes its configuration along)
     #[arg(long, default_value_t = 0)]
     pub slot: usize,
+    /// The task database to take work from (`postgres://...`), for a worker on its own
+    /// (overrides VSR_DATABASE and the configuration file)
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Configuration file (TOML), for a worker on its own [env: VSR_CONFIG]
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 pub fn serve(base: Config, args: &ServeArgs) -> anyhow::Result<()> {
@@ -57,13 +65,24 @@ pub fn serve(base: Config, args: &ServeArgs) -> anyhow::Result<()> {
     Ok(runtime()?.block_on(service::run(base, config))?)
 }
 
+/// A worker: started by `vsr serve` (which passes its configuration in the environment), or
+/// on its own on any machine, configured like a server (file, environment, `--database`).
 pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
-    let config: ServiceConfig = match std::env::var(service::CONFIG_ENV) {
-        Ok(json) => serde_json::from_str(&json)?,
-        Err(_) => ServiceConfig::load(None)?,
+    let (mut config, mode) = match std::env::var(service::CONFIG_ENV) {
+        Ok(json) => (
+            serde_json::from_str::<ServiceConfig>(&json)?,
+            service::worker::Mode::Supervised { slot: args.slot },
+        ),
+        Err(_) => (
+            ServiceConfig::load(args.config.as_deref())?,
+            service::worker::Mode::Standalone,
+        ),
     };
+    if let Some(url) = &args.database {
+        config.database = url.parse().unwrap_or_else(|never| match never {});
+    }
     init_logging(config.log_json);
-    Ok(runtime()?.block_on(service::worker::run(base, config, args.slot))?)
+    Ok(runtime()?.block_on(service::worker::run(base, config, mode))?)
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

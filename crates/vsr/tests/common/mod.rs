@@ -129,15 +129,27 @@ pub fn clip_with_tracks(dir: &Path, seconds: u32) -> PathBuf {
 
 /// A generated H.264 test pattern of `size` ("WxH") at `rate` fps for `seconds`.
 pub fn testsrc_clip(path: &Path, size: &str, rate: u32, seconds: f64) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={size}:rate={rate}:duration={seconds}"),
-        "-c:v",
-        "libx264",
-        path.to_str().unwrap(),
-    ]);
+    testsrc(path, &format!("{size}:rate={rate}:duration={seconds}"), &[]);
+}
+
+/// testsrc2 with `spec` ("WxH:rate=R:duration=S") through libx264 with `options`.
+fn testsrc(path: &Path, spec: &str, options: &[&str]) {
+    let source = format!("testsrc2=size={spec}");
+    let mut args = vec!["-f", "lavfi", "-i", &source, "-c:v", "libx264"];
+    args.extend_from_slice(options);
+    args.push(path.to_str().unwrap());
+    ffmpeg(&args);
+}
+
+/// A testsrc2 clip of `size` ("WxH") at `rate` fps for `seconds`, with a keyframe every
+/// second, so that segments of a second or more can be cut anywhere in it.
+pub fn keyframed_clip(path: &Path, size: &str, rate: u32, seconds: u32) {
+    let gop = rate.to_string();
+    testsrc(
+        path,
+        &format!("{size}:rate={rate}:duration={seconds}"),
+        &["-g", &gop],
+    );
 }
 
 /// A 321x181 clip (odd sizes on both axes, so 4:4:4) at `rate` fps for `seconds`.

@@ -140,43 +140,65 @@ fn open_to_anonymous(method: &Method, path: &str) -> bool {
 /// Authenticates every request: sets the [`Owner`], guards `/metrics`, and refuses
 /// state-changing requests a browser marks as cross-site unless they carry a key.
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !host_allowed(&app.config, req.headers()) {
-        return Problem::new(
-            Code::HostNotAllowed,
-            "this server is not reached by that name (allowed_hosts, VSR_ALLOWED_HOSTS)",
-        )
-        .into_response();
+    match admit(&app, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => answer_unread(req, *refused).await,
     }
-    let given = presented_key(&req);
+}
+
+/// The checks of [`authenticate`]: the request goes on (with its [`Owner`]), or the refusal.
+fn admit(app: &AppState, req: &mut Request) -> Result<(), Box<Response>> {
+    if !host_allowed(&app.config, req.headers()) {
+        return Err(Box::new(
+            Problem::new(
+                Code::HostNotAllowed,
+                "this server is not reached by that name (allowed_hosts, VSR_ALLOWED_HOSTS)",
+            )
+            .into_response(),
+        ));
+    }
+    let given = presented_key(req);
     if req.uri().path() == "/metrics" {
         // Headers only: the operator's key never travels in a URL.
-        return match metrics_access(&app, header_key(&req).as_deref()) {
-            Ok(()) => next.run(req).await,
-            Err(p) => p.into_response(),
-        };
+        return metrics_access(app, header_key(req).as_deref())
+            .map_err(|p| Box::new(p.into_response()));
     }
     let owner = match (app.keys.enabled(), given) {
         (false, _) => Owner::Anyone,
         (true, Some(key)) => match app.keys.check(&key) {
             Some(fingerprint) => Owner::Key(fingerprint),
-            None => return unauthorized("the API key is not valid"),
+            None => return Err(Box::new(unauthorized("the API key is not valid"))),
         },
         (true, None) => Owner::Anonymous,
     };
     if owner == Owner::Anonymous && !open_to_anonymous(req.method(), req.uri().path()) {
-        return unauthorized("this server needs an API key (X-API-Key header)");
+        return Err(Box::new(unauthorized(
+            "this server needs an API key (X-API-Key header)",
+        )));
     }
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if changes_state && !matches!(owner, Owner::Key(_)) && is_cross_site(req.headers()) {
-        return Problem::new(
-            Code::CrossSiteRequest,
-            "the browser marked this request as coming from another site; send it from this \
+        return Err(Box::new(
+            Problem::new(
+                Code::CrossSiteRequest,
+                "the browser marked this request as coming from another site; send it from this \
              server's own page or with an API key",
-        )
-        .into_response();
+            )
+            .into_response(),
+        ));
     }
     req.extensions_mut().insert(owner);
-    next.run(req).await
+    Ok(())
+}
+
+/// Answers a refused request whose body was not read: the first 64 KiB of it are read and
+/// dropped first (for at most 2 s), so that a client still sending a small form gets the
+/// answer instead of a connection reset by unread data. A larger body is cut off: nothing
+/// refused is received in full.
+async fn answer_unread(req: Request, refused: Response) -> Response {
+    let body = axum::body::to_bytes(req.into_body(), 64 << 10);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), body).await;
+    refused
 }
 
 /// What the browser says about where a request comes from: `Sec-Fetch-Site` when present

@@ -9,6 +9,10 @@ export VSR_FIXTURES ?= $(CURDIR)/target/fixtures
 export VSR_TEST_MEDIA ?= $(CURDIR)/target/media
 # NVRTC for the kernel compile test (no GPU needed).
 NVRTC_DIR := $(VSR_CACHE_DIR)/nvrtc
+# An S3-compatible server on a folder, for the object-storage tests (built once by cargo).
+S3FS_ROOT := $(VSR_CACHE_DIR)/tools
+S3FS := $(S3FS_ROOT)/bin/s3s-fs
+S3FS_VERSION := 0.14.1
 
 VSR := target/release/vsr
 REF_VENV := .venv-ref
@@ -16,7 +20,7 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps pg-deps build models fixtures test-client web-deps media nvrtc lint bench clean
+.PHONY: serve test deps pg-deps s3-deps build models fixtures test-client web-deps media nvrtc lint bench clean
 
 # The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
 # uploads, results and the task database go under ./vsr-data unless configured.
@@ -27,9 +31,9 @@ serve: deps build models
 # The suite runs against a throwaway PostgreSQL (tools/with_postgres.sh starts it on a loopback
 # port and stops it after); the service tests then run a second time with PostgreSQL as the
 # task store.
-test: deps pg-deps build models fixtures test-client web-deps nvrtc lint
+test: deps pg-deps s3-deps build models fixtures test-client web-deps nvrtc lint
 	@echo "==> running the test suite"
-	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) VSR_CUDA_LIB_PATH=$(NVRTC_DIR)$${VSR_CUDA_LIB_PATH:+:$$VSR_CUDA_LIB_PATH} \
+	VSR_TEST_PYTHON=$(CURDIR)/$(REF_PY) VSR_TEST_S3FS=$(S3FS) VSR_CUDA_LIB_PATH=$(NVRTC_DIR)$${VSR_CUDA_LIB_PATH:+:$$VSR_CUDA_LIB_PATH} \
 		tools/with_postgres.sh bash -c 'cargo test --workspace --release && \
 		echo "==> the service tests again, on PostgreSQL" && \
 		VSR_TEST_STORE=postgres cargo test --release -p vsr --test service --test resume --test security'
@@ -91,6 +95,15 @@ pg-deps:
 		echo "==> installing with apt-get: postgresql"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
+	fi
+
+# The object-storage tests' S3 server (`make serve` needs none: folders are the default).
+s3-deps:
+	@if [ -x $(S3FS) ] && $(S3FS) --version | grep -q "$(S3FS_VERSION)"; then \
+		echo "==> s3s-fs $(S3FS_VERSION) present for the object-storage tests"; \
+	else \
+		echo "==> building s3s-fs $(S3FS_VERSION) (an S3-compatible server) into $(S3FS_ROOT) with cargo install"; \
+		cargo install --quiet --force s3s-fs@$(S3FS_VERSION) --features binary --root $(S3FS_ROOT); \
 	fi
 
 # The seed's Python client (requests) for the API compatibility test.

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Wall time of one long task on `vsr serve` with one worker and with several, each worker on
-one inference thread: how well segments share a video between workers.
+"""Wall time of work on `vsr serve` with one worker and with several, each worker on one
+inference thread: how well segments share one video between workers (`--tasks 1`, the
+default), or how a set of tasks spreads over them (`--tasks N`).
 
-    tools/bench_workers.py --vsr target/release/vsr --workers 1 2
+    tools/bench_workers.py --vsr target/release/vsr --workers 1 2 [--tasks N --seconds S]
 
-Generates a 60 s clip (testsrc2, 10 fps, a keyframe every second), runs it on a fresh server
-per worker count (5 s segments), and prints `workers=N seconds=S` for each (the task's
-startedAt -> finishedAt), then `ratio=` (the last count's time over the first's).
+Generates a clip (testsrc2, 10 fps, a keyframe every second; 60 s by default), sends it
+`--tasks` times to a fresh server per worker count (5 s segments), and prints
+`workers=N seconds=S` for each (the first task's startedAt -> the last one's finishedAt),
+then `ratio=` (the last count's time over the first's).
 """
 import argparse
 import datetime
@@ -55,7 +57,7 @@ def seconds(iso_from, iso_to):
     return (parse(iso_to) - parse(iso_from)).total_seconds()
 
 
-def run(vsr, clip, workers, settings):
+def run(vsr, clip, workers, settings, tasks):
     port = free_port()
     data = tempfile.mkdtemp()
     env = dict(os.environ, VSR_THREADS="1", VSR_SEGMENT_SECONDS="5",
@@ -70,14 +72,19 @@ def run(vsr, clip, workers, settings):
                 break
             except OSError:
                 time.sleep(0.1)
-        task = upload(port, clip, settings)
-        while True:
-            s = status(port, task)
-            if s["status"] in ("completed", "failed", "cancelled"):
-                break
-            time.sleep(0.2)
-        assert s["status"] == "completed", s
-        return seconds(s["startedAt"], s["finishedAt"])
+        ids = [upload(port, clip, settings) for _ in range(tasks)]
+        ended = []
+        for task in ids:
+            while True:
+                s = status(port, task)
+                if s["status"] in ("completed", "failed", "cancelled"):
+                    break
+                time.sleep(0.2)
+            assert s["status"] == "completed", s
+            ended.append(s)
+        first = min(ended, key=lambda s: s["startedAt"])["startedAt"]
+        last = max(ended, key=lambda s: s["finishedAt"])["finishedAt"]
+        return seconds(first, last)
     finally:
         server.terminate()
         server.wait()
@@ -88,15 +95,17 @@ def main():
     ap.add_argument("--vsr", default="target/release/vsr")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--size", default="128x72")
+    ap.add_argument("--tasks", type=int, default=1)
+    ap.add_argument("--seconds", type=int, default=60)
     args = ap.parse_args()
     clip = os.path.join(tempfile.mkdtemp(), "long.mp4")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={args.size}:rate=10:duration=60", "-c:v", "libx264",
+                    f"testsrc2=size={args.size}:rate=10:duration={args.seconds}", "-c:v", "libx264",
                     "-g", "10", clip], check=True)
     settings = {"scale": 2, "quality": "fast"}
     times = []
     for n in args.workers:
-        t = run(args.vsr, clip, n, settings)
+        t = run(args.vsr, clip, n, settings, args.tasks)
         times.append(t)
         print(f"workers={n} seconds={t:.1f}", flush=True)
     print(f"ratio={times[-1] / times[0]:.3f}")

@@ -88,6 +88,8 @@ codes! {
     ServerBusy = "server_busy", 503;
     // The task database does not answer (down, unreachable, out of connections).
     StoreUnavailable = "store_unavailable", 503;
+    // The storage holding uploads and results (an object store) does not answer.
+    StorageUnavailable = "storage_unavailable", 503;
     InsufficientStorage = "insufficient_storage", 507;
 }
 

@@ -34,6 +34,10 @@ pub struct ServiceConfig {
     /// embedded default), or `postgres://user:password@host:port/database` for a database
     /// several machines share.
     pub database: Database,
+    /// Where uploads and results are kept: unset, the two folders above (on this machine or
+    /// a mount every machine shares); or an S3-compatible object store (`VSR_STORAGE=
+    /// s3://bucket/prefix`, `[storage]` in TOML), with the folders as this machine's copies.
+    pub storage: Option<crate::storage::S3Config>,
     /// Largest upload in bytes (seed: `MAX_CONTENT_LENGTH`).
     pub max_content_length: u64,
     /// Free disk space to keep beyond an upload and its expected output, in bytes.
@@ -145,6 +149,7 @@ impl Default for ServiceConfig {
             upload_folder: data.join("uploads"),
             processed_folder: data.join("processed"),
             database: Database::Sqlite(data.join("vsr.db")),
+            storage: None,
             max_content_length: 100 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             retention_seconds: 24 * 3600,
@@ -422,6 +427,7 @@ impl ServiceConfig {
             "VSR_MAX_CONCURRENT_PROBES",
             &mut http.max_concurrent_probes,
         )?;
+        self.apply_storage_env(&get)?;
         if let Some(v) = get("SECRET_KEY") {
             self.secret_key = Some(v);
         }
@@ -443,12 +449,68 @@ impl ServiceConfig {
         Ok(())
     }
 
+    /// `VSR_STORAGE` (`s3://bucket/prefix`, or `folders`), then the object store's
+    /// `VSR_S3_ENDPOINT`, `VSR_S3_REGION`, `VSR_S3_RETRY_SECONDS`, `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    fn apply_storage_env(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = get("VSR_STORAGE") {
+            self.set_storage(&v)
+                .map_err(|e| ConfigError::Env("VSR_STORAGE", e))?;
+        }
+        let Some(s3) = &mut self.storage else {
+            return Ok(());
+        };
+        if let Some(v) = get("VSR_S3_ENDPOINT") {
+            s3.endpoint = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("VSR_S3_REGION") {
+            s3.region = v.trim().to_string();
+        }
+        if let Some(v) = get("AWS_ACCESS_KEY_ID") {
+            s3.access_key_id = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("AWS_SECRET_ACCESS_KEY") {
+            s3.secret_access_key = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("VSR_S3_RETRY_SECONDS") {
+            s3.retry_seconds = v.trim().parse().map_err(|_| {
+                ConfigError::Env("VSR_S3_RETRY_SECONDS", format!("cannot parse {v:?}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Storage as `vsr worker --storage` and `VSR_STORAGE` name it: `folders`, or
+    /// `s3://bucket/prefix` (keeping the endpoint and keys already configured).
+    pub fn set_storage(&mut self, url: &str) -> Result<(), String> {
+        self.storage = match url.trim() {
+            "folders" => None,
+            url => {
+                let named = crate::storage::S3Config::from_url(url)
+                    .ok_or_else(|| format!("{url:?} is neither s3://bucket/prefix nor folders"))?;
+                let known = self.storage.take().unwrap_or_default();
+                Some(crate::storage::S3Config {
+                    bucket: named.bucket,
+                    prefix: named.prefix,
+                    ..known
+                })
+            }
+        };
+        Ok(())
+    }
+
     /// The effective values as TOML, secrets masked.
     pub fn to_toml_masked(&self) -> String {
         let mut shown = self.clone();
         shown.secret_key = shown.secret_key.as_ref().map(|_| "(set)".into());
         shown.api_keys = shown.api_keys.iter().map(|_| "(set)".into()).collect();
         shown.metrics_key = shown.metrics_key.as_ref().map(|_| "(set)".into());
+        if let Some(s3) = &mut shown.storage {
+            s3.secret_access_key = s3.secret_access_key.as_ref().map(|_| "(set)".into());
+        }
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }
@@ -492,6 +554,19 @@ mod tests {
             (file.http.header_timeout(), file.http.max_concurrent_probes),
             (Duration::from_secs(3), 1)
         );
+        c.apply_env(|k| match k {
+            "VSR_STORAGE" => Some("s3://media/vsr/".into()),
+            "VSR_S3_ENDPOINT" => Some("http://127.0.0.1:9000".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("hidden".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s3 = c.storage.clone().unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("media", "vsr"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(!c.to_toml_masked().contains("hidden"));
+        let bad = c.apply_env(|k| (k == "VSR_STORAGE").then(|| "ftp://x".to_string()));
+        assert!(matches!(bad, Err(ConfigError::Env("VSR_STORAGE", _))));
         let bad = c.apply_env(|k| (k == "VSR_PORT").then(|| "x".to_string()));
         assert!(matches!(bad, Err(ConfigError::Env("VSR_PORT", _))));
         assert!(toml::from_str::<ServiceConfig>("prot = 1").is_err());

@@ -1,7 +1,7 @@
 //! `vsr serve`: the HTTP API over a task store, with jobs run by worker processes.
 //! connection (listener) -> who is calling (auth) -> upload (api) -> queued task row (store)
 //! -> claimed by a worker process (supervisor, worker) -> video pipeline (vsr-media) -> result
-//! in PROCESSED_FOLDER -> download (api) -> expiry and orphan files (sweeper).
+//! in storage (files) -> download (api) -> expiry and orphan files (sweeper).
 //!
 //! [`serve`] runs it on a listener until a shutdown future completes (tests run it
 //! in-process); [`run`] is `vsr serve` itself.
@@ -9,9 +9,11 @@
 mod api;
 mod auth;
 pub mod config;
+pub mod files;
 mod listener;
 mod metrics;
 mod problem;
+pub mod storage;
 pub mod store;
 mod supervisor;
 mod sweeper;
@@ -34,6 +36,8 @@ pub struct App {
     pub base: Config,
     pub catalog: &'static Catalog,
     pub store: Arc<dyn TaskStore>,
+    /// Uploads and results: the storage every machine shares, and this machine's copies.
+    pub files: files::Files,
     pub keys: auth::Keys,
     /// Signs download links.
     pub secret: Vec<u8>,
@@ -87,6 +91,8 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
     #[error("worker: {0}")]
@@ -117,6 +123,8 @@ pub async fn serve(
         create_folder(dir)?;
     }
     let store = open_store(&config).await?;
+    let storage = storage::open(&config)?;
+    tracing::info!(storage = storage.describe(), "storage ready");
     sweeper::remove_stale_temporaries(&config.processed_folder);
     // Tasks a stopped server left running are queued afresh; queued ones wait in their rows.
     let requeued = store
@@ -149,6 +157,7 @@ pub async fn serve(
             .map(|k| auth::Keys::new(std::slice::from_ref(k))),
         secret,
         store,
+        files: files::Files::new(storage, &config),
         base,
         config,
         device: selection,
@@ -180,6 +189,14 @@ pub async fn serve(
         let _ = w.await;
     }
     Ok(())
+}
+
+/// Where models run, as health and the workers list show it: `cpu` or `cuda:N (name)`.
+pub(crate) fn device_name(selection: &vsr_cuda::Selection) -> String {
+    match &selection.device {
+        vsr_cuda::Device::Cpu => "cpu".to_string(),
+        vsr_cuda::Device::Cuda(gpu) => format!("cuda:{} ({})", gpu.index, gpu.name),
+    }
 }
 
 fn create_folder(path: &std::path::Path) -> Result<(), ServiceError> {

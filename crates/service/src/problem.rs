@@ -125,6 +125,18 @@ impl From<crate::store::StoreError> for Problem {
     }
 }
 
+impl From<crate::storage::StorageError> for Problem {
+    /// Storage that does not answer is a 503 to retry; a full disk a 507.
+    fn from(e: crate::storage::StorageError) -> Problem {
+        tracing::warn!(error = %e, "storage failed");
+        let detail = match e.code() {
+            Code::InsufficientStorage => "the server's storage is full",
+            _ => "the storage holding the files does not answer; try again shortly",
+        };
+        Problem::new(e.code(), detail)
+    }
+}
+
 /// A problem as clients receive it (RFC 9457), for the OpenAPI document.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ProblemBody {

@@ -14,6 +14,7 @@ use vsr_media::code::Code;
 use super::store::{AfterCrash, Outcome, Status, TaskError, TaskId, TaskStore, WorkerId};
 use super::AppState;
 use crate::config::ServiceConfig;
+use crate::files::Files;
 
 /// Environment variable carrying the effective service config to workers.
 pub const CONFIG_ENV: &str = "VSR_WORKER_CONFIG";
@@ -75,21 +76,26 @@ async fn fail_tasks_of(app: &AppState, pid: u32) {
         .running_on(WorkerId::local(pid))
         .await
         .unwrap_or_default();
-    after_deaths(app.store.as_ref(), &app.config, tasks).await;
+    after_deaths(app.store.as_ref(), &app.files, &app.config, tasks).await;
 }
 
 /// Tasks whose worker vanished without a trace (its machine off, the network cut): once
 /// their lease has lapsed, they are treated as their worker's death. Run by every server's
 /// sweeper and by idle workers of their own, so a cluster recovers whoever is left.
-pub async fn reclaim_lapsed(store: &dyn TaskStore, config: &ServiceConfig) {
+pub async fn reclaim_lapsed(store: &dyn TaskStore, files: &Files, config: &ServiceConfig) {
     match store.lapsed(crate::store::now_ms()).await {
-        Ok(tasks) => after_deaths(store, config, tasks).await,
+        Ok(tasks) => after_deaths(store, files, config, tasks).await,
         Err(e) => tracing::warn!(error = %e, "cannot look for lapsed leases"),
     }
 }
 
 /// Each task's worker died: it resumes, or fails after too many deaths.
-async fn after_deaths(store: &dyn TaskStore, config: &ServiceConfig, tasks: Vec<TaskId>) {
+async fn after_deaths(
+    store: &dyn TaskStore,
+    files: &Files,
+    config: &ServiceConfig,
+    tasks: Vec<TaskId>,
+) {
     let ended = |status, error| Outcome {
         status,
         error,
@@ -113,7 +119,7 @@ async fn after_deaths(store: &dyn TaskStore, config: &ServiceConfig, tasks: Vec<
             Ok(AfterCrash::Ended) => {}
             Ok(verdict) => {
                 if let Ok(Some(task)) = store.get(&id).await {
-                    task.remove_working_files();
+                    files.remove_working(&task).await;
                 }
                 if verdict == AfterCrash::Failed {
                     tracing::warn!(task = %id, "task failed: its workers kept dying")

@@ -19,14 +19,18 @@ pub async fn sweep_forever(app: AppState) {
 }
 
 pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> {
-    super::supervisor::reclaim_lapsed(app.store.as_ref(), &app.config).await;
+    super::supervisor::reclaim_lapsed(app.store.as_ref(), &app.files, &app.config).await;
     for task in app.store.expired(now_ms()).await? {
         // Marked first: a draft started meanwhile is not marked, and keeps its upload.
         if app.store.mark_expired(&task.id).await? {
-            task.remove_files();
+            app.files.remove_all(&task).await;
             tracing::info!(task = %task.id, "expired: files removed");
         }
     }
+    // Rows of workers silent for an hour: stopped without a word (killed, machine gone).
+    app.store
+        .forget_workers(None, now_ms() - 3600 * 1000)
+        .await?;
     let referenced = app.store.referenced_files().await?;
     for dir in [&app.config.upload_folder, &app.config.processed_folder] {
         remove_orphans(dir, &referenced, SystemTime::now());

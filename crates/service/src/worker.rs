@@ -5,6 +5,7 @@
 //! task's worker has not reached (each locked while worked on), so one long video uses every
 //! worker.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use vsr_media::video::pipeline::{self, Job, Progress, Segmenting, Summary};
 use vsr_media::video::PipelineError;
 
 use super::store::{
-    Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskStore, WorkerId,
+    Outcome, Report, Stage, Status, StoreError, Task, TaskError, TaskId, TaskStore, WorkerId,
+    WorkerInfo,
 };
 use crate::config::ServiceConfig;
+use crate::files::Files;
 use crate::ServiceError;
 
 /// How often progress is written and cancel requests are read.
@@ -62,10 +65,14 @@ struct Worker {
     base: Arc<Config>,
     config: Arc<ServiceConfig>,
     store: Arc<dyn TaskStore>,
+    /// The tasks' files: fetched, sent and dropped here when storage is an object store.
+    files: Arc<Files>,
     /// Set on SIGTERM: the running task stops and goes back to the queue.
     shutdown: Arc<AtomicBool>,
     /// Who this worker is to the store, which records who holds a task by it.
     id: WorkerId,
+    /// The task it runs now, for its heartbeat.
+    current: Arc<std::sync::Mutex<Option<TaskId>>>,
 }
 
 /// How a worker was started.
@@ -96,6 +103,7 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
         Mode::Standalone => WorkerId::standalone(),
     };
     let store = crate::open_store(&config).await?;
+    let files = Arc::new(Files::new(crate::storage::open(&config)?, &config));
     let shutdown = Arc::new(AtomicBool::new(false));
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -115,14 +123,39 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
         base: Arc::new(base),
         config: Arc::new(config),
         store,
+        files,
         shutdown,
         id,
+        current: Default::default(),
     };
-    tracing::info!(?mode, worker = %id, database = %worker.config.database, "worker ready");
+    let beating = tokio::spawn(heartbeat(
+        worker.store.clone(),
+        WorkerInfo {
+            id,
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            device: crate::device_name(&vsr_media::enhance::select_device(worker.config.device)?),
+            standalone: mode == Mode::Standalone,
+            task: None,
+            started_at: crate::store::now_ms(),
+            seen_at: 0,
+        },
+        worker.current.clone(),
+    ));
+    tracing::info!(
+        ?mode,
+        worker = %id,
+        database = %worker.config.database,
+        storage = worker.files.storage.describe(),
+        "worker ready"
+    );
     let mut last_reclaim = std::time::Instant::now();
     while !worker.shutdown.load(Ordering::Relaxed) {
         if mode == Mode::Standalone && last_reclaim.elapsed() > RECLAIM {
-            crate::supervisor::reclaim_lapsed(worker.store.as_ref(), &worker.config).await;
+            crate::supervisor::reclaim_lapsed(worker.store.as_ref(), &worker.files, &worker.config)
+                .await;
             last_reclaim = std::time::Instant::now();
         }
         let lease = worker.config.lease_from_now();
@@ -130,12 +163,14 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
             Ok(Some(task)) => {
                 let span = tracing::info_span!("task", task = %task.id);
                 let id = task.id.clone();
+                *worker.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
                 // The store failed to record the outcome: put the task back for another try
                 // (if the store answers) rather than lose the worker.
                 if let Err(e) = run_task(&worker, task).instrument(span).await {
                     tracing::error!(task = %id, error = %e, "cannot record the task's outcome");
                     let _ = worker.store.release(&id, worker.id).await;
                 }
+                *worker.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             Ok(None) => {
                 if !help_a_task(&worker).await {
@@ -148,23 +183,58 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
             }
         }
     }
+    beating.abort();
+    let _ = worker.store.forget_workers(Some(id), 0).await;
     tracing::info!(worker = %id, "worker stopped");
     Ok(())
 }
 
+/// Writes the worker's heartbeat every [`crate::store::HEARTBEAT`] for as long as it runs.
+async fn heartbeat(
+    store: Arc<dyn TaskStore>,
+    mut info: WorkerInfo,
+    current: Arc<std::sync::Mutex<Option<TaskId>>>,
+) {
+    loop {
+        info.seen_at = crate::store::now_ms();
+        info.task = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(e) = store.heartbeat(&info).await {
+            tracing::warn!(error = %e, "cannot record the heartbeat");
+        }
+        tokio::time::sleep(crate::store::HEARTBEAT).await;
+    }
+}
+
 async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
-    tracing::info!(input = %task.input_path.display(), models = ?task.models, "task started");
+    tracing::info!(input = %task.input_key, models = ?task.models, "task started");
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
+    let fetched = fetch(&worker.files, &task).await;
+    // With an object store, finished segments are sent as they come: another machine
+    // resumes from them if this one vanishes.
+    let saver = (!worker.files.in_place()).then(|| {
+        let (files, task) = (worker.files.clone(), task.clone());
+        tokio::spawn(async move {
+            let mut sent = std::collections::HashSet::new();
+            loop {
+                tokio::time::sleep(SAVE_WORK).await;
+                if let Err(e) = files.save_work(&task, &mut sent).await {
+                    tracing::warn!(error = %e, "cannot store finished segments yet; retrying");
+                }
+            }
+        })
+    });
     let blocking = {
-        let (base, config, task, cancel) = (
+        let (base, config, files, task, cancel) = (
             worker.base.clone(),
             worker.config.clone(),
+            worker.files.clone(),
             task.clone(),
             cancel.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            upscale(&base, &config, &task, &cancel, &mut |p| {
+            fetched?;
+            upscale(&base, &config, &files, &task, &cancel, &mut |p| {
                 tx.send_replace(Some(p.clone()));
             })
         })
@@ -206,6 +276,21 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             }
         }
     };
+    if let Some(saver) = saver {
+        saver.abort();
+    }
+    // The result goes to storage before the task is recorded complete.
+    let result = match result {
+        Ok(summary) => match worker.files.store_output(&task).await {
+            Ok(bytes) => Ok((summary, bytes)),
+            Err(e) => Err(Failure::private(
+                e.code(),
+                "the result could not be stored; try again later",
+                e,
+            )),
+        },
+        Err(f) => Err(f),
+    };
     let store = &worker.store;
     let ended = |status, error| Outcome {
         status,
@@ -214,12 +299,10 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
         output_bytes: None,
     };
     match result {
-        Ok(summary) => {
+        Ok((summary, bytes)) => {
             let frames = summary.frames;
             let resumed = summary.resumed_frames;
-            let bytes = std::fs::metadata(&task.output_path)
-                .map(|m| m.len() as i64)
-                .ok();
+            let bytes = Some(bytes as i64);
             let last = rx.borrow().clone();
             if let Some(p) = last {
                 let report = Report {
@@ -238,32 +321,76 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 ..ended(Status::Completed, None)
             };
             durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
+            worker.files.remove_work(&task).await;
+            worker.files.drop_copies(&task);
             tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
+            save_before_leaving(&worker.files, &task).await;
             durably("release", || store.release(&task.id, worker.id)).await?;
             tracing::info!("worker stopping; task returned to the queue");
         }
         Err(f) if f.error.code == Code::Cancelled => {
             let outcome = ended(Status::Cancelled, None);
             durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
-            task.remove_working_files();
+            worker.files.remove_working(&task).await;
             tracing::info!("task cancelled");
         }
-        Err(f) if f.error.code == Code::InsufficientStorage => {
+        Err(f)
+            if matches!(
+                f.error.code,
+                Code::InsufficientStorage | Code::StorageUnavailable
+            ) =>
+        {
             // The finished segments stay (until expiry) for a retry once there is room.
-            tracing::warn!(error = %f.detail, "task failed: the disk is full");
+            tracing::warn!(error = %f.detail, "task failed: no room or no storage");
+            save_before_leaving(&worker.files, &task).await;
             let outcome = ended(Status::Failed, Some(f.error));
             durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
+            worker.files.drop_copies(&task);
         }
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
             let outcome = ended(Status::Failed, Some(f.error));
             durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
-            task.remove_working_files();
+            worker.files.remove_working(&task).await;
         }
     }
     Ok(())
+}
+
+/// How often a worker with an object store sends the segments it finished.
+const SAVE_WORK: Duration = Duration::from_secs(1);
+
+/// Brings the task's upload and the segments other machines finished to this machine (with
+/// folders they are here already).
+async fn fetch(files: &Files, task: &Task) -> Result<(), Failure> {
+    let storage = |e: crate::storage::StorageError| {
+        Failure::private(
+            e.code(),
+            "the task's files could not be fetched from storage",
+            e,
+        )
+    };
+    if files.fetch_input(task).await.map_err(storage)?.is_none() {
+        return Err(Failure::public(
+            Code::Expired,
+            "the upload is no longer stored".into(),
+        ));
+    }
+    let restored = files.restore_work(task).await.map_err(storage)?;
+    if restored > 0 {
+        tracing::info!(files = restored, "fetched the work another worker stored");
+    }
+    Ok(())
+}
+
+/// Sends the finished segments before this worker lets the task go, so the next resumes.
+async fn save_before_leaving(files: &Files, task: &Task) {
+    if let Err(e) = files.save_work(task, &mut Default::default()).await {
+        tracing::warn!(error = %e, "cannot store the finished segments");
+    }
+    files.drop_copies(task);
 }
 
 /// Ends a task whose pipeline did not stop in time: records the outcome, removes the task's
@@ -281,10 +408,10 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             output_bytes: None,
         };
         let _ = worker.store.finish(&task.id, worker.id, &outcome).await;
-        task.remove_working_files();
+        worker.files.remove_working(task).await;
         tracing::info!("task cancelled mid-frame; worker restarting");
     }
-    for temp in vsr_media::video::pipeline::temporaries(&task.output_path) {
+    for temp in vsr_media::video::pipeline::temporaries(&worker.files.output(task)) {
         let _ = std::fs::remove_file(temp);
     }
     std::process::exit(0)
@@ -361,11 +488,16 @@ fn load(base: &Config, config: &ServiceConfig, task: &Task) -> Result<Enhancer, 
 
 /// The pipeline job of a task: every worker that works on it builds the same one (so the
 /// same key and work directory).
-fn job<'a>(config: &ServiceConfig, task: &'a Task, enhancer: &'a Enhancer) -> Job<'a> {
+fn job<'a>(
+    config: &ServiceConfig,
+    task: &'a Task,
+    (input, output): (&'a Path, &'a Path),
+    enhancer: &'a Enhancer,
+) -> Job<'a> {
     let codec = task.settings.codec.unwrap_or(Codec::H264);
     Job {
-        input: &task.input_path,
-        output: &task.output_path,
+        input,
+        output,
         enhancer,
         encode: EncodeSettings {
             codec,
@@ -388,42 +520,50 @@ fn job<'a>(config: &ServiceConfig, task: &'a Task, enhancer: &'a Enhancer) -> Jo
 fn upscale(
     base: &Config,
     config: &ServiceConfig,
+    files: &Files,
     task: &Task,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Summary, Failure> {
     let enhancer = load(base, config, task)?;
+    let (input, output) = (files.input(task), files.output(task));
     Ok(pipeline::run(
-        &job(config, task, &enhancer),
+        &job(config, task, (&input, &output), &enhancer),
         progress,
         cancel,
     )?)
 }
 
 /// Helps with the oldest running task that has segments nobody holds; whether there was one.
+/// Only workers that share the task's folders can: segments are claimed by file locks there.
 async fn help_a_task(worker: &Worker) -> bool {
+    if !worker.files.in_place() {
+        return false;
+    }
     let tasks = match worker.store.processing().await {
         Ok(t) => t,
         Err(_) => return false,
     };
     let Some(task) = tasks
         .into_iter()
-        .find(|t| vsr_media::video::segment::has_free_segments(&t.output_path))
+        .find(|t| vsr_media::video::segment::has_free_segments(&worker.files.output(t)))
     else {
         return false;
     };
     let span = tracing::info_span!("help", task = %task.id);
     let cancel = Arc::new(AtomicBool::new(false));
     let blocking = {
-        let (base, config, task, cancel) = (
+        let (base, config, files, task, cancel) = (
             worker.base.clone(),
             worker.config.clone(),
+            worker.files.clone(),
             task.clone(),
             cancel.clone(),
         );
         tokio::task::spawn_blocking(move || {
             let enhancer = load(&base, &config, &task)?;
-            let job = job(&config, &task, &enhancer);
+            let (input, output) = (files.input(&task), files.output(&task));
+            let job = job(&config, &task, (&input, &output), &enhancer);
             Ok::<u64, Failure>(pipeline::help(&job, &mut |_| {}, &cancel)?)
         })
     };

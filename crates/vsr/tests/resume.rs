@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::ok;
+use common::framemd5;
 use common::server::{children_of, id, terminal, Server};
 use serde_json::{json, Value};
 
@@ -22,23 +22,6 @@ const SEGMENT_FRAMES: u64 = 50;
 /// Lossless output, so that decoded frames compare exactly.
 fn settings() -> Value {
     json!({"scale": 2, "quality": "fast", "crf": 0})
-}
-
-/// The decoded frames of a video, one checksum line each.
-fn framemd5(file: &Path) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    ok(&out);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Runs `clip` to completion on a fresh server with `env`; the result's frames.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ffmpeg, ffprobe, ok, start_times, upscale};
+use common::{ffmpeg, ffprobe, framemd5, ok, start_times, upscale};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,23 +30,6 @@ fn frame_times(file: &Path) -> Vec<f64> {
         .collect();
     t.sort_by(f64::total_cmp);
     t
-}
-
-/// The decoded frames, one checksum line each (pts, size and pixels' MD5).
-fn framemd5(file: &Path) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
 }
 
 fn assert_same_times(name: &str, source: &Path, out: &Path) {

@@ -602,6 +602,29 @@ fn meta_endpoints_and_config() {
         health["device_reason"].as_str().unwrap().contains("CPU"),
         "{health}"
     );
+    // The server's own worker registers by its heartbeat, in health and in the workers list.
+    let started = Instant::now();
+    let workers = loop {
+        let (code, list) = server.get("/api/workers");
+        assert_eq!(code, 200, "{list}");
+        if !list["workers"].as_array().unwrap().is_empty() {
+            break list;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{list}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let worker = &workers["workers"][0];
+    assert_eq!(
+        (&worker["device"], &worker["standalone"], &worker["task"]),
+        (&json!("cpu"), &json!(false), &Value::Null),
+        "{workers}"
+    );
+    let (_, health) = server.get("/healthz");
+    assert_eq!(
+        health["live_workers"].as_array().unwrap().len(),
+        1,
+        "{health}"
+    );
     let metrics = server
         .client
         .get(server.url("/metrics"))

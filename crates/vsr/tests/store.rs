@@ -74,7 +74,7 @@ impl Relay {
 
 #[test]
 fn database_cut_off_mid_run_answers_503_then_completes() {
-    let direct = new_database("outage");
+    let direct = common::new_database("outage");
     // postgres://vsr@HOST:PORT/NAME, reached through the relay instead.
     let (host, name) = direct
         .split_once('@')
@@ -114,28 +114,6 @@ fn database_cut_off_mid_run_answers_503_then_completes() {
     assert_eq!(done["currentFrame"], 300, "{done}");
 }
 
-/// A fresh database of its own on the test server; its URL.
-fn new_database(prefix: &str) -> String {
-    let server_url = std::env::var("VSR_TEST_POSTGRES")
-        .expect("VSR_TEST_POSTGRES is not set: run under tools/with_postgres.sh (make test does)");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("vsr_{prefix}_{}_{nanos}", std::process::id());
-    let created = std::process::Command::new("psql")
-        .args([
-            server_url.as_str(),
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let (base, _) = server_url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 /// A worker on its own (`vsr worker --database URL`, no server beside it), from `cwd`.
 fn standalone_worker(
     cwd: &std::path::Path,
@@ -161,7 +139,7 @@ fn standalone_worker(
 /// lapses, when another worker takes it over and resumes after the finished segments.
 #[test]
 fn standalone_workers_take_over_a_vanished_one() {
-    let database = new_database("workers");
+    let database = common::new_database("workers");
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     common::keyframed_clip(&clip, "64x36", 10, 60);

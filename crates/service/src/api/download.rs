@@ -54,16 +54,15 @@ pub async fn download(
             ))
         }
     }
-    if !task.output_path.is_file() {
+    // With an object store, this server serves its own copy (fetched once): ranges,
+    // conditional requests and HEAD then work as for a local file.
+    let Some(path) = app.files.fetch_output(&task).await? else {
         return Err(Problem::new(
             Code::Expired,
             format!("the result of task {id} is no longer stored"),
         ));
-    }
-    let ext = task
-        .output_path
-        .extension()
-        .map_or("mp4".into(), |e| e.to_string_lossy().into_owned());
+    };
+    let ext = task.output_key.ext().to_string();
     let stem = std::path::Path::new(&task.input_name)
         .file_stem()
         .map_or("video".into(), |s| s.to_string_lossy().into_owned());
@@ -86,7 +85,7 @@ pub async fn download(
     };
     // Ranges, conditional requests and HEAD are tower-http's `ServeFile`.
     let mime = mime.parse().expect("a valid mime type");
-    let mut response = ServeFile::new_with_mime(&task.output_path, &mime)
+    let mut response = ServeFile::new_with_mime(&path, &mime)
         .oneshot(request)
         .await
         .map_err(Problem::internal)?

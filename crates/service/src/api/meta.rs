@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
-use vsr_cuda::Device;
 use vsr_media::settings::{Preset, SCALES};
 
 use super::ROUTES;
@@ -97,22 +96,74 @@ pub struct Health {
     /// Tasks waiting (-1 when the store does not answer).
     pub queued: i64,
     pub workers: usize,
+    /// Workers anywhere whose heartbeat is recent (this server's and those on their own).
+    pub live_workers: Vec<WorkerView>,
     /// Where models run: `cpu` or `cuda:N (name)`.
     pub device: String,
     pub device_reason: String,
     pub version: String,
 }
 
+/// A worker whose heartbeat is recent.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Where it runs models.
+    pub device: String,
+    /// Started on its own (`vsr worker --database`) rather than by a server.
+    pub standalone: bool,
+    /// The task it is running.
+    pub task: Option<String>,
+    /// When it started and when its last heartbeat came (ms since the Unix epoch).
+    pub started_at: i64,
+    pub last_heartbeat: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkersView {
+    pub workers: Vec<WorkerView>,
+}
+
+/// Workers whose heartbeat came within a few beats (empty when the store does not answer).
+async fn live_workers(app: &AppState) -> Result<Vec<WorkerView>, crate::store::StoreError> {
+    let since = crate::store::now_ms() - 3 * crate::store::HEARTBEAT.as_millis() as i64;
+    Ok(app
+        .store
+        .workers(since)
+        .await?
+        .into_iter()
+        .map(|w| WorkerView {
+            id: w.id.to_string(),
+            host: w.host,
+            device: w.device,
+            standalone: w.standalone,
+            task: w.task.map(|t| t.to_string()),
+            started_at: w.started_at,
+            last_heartbeat: w.seen_at,
+        })
+        .collect())
+}
+
+/// `GET /api/workers`: every live worker, on any machine.
+pub async fn workers(
+    State(app): State<AppState>,
+) -> Result<Json<WorkersView>, crate::problem::Problem> {
+    Ok(Json(WorkersView {
+        workers: live_workers(&app).await?,
+    }))
+}
+
 pub async fn health(State(app): State<AppState>) -> Json<Health> {
     let db = app.store.count_waiting().await;
     Json(Health {
+        live_workers: live_workers(&app).await.unwrap_or_default(),
         status: if db.is_ok() { "ok" } else { "degraded" }.into(),
         queued: db.unwrap_or(-1),
         workers: app.config.workers,
-        device: match &app.device.device {
-            Device::Cpu => "cpu".to_string(),
-            Device::Cuda(gpu) => format!("cuda:{} ({})", gpu.index, gpu.name),
-        },
+        device: crate::device_name(&app.device),
         device_reason: app.device.reason.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
     })

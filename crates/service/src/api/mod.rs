@@ -171,6 +171,13 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/workers",
+        summary: "Live workers on every machine: host, device, task, last heartbeat",
+        responses: &[(200, "workers"), (503, "the task store does not answer")],
+        body: Some(meta::schema::<meta::WorkersView>),
+    },
+    Route {
+        method: "get",
         path: "/api/openapi.json",
         summary: "This description",
         responses: &[(200, "OpenAPI 3.1")],
@@ -229,6 +236,7 @@ fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/api/tasks") => get(tasks::list),
         ("delete", "/api/tasks/{id}") => delete(tasks::delete),
         ("get", "/api/models") => get(meta::models),
+        ("get", "/api/workers") => get(meta::workers),
         ("get", "/api/openapi.json") => get(meta::openapi),
         ("get", "/healthz") => get(meta::health),
         ("get", "/metrics") => get(meta::metrics),

@@ -78,7 +78,7 @@ pub async fn preview(
     let _probe = app.probe_slot().await?;
     let started = Instant::now();
     let (input, base, settings) = (
-        task.input_path.clone(),
+        stored(app.files.fetch_input(&task).await?, &id)?,
         app.base.clone(),
         checked.settings.clone(),
     );
@@ -130,7 +130,8 @@ pub async fn frames(
     let time = frame_time(q.time, &task)?;
     let _probe = app.probe_slot().await?;
     let limits = app.config.limits.clone();
-    let (input, output) = (task.input_path.clone(), task.output_path.clone());
+    let input = stored(app.files.fetch_input(&task).await?, &id)?;
+    let output = stored(app.files.fetch_output(&task).await?, &id)?;
     let (before, after) = tokio::task::spawn_blocking(move || {
         Ok::<_, Problem>((
             source_frame(&input, &limits, time)?,
@@ -140,6 +141,16 @@ pub async fn frames(
     .await
     .map_err(Problem::internal)??;
     Ok(Json(comparison(&id, time, &before, &after)))
+}
+
+/// A file of task `id` that storage no longer holds (removed at expiry) is `expired`.
+fn stored(file: Option<std::path::PathBuf>, id: &str) -> Result<std::path::PathBuf, Problem> {
+    file.ok_or_else(|| {
+        Problem::new(
+            Code::Expired,
+            format!("the files of task {id} are no longer stored"),
+        )
+    })
 }
 
 /// The time asked for, which must lie within the video; the middle if none was asked for.

@@ -146,7 +146,7 @@ pub async fn cancel(
     }
     let now = stop(&app, &task).await?;
     if now.status.is_terminal() {
-        now.remove_working_files();
+        app.files.remove_working(&now).await;
     }
     Ok(Json(task_view(&app, &now)))
 }
@@ -162,7 +162,7 @@ pub async fn delete(
         stop(&app, &task).await?;
     }
     app.store.delete(&task.id).await?;
-    task.remove_files();
+    app.files.remove_all(&task).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -29,6 +29,7 @@ use super::view::{task_view, TaskView};
 use crate::auth::Owner;
 use crate::config::HttpLimits;
 use crate::problem::Problem;
+use crate::storage::Key;
 use crate::store::{now_ms, InputFacts, Stage, Status, Task, TaskId};
 use crate::AppState;
 
@@ -64,8 +65,8 @@ const KNOWN_EXTENSIONS: &[&str] = &[
 struct Form {
     settings_text: Option<String>,
     draft: bool,
-    /// Where the video was stored, and its name as the client gave it.
-    video: (PathBuf, String),
+    /// The video's key (received at its local file), and its name as the client gave it.
+    video: (Key, String),
 }
 
 /// Longest stretch of body a part's headers may take (they are a few hundred bytes; the
@@ -196,7 +197,8 @@ pub async fn upload(
                 format!("the upload did not arrive within {} s", deadline.as_secs()),
             )
         })??;
-    let (input_path, input_name) = form.video;
+    let (input_key, input_name) = form.video;
+    let input_path = app.files.upload_file(&input_key);
     let draft = form.draft;
 
     let settings = parse_settings(form.settings_text.as_deref())?;
@@ -218,7 +220,7 @@ pub async fn upload(
     };
     let checked = check_settings(&app, settings, &input).await?;
     check_room_for_result(&app, info.size_bytes, &input, checked.output_size)?;
-    let ext = if input_path.extension().is_some_and(|e| e == "mkv") {
+    let ext = if input_key.ext() == "mkv" {
         "mkv"
     } else {
         "mp4"
@@ -233,8 +235,8 @@ pub async fn upload(
         notes: checked.notes,
         settings: checked.settings,
         input_name,
-        input_path: input_path.clone(),
-        output_path: app.config.processed_folder.join(format!("{id}.{ext}")),
+        input_key,
+        output_key: Key::new(&id, ext),
         input,
         output_size: checked.output_size,
         current_frame: 0,
@@ -251,7 +253,13 @@ pub async fn upload(
         expires_at: draft.then(|| app.config.expiry_from_now()),
         output_bytes: None,
     };
-    match app.store.insert(&task, idempotency_key.as_deref()).await {
+    // Stored before the row exists: a queued task's upload is where any worker finds it.
+    app.files.store_input(&task).await?;
+    let inserted = app.store.insert(&task, idempotency_key.as_deref()).await;
+    if inserted.is_err() && !app.files.in_place() {
+        app.files.remove_working(&task).await;
+    }
+    match inserted {
         Ok(()) => {}
         // The same key raced in twice: answer with the task that won.
         Err(_) if idempotency_key.is_some() => {
@@ -321,7 +329,8 @@ async fn receive(
                     .map(|e| e.to_string_lossy().to_ascii_lowercase())
                     .filter(|e| KNOWN_EXTENSIONS.contains(&e.as_str()))
                     .unwrap_or_else(|| "mp4".into());
-                let path = app.config.upload_folder.join(format!("{id}.{ext}"));
+                let key = Key::new(id, &ext);
+                let path = app.files.upload_file(&key);
                 guard.0 = Some(path.clone());
                 let mut file = tokio::fs::File::create(&path)
                     .await
@@ -336,7 +345,7 @@ async fn receive(
                 }
                 file.flush().await.map_err(Problem::internal)?;
                 app.metrics.count_upload(written);
-                video = Some((path, name));
+                video = Some((key, name));
             }
             // Unknown parts are read past, never kept; the whole-body limit bounds them.
             _ => while within(idle, field.chunk()).await?.is_some() {},

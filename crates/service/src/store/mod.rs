@@ -9,12 +9,13 @@ mod sqlite;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use vsr_media::code::Code;
 use vsr_media::settings::Settings;
+
+use crate::storage::Key;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -201,8 +202,10 @@ pub struct Task {
     pub models: Vec<String>,
     pub notes: Vec<String>,
     pub input_name: String,
-    pub input_path: PathBuf,
-    pub output_path: PathBuf,
+    /// The upload, in storage.
+    pub input_key: Key,
+    /// The result, in storage (there once the task completed).
+    pub output_key: Key,
     pub input: InputFacts,
     pub output_size: (u32, u32),
     pub current_frame: u64,
@@ -222,19 +225,6 @@ pub struct Task {
 }
 
 impl Task {
-    /// Removes what only an unfinished task needs: the upload, and the segments kept for a
-    /// resume (a task that ended without a result, or is deleted).
-    pub fn remove_working_files(&self) {
-        let _ = std::fs::remove_file(&self.input_path);
-        vsr_media::video::pipeline::remove_work(&self.output_path);
-    }
-
-    /// Removes every file of the task.
-    pub fn remove_files(&self) {
-        self.remove_working_files();
-        let _ = std::fs::remove_file(&self.output_path);
-    }
-
     pub fn progress(&self) -> f64 {
         match self.status {
             Status::Completed | Status::Expired => 100.0,
@@ -287,6 +277,26 @@ impl fmt::Display for WorkerId {
         write!(f, "{}", self.0)
     }
 }
+
+/// A worker as its heartbeat describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    /// The machine it runs on.
+    pub host: String,
+    /// Where it runs models (`cpu`, `cuda:0 (NVIDIA H200)`).
+    pub device: String,
+    /// Started on its own (`vsr worker --database`), not by a server beside it.
+    pub standalone: bool,
+    /// The task it is running.
+    pub task: Option<TaskId>,
+    pub started_at: i64,
+    /// Its last heartbeat (ms).
+    pub seen_at: i64,
+}
+
+/// How often a worker writes its heartbeat.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What became of a task whose worker died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,6 +505,17 @@ pub trait TaskStore: Send + Sync {
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError>;
 
     async fn delete(&self, id: &TaskId) -> Result<(), StoreError>;
+
+    /// Records that the worker is alive and what it is doing.
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), StoreError>;
+
+    /// Workers whose last heartbeat is at or after `since` (ms), oldest first.
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerInfo>, StoreError>;
+
+    /// Forgets the worker (it stopped), or every worker silent since before `before` when
+    /// `worker` is `None`.
+    async fn forget_workers(&self, worker: Option<WorkerId>, before: i64)
+        -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
@@ -502,8 +523,9 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn task(status: Status, created_at: i64) -> Task {
+        let id = TaskId::new();
         Task {
-            id: TaskId::new(),
+            id: id.clone(),
             owner: None,
             status,
             stage: Stage::from(status),
@@ -511,8 +533,8 @@ pub(crate) mod tests {
             models: vec![],
             notes: vec![],
             input_name: "in.mp4".into(),
-            input_path: "in.mp4".into(),
-            output_path: "out.mp4".into(),
+            input_key: Key::new(&id, "mp4"),
+            output_key: Key::new(&id, "mkv"),
             input: Default::default(),
             output_size: (2, 2),
             current_frame: 0,

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use super::row::{file_names, json, parse_id, status_counts, task};
 use super::{
     now_ms, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore, WorkerId,
+    WorkerInfo,
 };
 
 /// The migrations, compiled in.
@@ -117,7 +118,7 @@ impl TaskStore for PostgresStore {
     async fn insert(&self, t: &Task, idempotency_key: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tasks (id, owner, idempotency_key, status, stage, settings, models, notes,
-             input_name, input_path, output_path, input, out_width, out_height, total_frames, created_at,
+             input_name, input_key, output_key, input, out_width, out_height, total_frames, created_at,
              expires_at, queued_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
@@ -130,8 +131,8 @@ impl TaskStore for PostgresStore {
         .bind(json(&t.models))
         .bind(json(&t.notes))
         .bind(&t.input_name)
-        .bind(t.input_path.to_string_lossy())
-        .bind(t.output_path.to_string_lossy())
+        .bind(t.input_key.as_str())
+        .bind(t.output_key.as_str())
         .bind(json(&t.input))
         .bind(i64::from(t.output_size.0))
         .bind(i64::from(t.output_size.1))
@@ -421,7 +422,7 @@ impl TaskStore for PostgresStore {
 
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError> {
         let paths: Vec<(String, String)> =
-            sqlx::query_as("SELECT input_path, output_path FROM tasks WHERE status <> $1")
+            sqlx::query_as("SELECT input_key, output_key FROM tasks WHERE status <> $1")
                 .bind(Status::Expired.as_str())
                 .fetch_all(&self.pool)
                 .await?;
@@ -431,6 +432,48 @@ impl TaskStore for PostgresStore {
     async fn delete(&self, id: &TaskId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tasks WHERE id = $1")
             .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, host, device, standalone, task_id, started_at, seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET task_id = excluded.task_id, seen_at = excluded.seen_at",
+        )
+        .bind(w.id.get())
+        .bind(&w.host)
+        .bind(&w.device)
+        .bind(i64::from(w.standalone))
+        .bind(w.task.as_ref().map(TaskId::as_str))
+        .bind(w.started_at)
+        .bind(w.seen_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, host, device, standalone, task_id, started_at, seen_at FROM workers
+             WHERE seen_at >= $1 ORDER BY started_at, id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(super::row::worker).collect()
+    }
+
+    async fn forget_workers(
+        &self,
+        worker: Option<WorkerId>,
+        before: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1 OR seen_at < $2")
+            .bind(worker.map(WorkerId::get))
+            .bind(if worker.is_some() { i64::MIN } else { before })
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -1,14 +1,14 @@
 //! A task row read back, whatever the backend: the columns are the same in every schema, so
 //! one function decodes them for all (sqlx's `Row` over any database whose types decode).
 
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Serialize;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use vsr_media::code::Code;
 
-use super::{Status, StoreError, Task, TaskError, TaskId};
+use super::{Status, StoreError, Task, TaskError, TaskId, WorkerId, WorkerInfo};
+use crate::storage::Key;
 
 /// A value as the JSON text stored in its column.
 pub(super) fn json<T: Serialize>(v: &T) -> String {
@@ -55,6 +55,9 @@ where
     {
         text.parse().map_err(|e: T::Err| e.to_string())
     }
+    fn key(text: String) -> Result<Key, String> {
+        Key::from_stored(&text).ok_or_else(|| format!("{text:?} names no file of ours"))
+    }
     fn from_json<T: serde::de::DeserializeOwned>(text: String) -> Result<T, String> {
         serde_json::from_str(&text).map_err(|e| e.to_string())
     }
@@ -66,8 +69,8 @@ where
         models: from_json(text("models")?).map_err(|e| corrupt("models", e))?,
         notes: from_json(text("notes")?).map_err(|e| corrupt("notes", e))?,
         input_name: text("input_name")?,
-        input_path: PathBuf::from(text("input_path")?),
-        output_path: PathBuf::from(text("output_path")?),
+        input_key: key(text("input_key")?).map_err(|e| corrupt("input_key", e))?,
+        output_key: key(text("output_key")?).map_err(|e| corrupt("output_key", e))?,
         input: from_json(text("input")?).map_err(|e| corrupt("input", e))?,
         output_size: (int("out_width")? as u32, int("out_height")? as u32),
         current_frame: int("current_frame")? as u64,
@@ -86,6 +89,27 @@ where
     })
 }
 
+/// Reads a row of `workers`.
+pub(super) fn worker<'r, R>(r: &'r R) -> Result<WorkerInfo, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let task: Option<String> = r.try_get("task_id")?;
+    Ok(WorkerInfo {
+        id: WorkerId(r.try_get("id")?),
+        host: r.try_get("host")?,
+        device: r.try_get("device")?,
+        standalone: r.try_get::<i64, _>("standalone")? != 0,
+        task: task.as_deref().map(parse_id).transpose()?,
+        started_at: r.try_get("started_at")?,
+        seen_at: r.try_get("seen_at")?,
+    })
+}
+
 /// `(status, count)` rows, typed.
 pub(super) fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(Status, i64)>, StoreError> {
     rows.into_iter()
@@ -98,13 +122,9 @@ pub(super) fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(Status, i64
         .collect()
 }
 
-/// The file names (without folder) of `(input_path, output_path)` rows.
+/// The keys in `(input_key, output_key)` rows (older rows hold paths: their file names).
 pub(super) fn file_names(rows: Vec<(String, String)>) -> std::collections::HashSet<String> {
-    let name = |p: &str| {
-        std::path::Path::new(p)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-    };
+    let name = |p: &str| Key::from_stored(p).map(|k| k.as_str().to_string());
     rows.iter()
         .flat_map(|(input, output)| [name(input), name(output)])
         .flatten()

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use super::row::{file_names, json, parse_id, status_counts, task};
 use super::{
     now_ms, Outcome, Report, Stage, Status, StoreError, Task, TaskId, TaskStore, WorkerId,
+    WorkerInfo,
 };
 
 /// The migrations, compiled in.
@@ -118,7 +119,7 @@ impl TaskStore for SqliteStore {
     async fn insert(&self, t: &Task, idempotency_key: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tasks (id, owner, idempotency_key, status, stage, settings, models, notes,
-             input_name, input_path, output_path, input, out_width, out_height, total_frames, created_at,
+             input_name, input_key, output_key, input, out_width, out_height, total_frames, created_at,
              expires_at, queued_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -131,8 +132,8 @@ impl TaskStore for SqliteStore {
         .bind(json(&t.models))
         .bind(json(&t.notes))
         .bind(&t.input_name)
-        .bind(t.input_path.to_string_lossy())
-        .bind(t.output_path.to_string_lossy())
+        .bind(t.input_key.as_str())
+        .bind(t.output_key.as_str())
         .bind(json(&t.input))
         .bind(t.output_size.0)
         .bind(t.output_size.1)
@@ -415,7 +416,7 @@ impl TaskStore for SqliteStore {
 
     async fn referenced_files(&self) -> Result<HashSet<String>, StoreError> {
         let paths: Vec<(String, String)> =
-            sqlx::query_as("SELECT input_path, output_path FROM tasks WHERE status <> ?")
+            sqlx::query_as("SELECT input_key, output_key FROM tasks WHERE status <> ?")
                 .bind(Status::Expired.as_str())
                 .fetch_all(&self.pool)
                 .await?;
@@ -425,6 +426,48 @@ impl TaskStore for SqliteStore {
     async fn delete(&self, id: &TaskId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tasks WHERE id = ?")
             .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, host, device, standalone, task_id, started_at, seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET task_id = excluded.task_id, seen_at = excluded.seen_at",
+        )
+        .bind(w.id.get())
+        .bind(&w.host)
+        .bind(&w.device)
+        .bind(i64::from(w.standalone))
+        .bind(w.task.as_ref().map(TaskId::as_str))
+        .bind(w.started_at)
+        .bind(w.seen_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, host, device, standalone, task_id, started_at, seen_at FROM workers
+             WHERE seen_at >= ? ORDER BY started_at, id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(super::row::worker).collect()
+    }
+
+    async fn forget_workers(
+        &self,
+        worker: Option<WorkerId>,
+        before: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = ? OR seen_at < ?")
+            .bind(worker.map(WorkerId::get))
+            .bind(if worker.is_some() { i64::MIN } else { before })
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -442,8 +485,8 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         let id = TaskId::new();
         sqlx::query(
-            "INSERT INTO tasks (id, status, stage, settings, models, notes, input_name, input_path,
-             output_path, input, out_width, out_height, created_at)
+            "INSERT INTO tasks (id, status, stage, settings, models, notes, input_name, input_key,
+             output_key, input, out_width, out_height, created_at)
              VALUES (?, 'finished', 'queued', '{}', '[]', '[]', 'a', 'a', 'b', '{}', 1, 1, 0)",
         )
         .bind(id.as_str())

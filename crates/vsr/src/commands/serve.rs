@@ -40,6 +40,11 @@ pub struct WorkerArgs {
     /// (overrides VSR_DATABASE and the configuration file)
     #[arg(long)]
     pub database: Option<String>,
+    /// Where uploads and results are: `s3://bucket/prefix` (endpoint and keys from
+    /// VSR_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or `folders` (overrides
+    /// VSR_STORAGE)
+    #[arg(long)]
+    pub storage: Option<String>,
     /// Configuration file (TOML), for a worker on its own [env: VSR_CONFIG]
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
@@ -80,6 +85,11 @@ pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
     };
     if let Some(url) = &args.database {
         config.database = url.parse().unwrap_or_else(|never| match never {});
+    }
+    if let Some(url) = &args.storage {
+        config
+            .set_storage(url)
+            .map_err(|e| anyhow::anyhow!("--storage: {e}"))?;
     }
     init_logging(config.log_json);
     Ok(runtime()?.block_on(service::worker::run(base, config, mode))?)

@@ -248,3 +248,42 @@ pub fn start_times(file: &Path) -> Vec<f64> {
     .into_values()
     .collect()
 }
+
+/// The decoded frames of a video, one checksum line each.
+pub fn framemd5(file: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    ok(&out);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A fresh database of its own on the test server; its URL.
+pub fn new_database(prefix: &str) -> String {
+    let server_url = std::env::var("VSR_TEST_POSTGRES")
+        .expect("VSR_TEST_POSTGRES is not set: run under tools/with_postgres.sh (make test does)");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("vsr_{prefix}_{}_{nanos}", std::process::id());
+    let created = std::process::Command::new("psql")
+        .args([
+            server_url.as_str(),
+            "-qc",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let (base, _) = server_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}

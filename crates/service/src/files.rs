@@ -4,8 +4,10 @@
 //! is done with here.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use vsr_media::video::segment;
 
 use crate::config::ServiceConfig;
 use crate::storage::{Key, Object, Storage, StorageError};
@@ -13,6 +15,8 @@ use crate::store::Task;
 
 pub struct Files {
     pub storage: Arc<dyn Storage>,
+    /// Work files this process has stored already (so each goes up once).
+    sent: std::sync::Mutex<HashSet<PathBuf>>,
     /// This machine's folder for uploads (their copies, with an object store).
     uploads: PathBuf,
     /// This machine's folder for results and work directories.
@@ -23,6 +27,7 @@ impl Files {
     pub fn new(storage: Arc<dyn Storage>, config: &ServiceConfig) -> Files {
         Files {
             storage,
+            sent: Default::default(),
             uploads: config.upload_folder.clone(),
             results: config.processed_folder.clone(),
         }
@@ -102,6 +107,7 @@ impl Files {
             if let Object::Work { dir, file, .. } = &object {
                 let local = self.results.join(dir).join(file);
                 if !local.exists() && self.storage.get(&object, &local).await? {
+                    self.sent().insert(local);
                     fetched += 1;
                 }
             }
@@ -109,22 +115,15 @@ impl Files {
         Ok(fetched)
     }
 
-    /// Sends the finished work files of the task's result not in `sent` yet (a segment's
-    /// file before its record, so a record is never stored without its segment), adding
-    /// them to `sent`.
-    pub async fn save_work(
-        &self,
-        task: &Task,
-        sent: &mut HashSet<PathBuf>,
-    ) -> Result<(), StorageError> {
+    /// Sends the finished work files of the task's result not stored yet (a segment's file
+    /// before its record, so a record is never stored without its segment).
+    pub async fn save_work(&self, task: &Task) -> Result<(), StorageError> {
         if self.in_place() {
             return Ok(());
         }
-        for dir in vsr_media::video::segment::work_dirs(&self.output(task)) {
-            let Some(dir_name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            let mut finished: Vec<String> = vec!["plan.json".into()];
+        for dir in segment::work_dirs(&self.output(task)) {
+            let dir_name = file_name(&dir);
+            let mut finished: Vec<String> = vec![segment::PLAN_FILE.into()];
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if let Some(stem) = name.strip_suffix(".json").filter(|s| s.starts_with("seg-")) {
@@ -133,20 +132,91 @@ impl Files {
                 }
             }
             for file in finished {
-                let local = dir.join(&file);
-                if sent.contains(&local) || !local.exists() {
-                    continue;
-                }
-                let object = Object::Work {
-                    result: task.output_key.clone(),
-                    dir: dir_name.clone(),
-                    file,
-                };
-                self.storage.put(&object, &local).await?;
-                sent.insert(local);
+                self.send_work(task, &dir, &dir_name, file).await?;
             }
         }
         Ok(())
+    }
+
+    /// Sends segment `index` of the work directory `work` (its file, then its record).
+    pub async fn save_segment(
+        &self,
+        task: &Task,
+        work: &Path,
+        index: usize,
+    ) -> Result<(), StorageError> {
+        let dir_name = file_name(work);
+        for file in segment::segment_files(index) {
+            self.send_work(task, work, &dir_name, file).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches what another machine stored of segment `index` of the work directory `work`
+    /// (its file, then its record, so a record is never here without its file).
+    pub async fn fetch_segment(
+        &self,
+        task: &Task,
+        work: &Path,
+        index: usize,
+    ) -> Result<(), StorageError> {
+        let dir = file_name(work);
+        for file in segment::segment_files(index) {
+            let object = Object::Work {
+                result: task.output_key.clone(),
+                dir: dir.clone(),
+                file: file.clone(),
+            };
+            let local = work.join(&file);
+            if !self.storage.get(&object, &local).await? {
+                break;
+            }
+            // Here from the store: nothing to send back.
+            self.sent().insert(local);
+        }
+        Ok(())
+    }
+
+    /// The number of segments in the plan the task's worker stored for its result (fetched
+    /// here), if it stored one yet.
+    pub async fn stored_plan(&self, task: &Task) -> Result<Option<usize>, StorageError> {
+        for object in self.storage.work_of(&task.output_key).await? {
+            if let Object::Work { dir, file, .. } = &object {
+                if file == segment::PLAN_FILE {
+                    let local = self.results.join(dir).join(file);
+                    if self.storage.get(&object, &local).await? {
+                        return Ok(segment::planned_segments(&local));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores the local work file `dir/file` unless this process did already.
+    async fn send_work(
+        &self,
+        task: &Task,
+        dir: &Path,
+        dir_name: &str,
+        file: String,
+    ) -> Result<(), StorageError> {
+        let local = dir.join(&file);
+        if !local.exists() || self.sent().contains(&local) {
+            return Ok(());
+        }
+        let object = Object::Work {
+            result: task.output_key.clone(),
+            dir: dir_name.to_string(),
+            file,
+        };
+        self.storage.put(&object, &local).await?;
+        self.sent().insert(local);
+        Ok(())
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes what only an unfinished task needs, wherever it is: the upload and the work
@@ -186,6 +256,9 @@ impl Files {
     pub fn drop_copies(&self, task: &Task) {
         if !self.in_place() {
             let _ = std::fs::remove_file(self.input(task));
+            let work = segment::work_dirs(&self.output(task));
+            self.sent()
+                .retain(|p| !work.iter().any(|w| p.starts_with(w)));
             vsr_media::video::pipeline::remove_work(&self.output(task));
             let _ = std::fs::remove_file(self.output(task));
         }
@@ -196,4 +269,10 @@ impl Files {
             tracing::warn!(object = object.name(), error = %e, "cannot remove a stored file");
         }
     }
+}
+
+/// The last part of `path`, as text.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

@@ -13,6 +13,7 @@ pub mod files;
 mod listener;
 mod metrics;
 mod problem;
+mod sharing;
 pub mod storage;
 pub mod store;
 mod supervisor;

@@ -2,11 +2,14 @@
 //! orphan files no task refers to (left by a crash between writing and recording, or by an
 //! older version), and at start removes temporaries that a killed worker left behind.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::store::now_ms;
 use super::AppState;
+use crate::config::ServiceConfig;
+use crate::files::Files;
 
 pub async fn sweep_forever(app: AppState) {
     let every = Duration::from_secs(app.config.sweep_interval_seconds.max(1));
@@ -31,11 +34,42 @@ pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> 
     app.store
         .forget_workers(None, now_ms() - 3600 * 1000)
         .await?;
+    app.store.forget_segment_claims().await?;
     let referenced = app.store.referenced_files().await?;
-    for dir in [&app.config.upload_folder, &app.config.processed_folder] {
-        remove_orphans(dir, &referenced, SystemTime::now());
-    }
+    remove_stored_orphans(&app.files, &referenced).await;
+    remove_orphan_copies(&app.files, &app.config, &referenced);
     Ok(())
+}
+
+/// Removes stored objects (in folders or an object store) that no task refers to and that
+/// were written more than [`ORPHAN_GRACE`] ago.
+async fn remove_stored_orphans(files: &Files, referenced: &HashSet<String>) {
+    let before = SystemTime::now() - ORPHAN_GRACE;
+    let objects = match files.storage.stored_before(before).await {
+        Ok(objects) => objects,
+        Err(e) => return tracing::warn!(error = %e, "cannot list the stored files"),
+    };
+    for object in objects {
+        if referenced.contains(object.owner().as_str()) {
+            continue;
+        }
+        match files.storage.delete(&object).await {
+            Ok(()) => tracing::info!(object = object.name(), "orphan removed"),
+            Err(e) => tracing::warn!(object = object.name(), error = %e, "cannot remove an orphan"),
+        }
+    }
+}
+
+/// With an object store: removes this machine's copies of files whose keys are not in
+/// `keep` (an API node keeps those of every task, a worker those of running tasks), older
+/// than [`ORPHAN_GRACE`]. Folders are the stored files themselves: swept above.
+pub(crate) fn remove_orphan_copies(files: &Files, config: &ServiceConfig, keep: &HashSet<String>) {
+    if files.in_place() {
+        return;
+    }
+    for dir in [&config.upload_folder, &config.processed_folder] {
+        remove_orphans(dir, keep, SystemTime::now());
+    }
 }
 
 /// How old an unreferenced file must be before it is removed: an upload being received or
@@ -46,7 +80,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 /// the work directories of such results (`.UUID.ext.vsr-KEY`), that no task refers to and
 /// that are older than [`ORPHAN_GRACE`]. Nothing else is touched, so a folder shared with
 /// other files (a database, say) is safe.
-fn remove_orphans(dir: &Path, referenced: &std::collections::HashSet<String>, now: SystemTime) {
+fn remove_orphans(dir: &Path, referenced: &HashSet<String>, now: SystemTime) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let work_of = vsr_media::video::segment::work_dir_output(&name);

@@ -18,7 +18,8 @@ use vsr_media::enhance::prepare;
 use vsr_media::enhance::Enhancer;
 use vsr_media::model_ref::ModelRef;
 use vsr_media::video::encode::{Codec, EncodeSettings};
-use vsr_media::video::pipeline::{self, Job, Progress, Segmenting, Summary};
+use vsr_media::video::pipeline::{self, Job, Progress, Segmenting};
+use vsr_media::video::segment::{LocalLocks, Sharing};
 use vsr_media::video::PipelineError;
 
 use super::store::{
@@ -27,12 +28,15 @@ use super::store::{
 };
 use crate::config::ServiceConfig;
 use crate::files::Files;
+use crate::sharing::StoredSharing;
 use crate::ServiceError;
 
 /// How often progress is written and cancel requests are read.
 const REPORT: Duration = Duration::from_millis(200);
 /// How often an idle worker looks for a queued task.
 const POLL: Duration = Duration::from_millis(250);
+/// How often an idle worker with media in an object store looks for a task to help with.
+const LOOK_FOR_HELP: Duration = Duration::from_secs(2);
 /// How often a worker of its own looks for tasks whose worker vanished.
 const RECLAIM: Duration = Duration::from_secs(5);
 /// A frame of a heavy model can take many seconds; a stop is not left waiting for it.
@@ -152,10 +156,20 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
         "worker ready"
     );
     let mut last_reclaim = std::time::Instant::now();
+    let mut last_look = std::time::Instant::now();
     while !worker.shutdown.load(Ordering::Relaxed) {
         if mode == Mode::Standalone && last_reclaim.elapsed() > RECLAIM {
             crate::supervisor::reclaim_lapsed(worker.store.as_ref(), &worker.files, &worker.config)
                 .await;
+            // Copies of tasks no longer running (left by a killed worker or by helping): no
+            // server sweeps this machine's folders.
+            if let Ok(running) = worker.store.processing().await {
+                let keys = running
+                    .iter()
+                    .flat_map(|t| [t.input_key.to_string(), t.output_key.to_string()])
+                    .collect();
+                crate::sweeper::remove_orphan_copies(&worker.files, &worker.config, &keys);
+            }
             last_reclaim = std::time::Instant::now();
         }
         let lease = worker.config.lease_from_now();
@@ -173,7 +187,12 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
                 *worker.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             Ok(None) => {
-                if !help_a_task(&worker).await {
+                // Looking costs a listing of the object store there: not at every poll.
+                let look = worker.files.in_place() || last_look.elapsed() > LOOK_FOR_HELP;
+                if look {
+                    last_look = std::time::Instant::now();
+                }
+                if !(look && help_a_task(&worker).await) {
                     tokio::time::sleep(POLL).await;
                 }
             }
@@ -215,10 +234,9 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
     let saver = (!worker.files.in_place()).then(|| {
         let (files, task) = (worker.files.clone(), task.clone());
         tokio::spawn(async move {
-            let mut sent = std::collections::HashSet::new();
             loop {
                 tokio::time::sleep(SAVE_WORK).await;
-                if let Err(e) = files.save_work(&task, &mut sent).await {
+                if let Err(e) = files.save_work(&task).await {
                     tracing::warn!(error = %e, "cannot store finished segments yet; retrying");
                 }
             }
@@ -232,11 +250,25 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             task.clone(),
             cancel.clone(),
         );
+        let sharing = sharing(worker, &task, &cancel);
         tokio::task::spawn_blocking(move || {
             fetched?;
-            upscale(&base, &config, &files, &task, &cancel, &mut |p| {
-                tx.send_replace(Some(p.clone()));
-            })
+            let enhancer = load(&base, &config, &task)?;
+            let (input, output) = (files.input(&task), files.output(&task));
+            let job = job(
+                &config,
+                &task,
+                (&input, &output),
+                &enhancer,
+                sharing.as_ref(),
+            );
+            Ok(pipeline::run(
+                &job,
+                &mut |p| {
+                    tx.send_replace(Some(p.clone()));
+                },
+                &cancel,
+            )?)
         })
     };
     tokio::pin!(blocking);
@@ -387,7 +419,7 @@ async fn fetch(files: &Files, task: &Task) -> Result<(), Failure> {
 
 /// Sends the finished segments before this worker lets the task go, so the next resumes.
 async fn save_before_leaving(files: &Files, task: &Task) {
-    if let Err(e) = files.save_work(task, &mut Default::default()).await {
+    if let Err(e) = files.save_work(task).await {
         tracing::warn!(error = %e, "cannot store the finished segments");
     }
     files.drop_copies(task);
@@ -493,6 +525,7 @@ fn job<'a>(
     task: &'a Task,
     (input, output): (&'a Path, &'a Path),
     enhancer: &'a Enhancer,
+    sharing: &'a dyn Sharing,
 ) -> Job<'a> {
     let codec = task.settings.codec.unwrap_or(Codec::H264);
     Job {
@@ -513,43 +546,48 @@ fn job<'a>(
             // An upload never changes under its task.
             input_identity: task.id.to_string(),
         },
+        sharing,
     }
 }
 
-/// Loads the task's models and runs the pipeline; what it did.
-fn upscale(
-    base: &Config,
-    config: &ServiceConfig,
-    files: &Files,
-    task: &Task,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<Summary, Failure> {
-    let enhancer = load(base, config, task)?;
-    let (input, output) = (files.input(task), files.output(task));
-    Ok(pipeline::run(
-        &job(config, task, (&input, &output), &enhancer),
-        progress,
-        cancel,
-    )?)
+/// How this worker shares the task's segments with the others: file locks in folders every
+/// worker sees, or claims in the task database when media are in an object store.
+fn sharing(worker: &Worker, task: &Task, cancel: &Arc<AtomicBool>) -> Box<dyn Sharing + Send> {
+    if worker.files.in_place() {
+        return Box::new(LocalLocks);
+    }
+    Box::new(StoredSharing::new(
+        worker.store.clone(),
+        worker.files.clone(),
+        task.clone(),
+        worker.id,
+        Duration::from_secs(worker.config.lease_seconds.max(1)),
+        cancel.clone(),
+        tokio::runtime::Handle::current(),
+    ))
 }
 
 /// Helps with the oldest running task that has segments nobody holds; whether there was one.
 /// Only workers that share the task's folders can: segments are claimed by file locks there.
 async fn help_a_task(worker: &Worker) -> bool {
-    if !worker.files.in_place() {
-        return false;
-    }
     let tasks = match worker.store.processing().await {
         Ok(t) => t,
         Err(_) => return false,
     };
-    let Some(task) = tasks
-        .into_iter()
-        .find(|t| vsr_media::video::segment::has_free_segments(&worker.files.output(t)))
-    else {
+    let mut found = None;
+    for task in tasks {
+        if has_free_segments(worker, &task).await {
+            found = Some(task);
+            break;
+        }
+    }
+    let Some(task) = found else {
         return false;
     };
+    if let Err(f) = fetch(&worker.files, &task).await {
+        tracing::info!(task = %task.id, error = %f.detail, "cannot fetch a task to help with");
+        return false;
+    }
     let span = tracing::info_span!("help", task = %task.id);
     let cancel = Arc::new(AtomicBool::new(false));
     let blocking = {
@@ -560,10 +598,17 @@ async fn help_a_task(worker: &Worker) -> bool {
             task.clone(),
             cancel.clone(),
         );
+        let sharing = sharing(worker, &task, &cancel);
         tokio::task::spawn_blocking(move || {
             let enhancer = load(&base, &config, &task)?;
             let (input, output) = (files.input(&task), files.output(&task));
-            let job = job(&config, &task, (&input, &output), &enhancer);
+            let job = job(
+                &config,
+                &task,
+                (&input, &output),
+                &enhancer,
+                sharing.as_ref(),
+            );
             Ok::<u64, Failure>(pipeline::help(&job, &mut |_| {}, &cancel)?)
         })
     };
@@ -592,5 +637,26 @@ async fn help_a_task(worker: &Worker) -> bool {
         Ok(Err(f)) => span.in_scope(|| tracing::info!(error = %f.detail, "helping stopped")),
         Err(e) => span.in_scope(|| tracing::warn!(error = %e, "helping failed unexpectedly")),
     }
+    // The copies stay while the task runs (a worker of this machine may be its own); the
+    // sweep of copies removes them once it ended.
     true
+}
+
+/// Whether the running task has a segment that is neither finished nor held: in its work
+/// directory on a shared mount, or by the plan its worker stored and the claims in the
+/// database.
+async fn has_free_segments(worker: &Worker, task: &Task) -> bool {
+    if worker.files.in_place() {
+        return vsr_media::video::segment::has_free_segments(&worker.files.output(task));
+    }
+    if *worker.current.lock().unwrap_or_else(|p| p.into_inner()) == Some(task.id.clone()) {
+        return false;
+    }
+    let Ok(Some(segments)) = worker.files.stored_plan(task).await else {
+        return false;
+    };
+    matches!(
+        worker.store.segments_taken(&task.id, crate::store::now_ms()).await,
+        Ok(taken) if taken < segments as i64
+    )
 }

@@ -201,13 +201,18 @@ fn kinds(dir: &Path) -> Vec<(PathBuf, Value)> {
     ]
 }
 
-/// The result of one task of each kind on one machine alone (SQLite, folders, one worker):
-/// what the cluster's results must equal.
-fn single_machine(dir: &Path, kinds: &[(PathBuf, Value)]) -> Vec<Vec<String>> {
+/// The result of one task of each kind on one machine alone (SQLite, folders, one worker),
+/// cut into segments of `segment_seconds` as the cluster cuts them (each segment is encoded
+/// on its own): what the cluster's results must equal.
+fn single_machine(
+    dir: &Path,
+    kinds: &[(PathBuf, Value)],
+    segment_seconds: &str,
+) -> Vec<Vec<String>> {
     let server = Server::start(
         dir,
         &[
-            ("VSR_SEGMENT_SECONDS", "1"),
+            ("VSR_SEGMENT_SECONDS", segment_seconds),
             ("VSR_THREADS", "1"),
             ("VSR_DATABASE", &dir.join("one.db").display().to_string()),
         ],
@@ -235,7 +240,7 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
     let kinds = kinds(dir.path());
     let reference_dir = dir.path().join("one-machine");
     std::fs::create_dir_all(&reference_dir).unwrap();
-    let reference = single_machine(&reference_dir, &kinds);
+    let reference = single_machine(&reference_dir, &kinds, "1");
 
     let s3 = S3Server::start(dir.path());
     let database = common::new_database("cluster");
@@ -474,7 +479,7 @@ fn object_store_outages_are_retried_then_refused_with_a_code() {
     let api_dir = dir.path().join("api");
     std::fs::create_dir_all(&api_dir).unwrap();
     let mut api_env: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    api_env.push(("VSR_WORKERS", "0"));
+    api_env.extend([("VSR_WORKERS", "0"), ("VSR_SWEEP_INTERVAL_SECONDS", "1")]);
     let api = Server::start(&api_dir, &api_env);
     let mut w = worker(&dir.path().join("worker"), &shared);
     let clip = dir.path().join("clip.mp4");
@@ -515,4 +520,111 @@ fn object_store_outages_are_retried_then_refused_with_a_code() {
     assert_eq!(framemd5(&out).len(), 80);
     let _ = w.kill();
     let _ = w.wait();
+
+    // Objects no task refers to are swept once old (s3s-fs dates them by their file); fresh
+    // ones, and the task's own, stay.
+    use vsr_service::storage::{Key, Object, Storage};
+    let storage = s3.storage();
+    let (old, fresh) = (
+        Object::Upload(Key::new(&vsr_service::store::TaskId::new(), "mp4")),
+        Object::Work {
+            result: Key::new(&vsr_service::store::TaskId::new(), "mp4"),
+            dir: ".x.vsr-0".into(),
+            file: "seg-000000.mp4".into(),
+        },
+    );
+    runtime().block_on(async {
+        storage.put(&old, &clip).await.unwrap();
+        storage.put(&fresh, &clip).await.unwrap();
+    });
+    let old_file = dir
+        .path()
+        .join("s3")
+        .join(BUCKET)
+        .join("vsr")
+        .join(old.name());
+    let touched = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&old_file)
+        .status()
+        .unwrap();
+    assert!(touched.success(), "{}", old_file.display());
+    let swept = Instant::now();
+    let back = dir.path().join("back.bin");
+    while runtime().block_on(storage.get(&old, &back)).unwrap() {
+        assert!(
+            swept.elapsed() < Duration::from_secs(20),
+            "the orphan was not swept"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    runtime().block_on(async {
+        assert!(storage.get(&fresh, &back).await.unwrap());
+        let result = Object::Result(Key::parse(&format!("{id}.mp4")).unwrap());
+        assert!(storage.get(&result, &back).await.unwrap());
+    });
+}
+
+/// One long video over two machines that share no folder: the worker that did not get the
+/// task takes segments the task's worker has not reached (claims in PostgreSQL, segments
+/// through the object store), and the result is frame for frame one machine's.
+#[test]
+fn one_long_task_spreads_over_workers_sharing_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("long.mp4");
+    common::keyframed_clip(&clip, "64x36", 10, 30);
+    let settings = json!({"scale": 2, "quality": "fast"});
+    let reference_dir = dir.path().join("one-machine");
+    std::fs::create_dir_all(&reference_dir).unwrap();
+    let reference = single_machine(&reference_dir, &[(clip.clone(), settings.clone())], "3");
+
+    let s3 = S3Server::start(dir.path());
+    let mut shared = s3.env();
+    shared.extend([
+        ("VSR_DATABASE", common::new_database("spread")),
+        ("VSR_LEASE_SECONDS", "3".into()),
+        ("VSR_SEGMENT_SECONDS", "3".into()),
+    ]);
+    let api_dir = dir.path().join("api");
+    std::fs::create_dir_all(&api_dir).unwrap();
+    let mut api_env: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    api_env.push(("VSR_WORKERS", "0"));
+    let api = Server::start(&api_dir, &api_env);
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a = worker(&a_dir, &shared);
+    let (code, task) = api.upload(&clip, settings);
+    assert_eq!(code, 202, "{task}");
+    let id = id(&task);
+    api.wait_for(&id, 60, |s| s["currentFrame"].as_u64().unwrap_or(0) > 0);
+    let mut b = worker(&b_dir, &shared);
+    let done = api.wait_for(&id, 300, terminal);
+    for w in [&mut a, &mut b] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let log = std::fs::read_to_string(b_dir.join("worker.log")).unwrap();
+    assert_eq!(done["status"], "completed", "{done}\n{log}");
+    let helped: u64 = log
+        .lines()
+        .filter(|l| l.contains("helped with a task"))
+        .filter_map(|l| {
+            l.split("frames=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        helped >= 30,
+        "the second worker upscaled {helped} frames\n{log}"
+    );
+    let out = dir.path().join("out.mp4");
+    api.download(&done, &out);
+    assert!(
+        framemd5(&out) == reference[0],
+        "the shared result differs from one machine's"
+    );
+    println!("the second machine upscaled {helped} of 300 frames");
 }

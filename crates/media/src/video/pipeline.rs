@@ -50,6 +50,8 @@ pub struct Job<'a> {
     /// Stop after this many frames.
     pub max_frames: Option<u64>,
     pub segmenting: Segmenting,
+    /// How segments are shared with other workers of the same job.
+    pub sharing: &'a dyn segment::Sharing,
 }
 
 /// Progress after each frame.
@@ -270,7 +272,7 @@ fn upscale_segments(
         let mut still = Vec::new();
         for s in todo {
             // Whoever holds it finishes it, or dies and leaves it to us.
-            work.wait_unclaimed(s.index)?;
+            job.sharing.wait_unclaimed(work, s.index)?;
             match work.done(s.index) {
                 Some(done) => counts.by_others += done.frames,
                 None => still.push(s),
@@ -395,7 +397,7 @@ fn decode_segments(
     // A frame read past the end of the previous segment: the next one's first.
     let mut pending = None;
     for s in todo {
-        let Some(claim) = work.try_claim(s.index)? else {
+        let Some(claim) = job.sharing.try_claim(work, s.index)? else {
             held.push(s.index);
             continue;
         };

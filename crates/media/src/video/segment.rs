@@ -229,8 +229,48 @@ pub struct WorkDir {
     pub plan: Plan,
 }
 
-/// Locks a segment for the worker holding it; dropped, the segment is free again.
-pub struct Claim(#[allow(dead_code)] File);
+/// Holds a segment for the worker working on it; dropped, the segment is free again.
+pub struct Claim(#[allow(dead_code)] Box<dyn Send>);
+
+impl Claim {
+    /// A claim that holds as long as `guard` lives.
+    pub fn new(guard: impl Send + 'static) -> Claim {
+        Claim(Box::new(guard))
+    }
+}
+
+/// How the workers of one job share its segments: each is held by one worker while it is
+/// worked on, and the others wait for it or take it over when its worker dies.
+/// [`LocalLocks`] (file locks in the work directory) serves wherever every worker sees the
+/// same directory; workers on machines that share no folder use the service's, which keeps
+/// the claims in the task database and the finished segments in object storage.
+pub trait Sharing: Sync {
+    /// Holds segment `index` of `work` for this worker, unless another holds it.
+    fn try_claim(&self, work: &WorkDir, index: usize) -> Result<Option<Claim>, PipelineError>;
+
+    /// Waits until no other worker holds segment `index`; what it finished is then in `work`
+    /// (checked with [`WorkDir::done`]).
+    fn wait_unclaimed(&self, work: &WorkDir, index: usize) -> Result<(), PipelineError>;
+}
+
+/// Claims as file locks in the work directory, which the OS drops when a worker dies.
+pub struct LocalLocks;
+
+impl Sharing for LocalLocks {
+    fn try_claim(&self, work: &WorkDir, index: usize) -> Result<Option<Claim>, PipelineError> {
+        let file = work.lock_file(index)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(PipelineError::Io(e)),
+        }
+    }
+
+    fn wait_unclaimed(&self, work: &WorkDir, index: usize) -> Result<(), PipelineError> {
+        let file = work.lock_file(index)?;
+        file.lock().map_err(PipelineError::Io)
+    }
+}
 
 impl WorkDir {
     /// The directory for `output` and `key`.
@@ -268,7 +308,7 @@ impl WorkDir {
             plan: plan()?,
         };
         let text = serde_json::to_vec_pretty(&manifest).expect("plain data");
-        write_durably(&path.join("plan.json"), &text)?;
+        write_durably(&path.join(PLAN_FILE), &text)?;
         Ok(WorkDir {
             path,
             plan: manifest.plan,
@@ -279,7 +319,7 @@ impl WorkDir {
     /// worker joining a running job opens).
     pub fn existing(output: &Path, key: &str) -> Option<WorkDir> {
         let path = Self::path_for(output, key);
-        let text = std::fs::read(path.join("plan.json")).ok()?;
+        let text = std::fs::read(path.join(PLAN_FILE)).ok()?;
         let manifest: Manifest = serde_json::from_slice(&text).ok()?;
         (manifest.version == LAYOUT_VERSION && manifest.key == key).then_some(WorkDir {
             path,
@@ -293,7 +333,8 @@ impl WorkDir {
 
     /// The finished file of segment `index`.
     pub fn segment_file(&self, index: usize) -> PathBuf {
-        self.path.join(format!("seg-{index:06}.mp4"))
+        let [file, _] = segment_files(index);
+        self.path.join(file)
     }
 
     /// Where segment `index` is written before it is complete.
@@ -301,8 +342,10 @@ impl WorkDir {
         self.path.join(format!("seg-{index:06}.partial.mp4"))
     }
 
-    fn record_file(&self, index: usize) -> PathBuf {
-        self.path.join(format!("seg-{index:06}.json"))
+    /// The record of segment `index`: written once its file is whole.
+    pub fn record_file(&self, index: usize) -> PathBuf {
+        let [_, record] = segment_files(index);
+        self.path.join(record)
     }
 
     /// The record of segment `index` if it is finished and its file is whole: the record
@@ -324,22 +367,6 @@ impl WorkDir {
             let _ = std::fs::remove_file(self.record_file(index));
         }
         whole.then_some(record)
-    }
-
-    /// Locks segment `index` for this process, unless another holds it.
-    pub fn try_claim(&self, index: usize) -> Result<Option<Claim>, PipelineError> {
-        let file = self.lock_file(index)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Claim(file))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(PipelineError::Io(e)),
-        }
-    }
-
-    /// Waits until no other process holds segment `index`.
-    pub fn wait_unclaimed(&self, index: usize) -> Result<(), PipelineError> {
-        let file = self.lock_file(index)?;
-        file.lock().map_err(PipelineError::Io)
     }
 
     fn lock_file(&self, index: usize) -> Result<File, PipelineError> {
@@ -404,11 +431,30 @@ pub fn work_dirs(output: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The number of segments in the plan file `plan` (a work directory's `plan.json`), if it is
+/// one this version reads.
+pub fn planned_segments(plan: &Path) -> Option<usize> {
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(plan).ok()?).ok()?;
+    (manifest.version == LAYOUT_VERSION).then_some(manifest.plan.segments.len())
+}
+
+/// The names of segment `index`'s finished file and record in its work directory, in the
+/// order they are written.
+pub fn segment_files(index: usize) -> [String; 2] {
+    [
+        format!("seg-{index:06}.mp4"),
+        format!("seg-{index:06}.json"),
+    ]
+}
+
+/// The name of a work directory's plan file.
+pub const PLAN_FILE: &str = "plan.json";
+
 /// Whether a work directory of `output` has a segment that is neither finished nor held by
 /// anyone: one a worker could help with.
 pub fn has_free_segments(output: &Path) -> bool {
     work_dirs(output).into_iter().any(|path| {
-        let Ok(text) = std::fs::read(path.join("plan.json")) else {
+        let Ok(text) = std::fs::read(path.join(PLAN_FILE)) else {
             return false;
         };
         let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else {
@@ -419,7 +465,8 @@ pub fn has_free_segments(output: &Path) -> bool {
             plan: manifest.plan,
         };
         work.plan.segments.iter().any(|s| {
-            !work.record_file(s.index).exists() && matches!(work.try_claim(s.index), Ok(Some(_)))
+            !work.record_file(s.index).exists()
+                && matches!(LocalLocks.try_claim(&work, s.index), Ok(Some(_)))
         })
     })
 }

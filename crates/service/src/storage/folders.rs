@@ -88,9 +88,16 @@ impl Storage for Folders {
     async fn delete(&self, object: &Object) -> Result<(), StorageError> {
         let path = self.path(object);
         match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &path)(e)),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("removing", &path)(e))
+            }
+            _ => {}
         }
+        // A work directory goes with its last file.
+        if let (Object::Work { .. }, Some(dir)) = (object, path.parent()) {
+            let _ = tokio::fs::remove_dir(dir).await;
+        }
+        Ok(())
     }
 
     async fn work_of(&self, result: &Key) -> Result<Vec<Object>, StorageError> {
@@ -105,6 +112,50 @@ impl Storage for Folders {
                         file,
                     });
                 }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<Vec<Object>, StorageError> {
+        let old = |entry: &std::fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before)
+        };
+        let files = |dir: &Path| -> Vec<std::fs::DirEntry> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect()
+        };
+        let name = |entry: &std::fs::DirEntry| entry.file_name().to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for entry in files(&self.uploads) {
+            if let Some(key) = Key::parse(&name(&entry)).filter(|_| old(&entry)) {
+                found.push(Object::Upload(key));
+            }
+        }
+        for entry in files(&self.results) {
+            let entry_name = name(&entry);
+            if let Some(key) = Key::parse(&entry_name).filter(|_| old(&entry)) {
+                found.push(Object::Result(key));
+                continue;
+            }
+            let work_of =
+                vsr_media::video::segment::work_dir_output(&entry_name).and_then(Key::parse);
+            let Some(result) = work_of else { continue };
+            for file in files(&entry.path()).iter().filter(|f| old(f)) {
+                found.push(Object::Work {
+                    result: result.clone(),
+                    dir: entry_name.clone(),
+                    file: name(file),
+                });
             }
         }
         Ok(found)

@@ -84,6 +84,27 @@ impl Object {
         }
     }
 
+    /// The object named `name` (as [`Object::name`] makes it), if it is one of ours.
+    pub fn parse(name: &str) -> Option<Object> {
+        if let Some(k) = name.strip_prefix("uploads/") {
+            return Key::parse(k).map(Object::Upload);
+        }
+        if let Some(k) = name.strip_prefix("results/") {
+            return Key::parse(k).map(Object::Result);
+        }
+        let (result, _) = name.strip_prefix("work/")?.split_once('/')?;
+        Object::work_of(&Key::parse(result)?, name)
+    }
+
+    /// The key a task row names for this object to be its: the upload's, or the result's
+    /// for the result and its work.
+    pub fn owner(&self) -> &Key {
+        match self {
+            Object::Upload(k) | Object::Result(k) => k,
+            Object::Work { result, .. } => result,
+        }
+    }
+
     /// The prefix every work file of `result` has.
     fn work_prefix(result: &Key) -> String {
         format!("work/{result}/")
@@ -161,6 +182,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The work files of `result`.
     async fn work_of(&self, result: &Key) -> Result<Vec<Object>, StorageError>;
 
+    /// Every object last written before `before`: those the sweeper removes when no task
+    /// refers to them (left by a crash between storing a file and recording it, or by a
+    /// worker still sending segments of a task deleted meanwhile).
+    async fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<Vec<Object>, StorageError>;
+
     /// What a status page shows for it (never a password).
     fn describe(&self) -> String;
 }
@@ -220,7 +249,17 @@ mod tests {
             dir: format!(".{key}.vsr-0123"),
             file: "seg-000001.mp4".into(),
         };
-        assert_eq!(Object::work_of(&key, &work.name()), Some(work));
+        assert_eq!(Object::work_of(&key, &work.name()), Some(work.clone()));
+        for object in [
+            Object::Upload(key.clone()),
+            Object::Result(key.clone()),
+            work,
+        ] {
+            assert_eq!(Object::parse(&object.name()).as_ref(), Some(&object));
+            assert_eq!(object.owner(), &key);
+        }
+        assert_eq!(Object::parse("uploads/x.mp4"), None);
+        assert_eq!(Object::parse(&format!("other/{key}")), None);
         assert_eq!(Object::work_of(&key, &format!("work/{key}/../x")), None);
         assert_eq!(Object::work_of(&key, &format!("work/{key}/.d/../x")), None);
     }

@@ -118,6 +118,14 @@ impl S3 {
         self.under_prefix(&object.name())
     }
 
+    /// The object name of a stored location: below the prefix, or `None` outside it.
+    fn unprefixed<'a>(&self, location: &'a ObjectPath) -> Option<&'a str> {
+        match self.prefix.as_str() {
+            "" => Some(location.as_ref()),
+            p => location.as_ref().strip_prefix(p)?.strip_prefix('/'),
+        }
+    }
+
     fn under_prefix(&self, name: &str) -> ObjectPath {
         match self.prefix.as_str() {
             "" => ObjectPath::from(name),
@@ -239,18 +247,38 @@ impl Storage for S3 {
         let prefix = self.under_prefix(&Object::work_prefix(result));
         let mut listing = self.store.list(Some(&prefix));
         let mut found = Vec::new();
-        let strip = match self.prefix.as_str() {
-            "" => String::new(),
-            p => format!("{p}/"),
-        };
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(remote("listing", &Object::Result(result.clone())))?;
-            let name = meta.location.as_ref();
-            if let Some(o) = name
-                .strip_prefix(&strip)
+            if let Some(o) = self
+                .unprefixed(&meta.location)
                 .and_then(|n| Object::work_of(result, n))
             {
                 found.push(o);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn stored_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<Vec<Object>, StorageError> {
+        let root = match self.prefix.as_str() {
+            "" => None,
+            p => Some(ObjectPath::from(p)),
+        };
+        let mut listing = self.store.list(root.as_ref());
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|source| StorageError::Remote {
+                action: "listing",
+                object: self.description.clone(),
+                source,
+            })?;
+            let written: std::time::SystemTime = meta.last_modified.into();
+            let object = self.unprefixed(&meta.location).and_then(Object::parse);
+            if let Some(object) = object.filter(|_| written < before) {
+                found.push(object);
             }
         }
         Ok(found)

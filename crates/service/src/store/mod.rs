@@ -516,6 +516,43 @@ pub trait TaskStore: Send + Sync {
     /// `worker` is `None`.
     async fn forget_workers(&self, worker: Option<WorkerId>, before: i64)
         -> Result<(), StoreError>;
+
+    /// Holds segment `index` of task `id` for `worker` until `lease_until` (ms), unless it is
+    /// finished or another worker holds it under a lease still running at `now`; whether
+    /// `worker` holds it now.
+    async fn claim_segment(
+        &self,
+        id: &TaskId,
+        index: i64,
+        worker: WorkerId,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Lets go of a segment `worker` holds: `done` once its files are stored, free otherwise.
+    async fn release_segment(
+        &self,
+        id: &TaskId,
+        index: i64,
+        worker: WorkerId,
+        done: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Frees a segment recorded as done whose stored files are missing or damaged, so that
+    /// it is done again.
+    async fn reopen_segment(&self, id: &TaskId, index: i64) -> Result<(), StoreError>;
+
+    /// Whether a worker holds segment `index` of task `id` under a lease running at `now`.
+    async fn segment_held(&self, id: &TaskId, index: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// Segments of task `id` finished or held under a lease running at `now`.
+    async fn segments_taken(&self, id: &TaskId, now: i64) -> Result<i64, StoreError>;
+
+    /// Renews until `lease_until` the lease of every segment `worker` holds.
+    async fn renew_segments(&self, worker: WorkerId, lease_until: i64) -> Result<(), StoreError>;
+
+    /// Forgets the segment claims of tasks that are not running or waiting any more.
+    async fn forget_segment_claims(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -472,6 +472,107 @@ impl TaskStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn claim_segment(
+        &self,
+        id: &TaskId,
+        index: i64,
+        worker: WorkerId,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO segment_claims (task_id, idx, worker, lease_until, done) VALUES (?, ?, ?, ?, 0)
+             ON CONFLICT (task_id, idx) DO UPDATE
+             SET worker = excluded.worker, lease_until = excluded.lease_until
+             WHERE segment_claims.done = 0
+               AND (segment_claims.lease_until < ? OR segment_claims.worker = excluded.worker)",
+        )
+        .bind(id.as_str())
+        .bind(index)
+        .bind(worker.get())
+        .bind(lease_until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_segment(
+        &self,
+        id: &TaskId,
+        index: i64,
+        worker: WorkerId,
+        done: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE segment_claims SET done = ?, lease_until = 0
+             WHERE task_id = ? AND idx = ? AND worker = ? AND done = 0",
+        )
+        .bind(i64::from(done))
+        .bind(id.as_str())
+        .bind(index)
+        .bind(worker.get())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn reopen_segment(&self, id: &TaskId, index: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE segment_claims SET done = 0, lease_until = 0 WHERE task_id = ? AND idx = ?",
+        )
+        .bind(id.as_str())
+        .bind(index)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn segment_held(&self, id: &TaskId, index: i64, now: i64) -> Result<bool, StoreError> {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM segment_claims
+             WHERE task_id = ? AND idx = ? AND done = 0 AND lease_until >= ?",
+        )
+        .bind(id.as_str())
+        .bind(index)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(held > 0)
+    }
+
+    async fn segments_taken(&self, id: &TaskId, now: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM segment_claims
+             WHERE task_id = ? AND (done = 1 OR lease_until >= ?)",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn renew_segments(&self, worker: WorkerId, lease_until: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE segment_claims SET lease_until = ? WHERE worker = ? AND done = 0")
+            .bind(lease_until)
+            .bind(worker.get())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_segment_claims(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM segment_claims WHERE task_id NOT IN
+             (SELECT id FROM tasks WHERE status IN (?, ?))",
+        )
+        .bind(Status::Processing.as_str())
+        .bind(Status::Queued.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,9 @@ fn pipeline(config: &Config, args: &BenchArgs, video: &std::path::Path) -> anyho
             resume: false,
             input_identity: "bench".into(),
         },
+
+        // One process: nobody else works on these segments.
+        sharing: &vsr_media::video::segment::LocalLocks,
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let summary = pipeline::run(&job, &mut |_| {}, &cancel)

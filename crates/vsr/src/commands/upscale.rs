@@ -82,6 +82,9 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
             resume: !args.no_resume,
             input_identity,
         },
+
+        // One process: nobody else works on these segments.
+        sharing: &vsr_media::video::segment::LocalLocks,
     };
     let work = pipeline::work_dir(&job);
     if args.no_resume {

@@ -16,6 +16,7 @@ const { values: opts } = parseArgs({
     url: { type: 'string' },
     video: { type: 'string' },
     bad: { type: 'string' },
+    image: { type: 'string' },
     long: { type: 'string' },
     out: { type: 'string', default: 'target/screenshots' },
     'api-key': { type: 'string' },
@@ -422,6 +423,31 @@ await step('(f) narrow screen (390 × 844): no horizontal scrolling', async () =
   await shot('07-narrow.png');
   return `scrollWidth ${sw}`;
 });
+
+if (opts.image) {
+  await step('(g) an image: upscaled at once, shown, downloadable', async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.setInputFiles('#file-input', opts.image);
+    const r = await waitInPage(
+      'the upscaled image',
+      () => {
+        const err = document.querySelector('#upload-error');
+        if (err && !err.hidden && err.textContent.trim()) return { error: err.textContent.trim() };
+        const img = document.querySelector('#image-result-img');
+        const shown = !document.querySelector('#image-result').hidden;
+        return shown && img.naturalWidth > 0 ? { w: img.naturalWidth, h: img.naturalHeight } : false;
+      },
+      null,
+      60000,
+    );
+    assert(!r.error, `the image was refused: ${r.error}`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#image-result-link')]);
+    const saved = await download.path();
+    assert(saved && fs.statSync(saved).size > 0, 'the download is empty');
+    await shot('08-image.png');
+    return `${r.w}x${r.h}, downloaded as ${download.suggestedFilename()}`;
+  });
+}
 
 await browser.close();
 console.log(`e2e: all ${stepCount} steps passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -42,6 +42,7 @@ codes! {
     OutputTooLarge = "output_too_large", 400;
     BadUpload = "bad_upload", 400;
     MissingVideo = "missing_video", 400;
+    MissingImage = "missing_image", 400;
     BadLink = "bad_link", 400;
     Unauthorized = "unauthorized", 401;
     BadSignature = "bad_signature", 403;

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod image;
 pub mod model_pack;
 pub mod model_ref;
+pub mod picture;
 pub mod resample;
 pub mod settings;
 pub mod subprocess;

@@ -129,11 +129,14 @@ impl From<crate::storage::StorageError> for Problem {
     /// Storage that does not answer is a 503 to retry; a full disk a 507.
     fn from(e: crate::storage::StorageError) -> Problem {
         tracing::warn!(error = %e, "storage failed");
-        let detail = match e.code() {
-            Code::InsufficientStorage => "the server's storage is full",
-            _ => "the storage holding the files does not answer; try again shortly",
-        };
-        Problem::new(e.code(), detail)
+        match e.code() {
+            Code::InsufficientStorage => Problem::new(e.code(), "the server's storage is full"),
+            Code::StorageUnavailable => Problem::new(
+                e.code(),
+                "the storage holding the files does not answer; try again shortly",
+            ),
+            _ => Problem::internal(e),
+        }
     }
 }
 

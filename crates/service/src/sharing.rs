@@ -18,8 +18,6 @@ use crate::store::{now_ms, StoreError, Task, TaskStore, WorkerId};
 
 /// How often a waiting worker asks whether another's segment is free.
 const POLL: Duration = Duration::from_millis(250);
-/// How long a claim waits for a database that does not answer before the job fails.
-const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Claims in the task database for the segments of `task`, held by `worker`.
 pub struct StoredSharing {
@@ -52,12 +50,13 @@ impl StoredSharing {
         runtime: tokio::runtime::Handle,
     ) -> StoredSharing {
         let renewer = runtime.spawn({
-            let store = store.clone();
+            let (store, id) = (store.clone(), task.id.clone());
             async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    let until = now_ms() + lease.as_millis() as i64;
-                    if let Err(e) = store.renew_segments(worker, until).await {
+                    let now = now_ms();
+                    let until = now + lease.as_millis() as i64;
+                    if let Err(e) = store.renew_segments(&id, worker, now, until).await {
                         tracing::warn!(error = %e, "cannot renew the segment leases");
                     }
                 }
@@ -85,18 +84,21 @@ impl Drop for StoredSharing {
 }
 
 impl Parts {
-    /// Runs a store call from a pipeline thread, again while the database does not answer
-    /// (for up to [`PATIENCE`]).
+    /// Runs a store call from a pipeline thread, again and again while the database does not
+    /// answer, until the job is stopped (the task's own progress reports stop it if the
+    /// task went to another worker meanwhile): an outage pauses the job, never fails it.
     fn patiently<T, F, Fut>(&self, what: &str, call: F) -> Result<T, PipelineError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let started = std::time::Instant::now();
         loop {
             match self.runtime.block_on(call()) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_unavailable() && started.elapsed() < PATIENCE => {
+                Err(e) if e.is_unavailable() => {
+                    if self.cancel.load(Ordering::Relaxed) {
+                        return Err(PipelineError::Cancelled);
+                    }
                     tracing::warn!(error = %e, what, "the task store does not answer; retrying");
                     std::thread::sleep(POLL * 4);
                 }

@@ -28,10 +28,13 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| "vsr".into());
         let config = serde_json::to_string(&app.config).expect("config serialises");
+        // Chosen here, so that the tasks of a worker that dies are known by it.
+        let id = WorkerId::random();
         let spawned = Command::new(exe)
             .args(["--cache-dir"])
             .arg(&app.base.cache_dir)
             .args(["worker", "--slot", &slot.to_string()])
+            .args(["--worker-id", &id.get().to_string()])
             .env(CONFIG_ENV, config)
             .env("VSR_MODELS_DIR", &app.base.models_dir)
             .env("VSR_CUSTOM_MODELS_DIR", &app.base.custom_models_dir)
@@ -49,9 +52,7 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
         let pid = child.id();
         tokio::select! {
             status = child.wait() => {
-                if let Some(pid) = pid {
-                    fail_tasks_of(&app, pid).await;
-                }
+                fail_tasks_of(&app, id).await;
                 tracing::warn!(slot, ?pid, ?status, "worker exited; starting another");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -70,12 +71,8 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
 }
 
 /// A worker died: the task it was running resumes, or fails after too many deaths.
-async fn fail_tasks_of(app: &AppState, pid: u32) {
-    let tasks = app
-        .store
-        .running_on(WorkerId::local(pid))
-        .await
-        .unwrap_or_default();
+async fn fail_tasks_of(app: &AppState, worker: WorkerId) {
+    let tasks = app.store.running_on(worker).await.unwrap_or_default();
     after_deaths(app.store.as_ref(), &app.files, &app.config, tasks).await;
 }
 

@@ -78,11 +78,26 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 
 /// Removes files in `dir` named as this server names uploads and results (`UUID.ext`), and
 /// the work directories of such results (`.UUID.ext.vsr-KEY`), that no task refers to and
-/// that are older than [`ORPHAN_GRACE`]. Nothing else is touched, so a folder shared with
+/// that are older than [`ORPHAN_GRACE`], and fetches from storage cut short
+/// (`.UUID.ext.get-*`) older than that. Nothing else is touched, so a folder shared with
 /// other files (a database, say) is safe.
 fn remove_orphans(dir: &Path, referenced: &HashSet<String>, now: SystemTime) {
+    let old = |meta: &std::fs::Metadata| {
+        meta.modified()
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > ORPHAN_GRACE)
+    };
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        let fetch_cut_short = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.split_once(".get-"))
+            .is_some_and(|(key, _)| crate::storage::Key::parse(key).is_some());
+        if fetch_cut_short {
+            if entry.metadata().is_ok_and(|m| m.is_file() && old(&m)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            continue;
+        }
         let work_of = vsr_media::video::segment::work_dir_output(&name);
         let owner = work_of.unwrap_or(&name);
         let ours = owner
@@ -92,9 +107,7 @@ fn remove_orphans(dir: &Path, referenced: &HashSet<String>, now: SystemTime) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
-        let old = meta
-            .modified()
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > ORPHAN_GRACE);
+        let old = old(&meta);
         let removed = match (work_of.is_some(), meta.is_dir(), meta.is_file()) {
             (true, true, _) => old && std::fs::remove_dir_all(entry.path()).is_ok(),
             (false, _, true) => old && std::fs::remove_file(entry.path()).is_ok(),

@@ -82,8 +82,9 @@ struct Worker {
 /// How a worker was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// By `vsr serve` on this machine, in its `slot`: it lives and dies with the server.
-    Supervised { slot: usize },
+    /// By `vsr serve` on this machine, in its `slot`, as `id`: it lives and dies with the
+    /// server.
+    Supervised { slot: usize, id: WorkerId },
     /// On its own, on any machine that reaches the database and the media: it keeps its
     /// claims alive by its progress reports, and takes over those of workers that vanished.
     Standalone,
@@ -91,7 +92,7 @@ pub enum Mode {
 
 pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), ServiceError> {
     let id = match mode {
-        Mode::Supervised { .. } => {
+        Mode::Supervised { id, .. } => {
             // If the server dies (even by SIGKILL), this worker gets SIGTERM: it puts its
             // task back in the queue for the next server instead of running on unsupervised.
             set_parent_process_death_signal(Some(Signal::TERM)).map_err(|e| {
@@ -102,9 +103,9 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
                     "the server that started this worker is gone".into(),
                 ));
             }
-            WorkerId::local(std::process::id())
+            id
         }
-        Mode::Standalone => WorkerId::standalone(),
+        Mode::Standalone => WorkerId::random(),
     };
     let store = crate::open_store(&config).await?;
     let files = Arc::new(Files::new(crate::storage::open(&config)?, &config));
@@ -140,6 +141,7 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
                 .nodename()
                 .to_string_lossy()
                 .into_owned(),
+            pid: i64::from(std::process::id()),
             device: crate::device_name(&vsr_media::enhance::select_device(worker.config.device)?),
             standalone: mode == Mode::Standalone,
             task: None,
@@ -158,12 +160,14 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
     let mut last_reclaim = std::time::Instant::now();
     let mut last_look = std::time::Instant::now();
     while !worker.shutdown.load(Ordering::Relaxed) {
-        if mode == Mode::Standalone && last_reclaim.elapsed() > RECLAIM {
-            crate::supervisor::reclaim_lapsed(worker.store.as_ref(), &worker.files, &worker.config)
-                .await;
-            // Copies of tasks no longer running (left by a killed worker or by helping): no
-            // server sweeps this machine's folders.
-            if let Ok(running) = worker.store.processing().await {
+        if last_reclaim.elapsed() > RECLAIM {
+            if mode == Mode::Standalone {
+                let (store, files) = (worker.store.as_ref(), &worker.files);
+                crate::supervisor::reclaim_lapsed(store, files, &worker.config).await;
+            }
+            // Copies of tasks no longer running (left by a killed worker or by helping).
+            if let (false, Ok(running)) = (worker.files.in_place(), worker.store.processing().await)
+            {
                 let keys = running
                     .iter()
                     .flat_map(|t| [t.input_key.to_string(), t.output_key.to_string()])
@@ -352,10 +356,13 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 output_bytes: bytes,
                 ..ended(Status::Completed, None)
             };
-            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
-            worker.files.remove_work(&task).await;
+            if durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await? {
+                worker.files.remove_work(&task).await;
+                tracing::info!(frames, resumed, bytes, "task completed");
+            } else {
+                tracing::info!("task finished here but taken over meanwhile; its files stay");
+            }
             worker.files.drop_copies(&task);
-            tracing::info!(frames, resumed, bytes, "task completed");
         }
         Err(f) if f.error.code == Code::Cancelled && worker.shutdown.load(Ordering::Relaxed) => {
             save_before_leaving(&worker.files, &task).await;
@@ -363,10 +370,16 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             tracing::info!("worker stopping; task returned to the queue");
         }
         Err(f) if f.error.code == Code::Cancelled => {
+            // A stop also comes when the task is not this worker's any more (its lease lapsed
+            // and another took it over): then the files are the other's.
             let outcome = ended(Status::Cancelled, None);
-            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
-            worker.files.remove_working(&task).await;
-            tracing::info!("task cancelled");
+            if durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await? {
+                worker.files.remove_working(&task).await;
+                tracing::info!("task cancelled");
+            } else {
+                worker.files.drop_copies(&task);
+                tracing::info!("task taken over by another worker; stopped here");
+            }
         }
         Err(f)
             if matches!(
@@ -384,8 +397,11 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
         Err(f) => {
             tracing::warn!(code = %f.error.code, error = %f.detail, "task failed");
             let outcome = ended(Status::Failed, Some(f.error));
-            durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await?;
-            worker.files.remove_working(&task).await;
+            if durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await? {
+                worker.files.remove_working(&task).await;
+            } else {
+                worker.files.drop_copies(&task);
+            }
         }
     }
     Ok(())
@@ -439,8 +455,9 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             expires_at: worker.config.expiry_from_now(),
             output_bytes: None,
         };
-        let _ = worker.store.finish(&task.id, worker.id, &outcome).await;
-        worker.files.remove_working(task).await;
+        if let Ok(true) = worker.store.finish(&task.id, worker.id, &outcome).await {
+            worker.files.remove_working(task).await;
+        }
         tracing::info!("task cancelled mid-frame; worker restarting");
     }
     for temp in vsr_media::video::pipeline::temporaries(&worker.files.output(task)) {
@@ -584,8 +601,9 @@ async fn help_a_task(worker: &Worker) -> bool {
     let Some(task) = found else {
         return false;
     };
-    if let Err(f) = fetch(&worker.files, &task).await {
-        tracing::info!(task = %task.id, error = %f.detail, "cannot fetch a task to help with");
+    // The upload; the plan is here already, and finished segments are not needed.
+    if !matches!(worker.files.fetch_input(&task).await, Ok(Some(_))) {
+        tracing::info!(task = %task.id, "cannot fetch the upload of a task to help with");
         return false;
     }
     let span = tracing::info_span!("help", task = %task.id);

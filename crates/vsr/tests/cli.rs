@@ -463,3 +463,113 @@ fn reference_tool_folders_pick_the_right_file() {
         "{stderr}"
     );
 }
+
+/// A PNG's size, bit depth and colour type, from its header.
+fn png_kind(path: &Path) -> (u32, u32, png::BitDepth, png::ColorType) {
+    let reader = png::Decoder::new(std::fs::File::open(path).unwrap())
+        .read_info()
+        .unwrap();
+    let info = reader.info();
+    (info.width, info.height, info.bit_depth, info.color_type)
+}
+
+/// Images as people have them: JPEG, WebP, 16-bit PNG (kept at 16 bits) and PNG with alpha
+/// (kept, upscaled beside the colour), a folder of them with two corrupt files among them:
+/// every good one is done, each bad one is named, and the exit status says some failed.
+#[test]
+fn upscale_image_takes_jpeg_webp_16_bit_alpha_and_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let make = |name: &str, filter: &str, extra: &[&str]| {
+        let path = inputs.join(name);
+        let mut args = vec!["-f", "lavfi", "-i", filter, "-frames:v", "1"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        common::ffmpeg(&args);
+    };
+    let source = "testsrc2=size=40x30";
+    make("photo.jpg", source, &[]);
+    make("web.webp", source, &["-c:v", "libwebp", "-lossless", "1"]);
+    make("deep.png", source, &["-pix_fmt", "rgb48be"]);
+    make(
+        "clear.png",
+        &format!("{source},format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='6*X'"),
+        &["-pix_fmt", "rgba"],
+    );
+    for n in 0..14 {
+        std::fs::copy(
+            inputs.join("photo.jpg"),
+            inputs.join(format!("copy{n:02}.jpg")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        inputs.join("broken.jpg"),
+        b"\xff\xd8\xff\xe0 not a JPEG after all",
+    )
+    .unwrap();
+    let deep = std::fs::read(inputs.join("deep.png")).unwrap();
+    std::fs::write(inputs.join("cut.png"), &deep[..deep.len() / 2]).unwrap();
+    assert_eq!(std::fs::read_dir(&inputs).unwrap().count(), 20);
+
+    let out = dir.path().join("out");
+    let r = vsr(&[
+        "upscale-image",
+        inputs.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        "realesr-animevideov3-x2",
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("18 of 20 images upscaled") && stderr.contains("2 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.jpg") && stderr.contains("cut.png"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 18);
+
+    let (w, h, depth, _) = png_kind(&out.join("deep.png"));
+    assert_eq!((w, h, depth), (80, 60, png::BitDepth::Sixteen));
+    let (_, _, _, color) = png_kind(&out.join("clear.png"));
+    assert_eq!(color, png::ColorType::Rgba);
+    // The alpha ramp (6 levels a source column) survives: 3 a column at twice the width.
+    let mut reader = png::Decoder::new(std::fs::File::open(out.join("clear.png")).unwrap())
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    reader.next_frame(&mut buf).unwrap();
+    let alpha_at = |x: usize| buf[(30 * 80 + x) * 4 + 3] as i32;
+    assert!((alpha_at(40) - 120).abs() <= 4, "alpha {}", alpha_at(40));
+    assert!(alpha_at(70) > alpha_at(10) + 150);
+    // JPEG and WebP results are what their names say, at twice the size.
+    for name in ["photo.jpg", "web.webp", "copy00.jpg"] {
+        let probe = common::ffprobe(
+            &[
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "csv=p=0",
+            ],
+            &out.join(name),
+        );
+        assert!(probe.contains("80,60"), "{name}: {probe}");
+    }
+    // One file to one file, in another format.
+    let single = dir.path().join("one.webp");
+    ok(&vsr(&[
+        "upscale-image",
+        inputs.join("photo.jpg").to_str().unwrap(),
+        "-o",
+        single.to_str().unwrap(),
+        "--model",
+        "realesr-animevideov3-x2",
+    ]));
+    assert!(single.is_file());
+}

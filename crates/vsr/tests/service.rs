@@ -620,11 +620,7 @@ fn meta_endpoints_and_config() {
         "{workers}"
     );
     let (_, health) = server.get("/healthz");
-    assert_eq!(
-        health["live_workers"].as_array().unwrap().len(),
-        1,
-        "{health}"
-    );
+    assert_eq!(health["live_workers"], 1, "{health}");
     let metrics = server
         .client
         .get(server.url("/metrics"))
@@ -741,5 +737,85 @@ fn json_logs_carry_request_and_task_ids() {
     assert!(
         job_lines.iter().all(|l| l["span"]["task"] == id.as_str()),
         "{log}"
+    );
+}
+
+/// `POST /api/images`: a PNG with alpha and a JPEG come back upscaled in their own format
+/// (the alpha kept); a file that is no image is 415 `unreadable_media`, a form without one
+/// 400 `missing_image`; nothing is left in the upload folder.
+#[test]
+fn images_are_upscaled_in_their_own_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]);
+    let (clear, photo) = (dir.path().join("clear.png"), dir.path().join("photo.jpg"));
+    let source = "testsrc2=size=40x30";
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("{source},format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='6*X'"),
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "rgba",
+        clear.to_str().unwrap(),
+    ]);
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-frames:v",
+        "1",
+        photo.to_str().unwrap(),
+    ]);
+    let post = |bytes: Vec<u8>, name: &str, field: &str| {
+        let part = multipart::Part::bytes(bytes).file_name(name.to_string());
+        let form = multipart::Form::new()
+            .text(
+                "settings",
+                json!({"scale": 2, "quality": "fast"}).to_string(),
+            )
+            .part(field.to_string(), part);
+        server
+            .client
+            .post(server.url("/api/images"))
+            .multipart(form)
+            .send()
+            .unwrap()
+    };
+    let r = post(std::fs::read(&clear).unwrap(), "clear.png", "image");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("clear_80x60.png"));
+    let bytes = r.bytes().unwrap();
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .unwrap();
+    let info = reader.info();
+    assert_eq!(
+        (info.width, info.height, info.color_type),
+        (80, 60, png::ColorType::Rgba)
+    );
+    let r = post(std::fs::read(&photo).unwrap(), "photo.jpg", "image");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(&r.bytes().unwrap()[..2], b"\xff\xd8");
+
+    let r = post(b"not an image at all".to_vec(), "fake.png", "image");
+    assert_eq!(r.status().as_u16(), 415);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["code"], "unreadable_media", "{body}");
+    let r = post(std::fs::read(&photo).unwrap(), "photo.jpg", "picture");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["code"], "missing_image", "{body}");
+    assert!(
+        server.files_in("uploads").is_empty(),
+        "{:?}",
+        server.files_in("uploads")
     );
 }

@@ -25,6 +25,15 @@ fn web_page_end_to_end_in_chromium() {
     testsrc_clip(&p("small.mp4"), "160x90", 25, 2.0);
     testsrc_clip(&p("long.mp4"), "320x180", 25, 20.0);
     std::fs::write(p("notvideo.mp4"), "this is not a video\n".repeat(200)).unwrap();
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48",
+        "-frames:v",
+        "1",
+        p("photo.jpg").to_str().unwrap(),
+    ]);
     let server = Server::in_process(dir.path(), &[]);
     let screenshots = root.join("target/screenshots");
     let out = Command::new("node")
@@ -36,6 +45,8 @@ fn web_page_end_to_end_in_chromium() {
         .arg(p("notvideo.mp4"))
         .arg("--long")
         .arg(p("long.mp4"))
+        .arg("--image")
+        .arg(p("photo.jpg"))
         .arg("--out")
         .arg(&screenshots)
         .output()

@@ -3,6 +3,7 @@
 CREATE TABLE workers (
     id BIGINT PRIMARY KEY,
     host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
     device TEXT NOT NULL,
     standalone BIGINT NOT NULL,
     task_id TEXT,

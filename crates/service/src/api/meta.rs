@@ -96,8 +96,9 @@ pub struct Health {
     /// Tasks waiting (-1 when the store does not answer).
     pub queued: i64,
     pub workers: usize,
-    /// Workers anywhere whose heartbeat is recent (this server's and those on their own).
-    pub live_workers: Vec<WorkerView>,
+    /// Workers anywhere whose heartbeat is recent (this server's and those on their own);
+    /// who and where they are is `/api/workers`, behind the API key.
+    pub live_workers: usize,
     /// Where models run: `cpu` or `cuda:N (name)`.
     pub device: String,
     pub device_reason: String,
@@ -109,8 +110,9 @@ pub struct Health {
 #[serde(rename_all = "camelCase")]
 pub struct WorkerView {
     pub id: String,
-    /// The machine it runs on.
+    /// The machine it runs on, and its process id there.
     pub host: String,
+    pub pid: i64,
     /// Where it runs models.
     pub device: String,
     /// Started on its own (`vsr worker --database`) rather than by a server.
@@ -138,6 +140,7 @@ async fn live_workers(app: &AppState) -> Result<Vec<WorkerView>, crate::store::S
         .map(|w| WorkerView {
             id: w.id.to_string(),
             host: w.host,
+            pid: w.pid,
             device: w.device,
             standalone: w.standalone,
             task: w.task.map(|t| t.to_string()),
@@ -159,7 +162,7 @@ pub async fn workers(
 pub async fn health(State(app): State<AppState>) -> Json<Health> {
     let db = app.store.count_waiting().await;
     Json(Health {
-        live_workers: live_workers(&app).await.unwrap_or_default(),
+        live_workers: live_workers(&app).await.map_or(0, |w| w.len()),
         status: if db.is_ok() { "ok" } else { "degraded" }.into(),
         queued: db.unwrap_or(-1),
         workers: app.config.workers,

@@ -2,6 +2,7 @@
 //! OpenAPI description generated from it.
 
 mod download;
+mod images;
 mod meta;
 mod preview;
 mod tasks;
@@ -170,6 +171,19 @@ pub const ROUTES: &[Route] = &[
         body: Some(meta::schema::<meta::ModelsView>),
     },
     Route {
+        method: "post",
+        path: "/api/images",
+        summary: "Upscale one image (PNG, JPEG, WebP; multipart `image` and `settings`) and get it back in its format",
+        responses: &[
+            (200, "the upscaled image"),
+            (400, "missing_image, invalid_settings, model_unavailable, output_too_large"),
+            (413, "too_large"),
+            (415, "unreadable_media"),
+            (503, "server_busy"),
+        ],
+        body: None,
+    },
+    Route {
         method: "get",
         path: "/api/workers",
         summary: "Live workers on every machine: host, device, task, last heartbeat",
@@ -237,6 +251,10 @@ fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
         ("delete", "/api/tasks/{id}") => delete(tasks::delete),
         ("get", "/api/models") => get(meta::models),
         ("get", "/api/workers") => get(meta::workers),
+        // An image is one big part too: the upload's limit.
+        ("post", "/api/images") => post(images::upscale).layer(DefaultBodyLimit::max(
+            (app.config.max_content_length + upload::FORM_OVERHEAD) as usize,
+        )),
         ("get", "/api/openapi.json") => get(meta::openapi),
         ("get", "/healthz") => get(meta::health),
         ("get", "/metrics") => get(meta::metrics),
@@ -268,7 +286,7 @@ pub fn router(app: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for r in ROUTES {
         let mut route = handler(&app, r.method, r.path);
-        if r.path != "/api/upload" {
+        if r.path != "/api/upload" && r.path != "/api/images" {
             route = route.layer(middleware::from_fn_with_state(app.clone(), small_body));
         }
         router = router.route(r.path, route);

@@ -145,15 +145,17 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// The stable code a client sees for it: a full disk is `insufficient_storage`, the rest
-    /// `storage_unavailable` (worth a retry).
+    /// The stable code a client sees for it: a full disk is `insufficient_storage`, another
+    /// local file error `io_error`, an object store that fails `storage_unavailable` (worth
+    /// a retry).
     pub fn code(&self) -> vsr_media::code::Code {
         use vsr_media::code::Code;
         match self {
             StorageError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 Code::InsufficientStorage
             }
-            _ => Code::StorageUnavailable,
+            StorageError::Io { .. } => Code::IoError,
+            StorageError::Remote { .. } | StorageError::Config(_) => Code::StorageUnavailable,
         }
     }
 }

@@ -20,7 +20,7 @@ const PART_BYTES: usize = 16 << 20;
 
 /// Where the object store is and how to sign in (`VSR_STORAGE=s3://bucket/prefix`, the rest
 /// from `VSR_S3_*` and the usual `AWS_*` variables).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     pub bucket: String,
@@ -63,12 +63,36 @@ impl S3Config {
     }
 }
 
-#[derive(Debug)]
 pub struct S3 {
     store: AmazonS3,
     prefix: String,
     /// `s3://bucket/prefix at endpoint`, for status pages.
     description: String,
+}
+
+/// Never prints the secret key.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "(set)"),
+            )
+            .field("retry_seconds", &self.retry_seconds)
+            .finish()
+    }
+}
+
+/// The store's own `Debug` would show its credentials: only where it is.
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
 }
 
 impl S3 {
@@ -191,6 +215,7 @@ impl Storage for S3 {
             };
             // At most two parts in flight: memory stays flat in the file's size.
             if let Err(e) = parts.wait_for_capacity(2).await {
+                let _ = parts.abort().await;
                 return Err(remote("storing", object)(e));
             }
             parts.write(&buffer[..n]);

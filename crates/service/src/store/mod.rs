@@ -248,22 +248,22 @@ pub struct Report {
     pub upscaled_frames: u64,
 }
 
-/// Who holds a task: a worker process of this machine's server (by its pid), or a worker
-/// started on its own anywhere (a random id above every pid), so two machines' workers never
+/// Who holds a task or a segment: random per worker process (its server picks it for a
+/// worker it starts), so that workers of different machines, whose pids may be equal, never
 /// pass for each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WorkerId(i64);
 
 impl WorkerId {
-    /// A worker process `vsr serve` started on this machine.
-    pub fn local(pid: u32) -> WorkerId {
-        WorkerId(i64::from(pid))
-    }
-
-    /// A worker started on its own: random, and above every pid.
-    pub fn standalone() -> WorkerId {
+    /// A fresh id: random, positive, above every pid (rows of older versions held pids).
+    pub fn random() -> WorkerId {
         let random = uuid::Uuid::new_v4().as_u64_pair().0 >> 34;
         WorkerId((1 << 32) + random as i64)
+    }
+
+    /// The id as `WorkerId::get` gave it (passed to a worker process on its command line).
+    pub fn from_raw(raw: i64) -> WorkerId {
+        WorkerId(raw)
     }
 
     /// As stored in the `worker_pid` column.
@@ -282,8 +282,9 @@ impl fmt::Display for WorkerId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerInfo {
     pub id: WorkerId,
-    /// The machine it runs on.
+    /// The machine it runs on, and its process there.
     pub host: String,
+    pub pid: i64,
     /// Where it runs models (`cpu`, `cuda:0 (NVIDIA H200)`).
     pub device: String,
     /// Started on its own (`vsr worker --database`), not by a server beside it.
@@ -425,14 +426,15 @@ pub trait TaskStore: Send + Sync {
         report: &Report,
     ) -> Result<bool, StoreError>;
 
-    /// Ends the task `worker` runs; nothing if it is not that worker's any more (its server
-    /// stopped, or its lease lapsed, and the task went to another).
+    /// Ends the task `worker` runs; whether it did: nothing is done if it is not that
+    /// worker's any more (its server stopped, or its lease lapsed, and the task went to
+    /// another, whose files must then stay).
     async fn finish(
         &self,
         id: &TaskId,
         worker: WorkerId,
         outcome: &Outcome,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Ends a task no worker has (a draft or queued one); false if a worker claimed it first.
     async fn cancel_waiting(&self, id: &TaskId, outcome: &Outcome) -> Result<bool, StoreError>;
@@ -529,7 +531,8 @@ pub trait TaskStore: Send + Sync {
         lease_until: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Lets go of a segment `worker` holds: `done` once its files are stored, free otherwise.
+    /// Lets go of a segment `worker` holds: recorded `done` once its files are stored, or
+    /// forgotten (free for anyone).
     async fn release_segment(
         &self,
         id: &TaskId,
@@ -539,7 +542,7 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Frees a segment recorded as done whose stored files are missing or damaged, so that
-    /// it is done again.
+    /// it is done again (a segment someone holds is left alone).
     async fn reopen_segment(&self, id: &TaskId, index: i64) -> Result<(), StoreError>;
 
     /// Whether a worker holds segment `index` of task `id` under a lease running at `now`.
@@ -548,8 +551,15 @@ pub trait TaskStore: Send + Sync {
     /// Segments of task `id` finished or held under a lease running at `now`.
     async fn segments_taken(&self, id: &TaskId, now: i64) -> Result<i64, StoreError>;
 
-    /// Renews until `lease_until` the lease of every segment `worker` holds.
-    async fn renew_segments(&self, worker: WorkerId, lease_until: i64) -> Result<(), StoreError>;
+    /// Renews until `lease_until` the leases `worker` holds on segments of task `id` that
+    /// have not lapsed at `now` (a lapsed one may be another's already).
+    async fn renew_segments(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<(), StoreError>;
 
     /// Forgets the segment claims of tasks that are not running or waiting any more.
     async fn forget_segment_claims(&self) -> Result<(), StoreError>;
@@ -607,7 +617,7 @@ pub(crate) mod tests {
         store.insert(&draft, None).await.unwrap();
         store.insert(&queued, None).await.unwrap();
         assert!(store.start(&draft).await.unwrap());
-        let (seven, eight) = (WorkerId::local(7), WorkerId::local(8));
+        let (seven, eight) = (WorkerId::random(), WorkerId::random());
         let first = store.claim_next(seven, 50).await.unwrap().unwrap();
         assert_eq!(first.id, queued.id);
         // A task a worker holds is not cancelled from under it; a waiting one is.
@@ -624,7 +634,7 @@ pub(crate) mod tests {
         // A task whose worker renews its lease stays with it; lapsed ones come back.
         let live = task(Status::Queued, 4);
         store.insert(&live, None).await.unwrap();
-        let elsewhere = WorkerId::standalone();
+        let elsewhere = WorkerId::random();
         let live = store.claim_next(elsewhere, 50).await.unwrap().unwrap();
         let report = Report {
             stage: Stage::Upscaling,

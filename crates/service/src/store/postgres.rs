@@ -258,10 +258,8 @@ impl TaskStore for PostgresStore {
         Ok(cancel.is_none_or(|c| c != 0))
     }
 
-    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<(), StoreError> {
-        self.end(id, o, &[Status::Processing], Some(worker))
-            .await
-            .map(|_| ())
+    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<bool, StoreError> {
+        self.end(id, o, &[Status::Processing], Some(worker)).await
     }
 
     async fn cancel_waiting(&self, id: &TaskId, o: &Outcome) -> Result<bool, StoreError> {
@@ -439,12 +437,13 @@ impl TaskStore for PostgresStore {
 
     async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO workers (id, host, device, standalone, task_id, started_at, seen_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO workers (id, host, pid, device, standalone, task_id, started_at, seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (id) DO UPDATE SET task_id = excluded.task_id, seen_at = excluded.seen_at",
         )
         .bind(w.id.get())
         .bind(&w.host)
+        .bind(w.pid)
         .bind(&w.device)
         .bind(i64::from(w.standalone))
         .bind(w.task.as_ref().map(TaskId::as_str))
@@ -457,7 +456,7 @@ impl TaskStore for PostgresStore {
 
     async fn workers(&self, since: i64) -> Result<Vec<WorkerInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, host, device, standalone, task_id, started_at, seen_at FROM workers
+            "SELECT id, host, pid, device, standalone, task_id, started_at, seen_at FROM workers
              WHERE seen_at >= $1 ORDER BY started_at, id",
         )
         .bind(since)
@@ -511,22 +510,25 @@ impl TaskStore for PostgresStore {
         worker: WorkerId,
         done: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE segment_claims SET done = $1, lease_until = 0
-             WHERE task_id = $2 AND idx = $3 AND worker = $4 AND done = 0",
-        )
-        .bind(i64::from(done))
-        .bind(id.as_str())
-        .bind(index)
-        .bind(worker.get())
-        .execute(&self.pool)
-        .await?;
+        // Done: the row says so for good. Not done: the row goes, and the segment is free.
+        let sql = if done {
+            "UPDATE segment_claims SET done = 1, lease_until = 0\n             WHERE task_id = $1 AND idx = $2 AND worker = $3 AND done = 0"
+        } else {
+            "DELETE FROM segment_claims WHERE task_id = $1 AND idx = $2 AND worker = $3 AND done = 0"
+        };
+        sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(index)
+            .bind(worker.get())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn reopen_segment(&self, id: &TaskId, index: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE segment_claims SET done = 0, lease_until = 0 WHERE task_id = $1 AND idx = $2",
+            "UPDATE segment_claims SET done = 0, lease_until = 0
+             WHERE task_id = $1 AND idx = $2 AND done = 1",
         )
         .bind(id.as_str())
         .bind(index)
@@ -559,12 +561,22 @@ impl TaskStore for PostgresStore {
         .await?)
     }
 
-    async fn renew_segments(&self, worker: WorkerId, lease_until: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE segment_claims SET lease_until = $1 WHERE worker = $2 AND done = 0")
-            .bind(lease_until)
-            .bind(worker.get())
-            .execute(&self.pool)
-            .await?;
+    async fn renew_segments(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE segment_claims SET lease_until = $1\n             WHERE task_id = $2 AND worker = $3 AND done = 0 AND lease_until >= $4",
+        )
+        .bind(lease_until)
+        .bind(id.as_str())
+        .bind(worker.get())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

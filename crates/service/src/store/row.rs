@@ -102,6 +102,7 @@ where
     Ok(WorkerInfo {
         id: WorkerId(r.try_get("id")?),
         host: r.try_get("host")?,
+        pid: r.try_get("pid")?,
         device: r.try_get("device")?,
         standalone: r.try_get::<i64, _>("standalone")? != 0,
         task: task.as_deref().map(parse_id).transpose()?,

@@ -257,10 +257,8 @@ impl TaskStore for SqliteStore {
         Ok(cancel.is_none_or(|c| c != 0))
     }
 
-    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<(), StoreError> {
-        self.end(id, o, &[Status::Processing], Some(worker))
-            .await
-            .map(|_| ())
+    async fn finish(&self, id: &TaskId, worker: WorkerId, o: &Outcome) -> Result<bool, StoreError> {
+        self.end(id, o, &[Status::Processing], Some(worker)).await
     }
 
     async fn cancel_waiting(&self, id: &TaskId, o: &Outcome) -> Result<bool, StoreError> {
@@ -433,12 +431,13 @@ impl TaskStore for SqliteStore {
 
     async fn heartbeat(&self, w: &WorkerInfo) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO workers (id, host, device, standalone, task_id, started_at, seen_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO workers (id, host, pid, device, standalone, task_id, started_at, seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET task_id = excluded.task_id, seen_at = excluded.seen_at",
         )
         .bind(w.id.get())
         .bind(&w.host)
+        .bind(w.pid)
         .bind(&w.device)
         .bind(i64::from(w.standalone))
         .bind(w.task.as_ref().map(TaskId::as_str))
@@ -451,7 +450,7 @@ impl TaskStore for SqliteStore {
 
     async fn workers(&self, since: i64) -> Result<Vec<WorkerInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, host, device, standalone, task_id, started_at, seen_at FROM workers
+            "SELECT id, host, pid, device, standalone, task_id, started_at, seen_at FROM workers
              WHERE seen_at >= ? ORDER BY started_at, id",
         )
         .bind(since)
@@ -505,22 +504,25 @@ impl TaskStore for SqliteStore {
         worker: WorkerId,
         done: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE segment_claims SET done = ?, lease_until = 0
-             WHERE task_id = ? AND idx = ? AND worker = ? AND done = 0",
-        )
-        .bind(i64::from(done))
-        .bind(id.as_str())
-        .bind(index)
-        .bind(worker.get())
-        .execute(&self.pool)
-        .await?;
+        // Done: the row says so for good. Not done: the row goes, and the segment is free.
+        let sql = if done {
+            "UPDATE segment_claims SET done = 1, lease_until = 0\n             WHERE task_id = ? AND idx = ? AND worker = ? AND done = 0"
+        } else {
+            "DELETE FROM segment_claims WHERE task_id = ? AND idx = ? AND worker = ? AND done = 0"
+        };
+        sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(index)
+            .bind(worker.get())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn reopen_segment(&self, id: &TaskId, index: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE segment_claims SET done = 0, lease_until = 0 WHERE task_id = ? AND idx = ?",
+            "UPDATE segment_claims SET done = 0, lease_until = 0
+             WHERE task_id = ? AND idx = ? AND done = 1",
         )
         .bind(id.as_str())
         .bind(index)
@@ -553,12 +555,22 @@ impl TaskStore for SqliteStore {
         .await?)
     }
 
-    async fn renew_segments(&self, worker: WorkerId, lease_until: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE segment_claims SET lease_until = ? WHERE worker = ? AND done = 0")
-            .bind(lease_until)
-            .bind(worker.get())
-            .execute(&self.pool)
-            .await?;
+    async fn renew_segments(
+        &self,
+        id: &TaskId,
+        worker: WorkerId,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE segment_claims SET lease_until = ?\n             WHERE task_id = ? AND worker = ? AND done = 0 AND lease_until >= ?",
+        )
+        .bind(lease_until)
+        .bind(id.as_str())
+        .bind(worker.get())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -67,6 +67,7 @@
     previewing: false,
     starting: false,
     generation: 0, // bumps whenever another task becomes current
+    imageUrl: null, // the object URL of the last upscaled image
   };
 
   // ---------- small helpers ----------
@@ -473,8 +474,60 @@
     }
   }
 
+  /** Whether the chosen file is a still image (upscaled at once) rather than a video. */
+  function isImage(file) {
+    return /^image\/(png|jpeg|webp)$/.test(file.type || '') || /\.(png|jpe?g|webp)$/i.test(file.name);
+  }
+
+  /** Upscales an image with the current settings and shows it, with a download link. */
+  async function upscaleImage(file) {
+    const form = new FormData();
+    form.append('settings', JSON.stringify(currentSettings()));
+    form.append('image', file, file.name);
+    const headers = { Accept: 'image/*, application/problem+json' };
+    if (state.apiKey) headers['X-API-Key'] = state.apiKey;
+    $('#run-status').textContent = 'Upscaling the image…';
+    const started = performance.now();
+    let r;
+    try {
+      r = await fetch('/api/images', { method: 'POST', body: form, headers });
+    } catch (_) {
+      throw new ApiError(0, 'network', 'The image could not be sent: the server could not be reached.');
+    }
+    if (!r.ok) throw errorFromBody(r.status, await r.text());
+    const blob = await r.blob();
+    if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
+    state.imageUrl = URL.createObjectURL(blob);
+    const img = $('#image-result-img');
+    img.src = state.imageUrl;
+    await img.decode().catch(() => {});
+    const link = $('#image-result-link');
+    link.href = state.imageUrl;
+    const named = /filename="([^"]+)"/.exec(r.headers.get('content-disposition') || '');
+    link.download = named ? named[1] : file.name;
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    $('#image-result-text').textContent =
+      `${img.naturalWidth} × ${img.naturalHeight}, ${fmtBytes(blob.size)}, in ${seconds} s`;
+    show($('#image-result'), true);
+    $('#run-status').textContent = 'Done: the upscaled image is shown below the drop zone.';
+  }
+
   async function chooseFile(file) {
     if (!file) return;
+    show($('#image-result'), false);
+    if (isImage(file)) {
+      const name = $('#file-name');
+      name.textContent = `${file.name} · ${fmtBytes(file.size)}`;
+      show(name, true);
+      showError($('#upload-error'), null);
+      try {
+        await upscaleImage(file);
+      } catch (err) {
+        showError($('#upload-error'), err);
+        $('#run-status').textContent = 'Choose a video or an image to begin.';
+      }
+      return;
+    }
     const old = state.task;
     if (old && old.status === 'draft') api('DELETE', `/api/tasks/${encodeURIComponent(old.taskId)}`).catch(() => {});
     state.file = file;

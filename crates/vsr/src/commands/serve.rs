@@ -36,6 +36,9 @@ pub struct WorkerArgs {
     /// The slot `vsr serve` started this worker in (it passes its configuration along)
     #[arg(long, default_value_t = 0)]
     pub slot: usize,
+    /// The id `vsr serve` chose for this worker (it finds the worker's tasks by it)
+    #[arg(long, hide = true)]
+    pub worker_id: Option<i64>,
     /// The task database to take work from (`postgres://...`), for a worker on its own
     /// (overrides VSR_DATABASE and the configuration file)
     #[arg(long)]
@@ -76,7 +79,13 @@ pub fn worker(base: Config, args: &WorkerArgs) -> anyhow::Result<()> {
     let (mut config, mode) = match std::env::var(service::CONFIG_ENV) {
         Ok(json) => (
             serde_json::from_str::<ServiceConfig>(&json)?,
-            service::worker::Mode::Supervised { slot: args.slot },
+            service::worker::Mode::Supervised {
+                slot: args.slot,
+                id: service::store::WorkerId::from_raw(
+                    args.worker_id
+                        .ok_or_else(|| anyhow::anyhow!("--worker-id is missing"))?,
+                ),
+            },
         ),
         Err(_) => (
             ServiceConfig::load(args.config.as_deref())?,

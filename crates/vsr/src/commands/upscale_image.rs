@@ -1,22 +1,31 @@
-//! `vsr upscale-image IN.png -o OUT.png`: one image through one model.
+//! `vsr upscale-image IN... -o OUT`: images through the models. One input and an output
+//! named like an image writes that file; otherwise OUT is a folder and every input (a file,
+//! or a folder's PNG, JPEG and WebP files) goes into it under its own name. A file that
+//! fails is reported and skipped; the others are done, and the exit status says whether
+//! any failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{RunArgs, SettingsArgs};
 use vsr_media::config::Config;
-use vsr_media::image::{read_png, write_png, Rgb8};
+use vsr_media::enhance::Enhancer;
+use vsr_media::picture::{self, Format};
 
 #[derive(Debug, Args)]
 pub struct UpscaleImageArgs {
-    /// Input PNG
-    pub input: PathBuf,
-    /// Output PNG
+    /// Input images (PNG, JPEG, WebP) or folders of them
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output image (one input), or the folder results go into
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Format of results written into a folder [default: each input's own]
+    #[arg(long, value_parser = ["png", "jpg", "webp"])]
+    pub format: Option<String>,
     #[command(flatten)]
     pub model: SettingsArgs,
     #[command(flatten)]
@@ -24,23 +33,117 @@ pub struct UpscaleImageArgs {
 }
 
 pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
+    let jobs = plan(args)?;
     let enhancer = args.model.load(config, &args.run)?;
-    let img = read_png(&args.input)?;
-    let start = Instant::now();
-    let out = enhancer
-        .process(&img.to_tensor())
-        .with_context(|| format!("upscaling with {}", enhancer.model_names()))?;
-    let result = Rgb8::from_tensor(&out);
-    write_png(&args.output, &result)?;
-    eprintln!(
-        "{}: {}x{} -> {}x{} with {} in {:.2}s",
-        args.output.display(),
-        img.width,
-        img.height,
-        result.width,
-        result.height,
-        enhancer.model_names(),
-        start.elapsed().as_secs_f64()
-    );
+    let bar = if jobs.len() > 1 {
+        ProgressBar::new(jobs.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images  {elapsed} {msg}")
+                .expect("a valid template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let mut failed = 0;
+    for (input, output) in &jobs {
+        bar.set_message(input.display().to_string());
+        match upscale_one(&enhancer, input, output) {
+            Ok(line) => bar.suspend(|| eprintln!("{line}")),
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("error: {e}"));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let done = jobs.len() - failed;
+    if jobs.len() > 1 {
+        eprintln!(
+            "{done} of {} images upscaled in {:.1}s{}",
+            jobs.len(),
+            started.elapsed().as_secs_f64(),
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} images failed [unreadable_media]",
+            jobs.len()
+        );
+    }
     Ok(())
+}
+
+/// Each input file and where its result goes.
+fn plan(args: &UpscaleImageArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let single = args.inputs.len() == 1
+        && !args.inputs[0].is_dir()
+        && Format::of_path(&args.output).is_some();
+    if single {
+        return Ok(vec![(args.inputs[0].clone(), args.output.clone())]);
+    }
+    let mut files = Vec::new();
+    for input in &args.inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| anyhow::anyhow!("{}: {e} [not_found]", input.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && Format::of_path(p).is_some())
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    if files.is_empty() {
+        anyhow::bail!("no PNG, JPEG or WebP files in the inputs [missing_video]");
+    }
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e} [io_error]", args.output.display()))?;
+    Ok(files
+        .into_iter()
+        .map(|input| {
+            let mut name = PathBuf::from(input.file_name().unwrap_or_default());
+            if let Some(ext) = &args.format {
+                name.set_extension(ext);
+            } else if Format::of_path(&name).is_none() {
+                name.set_extension("png");
+            }
+            let output = args.output.join(name);
+            (input, output)
+        })
+        .collect())
+}
+
+/// Upscales one file; the line that tells what was done.
+fn upscale_one(enhancer: &Enhancer, input: &Path, output: &Path) -> anyhow::Result<String> {
+    let source = picture::read(input).map_err(|e| anyhow::anyhow!("{e} [unreadable_media]"))?;
+    let started = Instant::now();
+    let color = enhancer
+        .process(&source.color)
+        .map_err(|e| anyhow::anyhow!("{}: {e} [model_failed]", input.display()))?;
+    let result = source.with_color(color);
+    picture::write(output, &result).map_err(|e| anyhow::anyhow!("{e} [io_error]"))?;
+    let alpha = match (&source.alpha, Format::of_path(output)) {
+        (Some(_), Some(f)) if !f.has_alpha() => " (alpha dropped: the format has none)",
+        (Some(_), _) => " (alpha kept)",
+        _ => "",
+    };
+    Ok(format!(
+        "{}: {}x{} -> {}x{} with {} in {:.2}s{alpha}",
+        output.display(),
+        source.width(),
+        source.height(),
+        result.width(),
+        result.height(),
+        enhancer.model_names(),
+        started.elapsed().as_secs_f64()
+    ))
 }

@@ -58,7 +58,7 @@ fn web_page_end_to_end_in_chromium() {
     );
     println!("{log}");
     assert!(out.status.success(), "the browser test failed:\n{log}");
-    assert!(log.contains("all 6 steps passed"), "{log}");
+    assert!(log.contains("all 7 steps passed"), "{log}");
     for shot in [
         "01-facts.png",
         "02-preview.png",
@@ -66,6 +66,7 @@ fn web_page_end_to_end_in_chromium() {
         "05-error.png",
         "06-cancelled.png",
         "07-narrow.png",
+        "08-image.png",
     ] {
         assert!(screenshots.join(shot).is_file(), "no screenshot {shot}");
     }

@@ -226,7 +226,7 @@ pub(crate) fn lower(graph: &Graph, stream: &Arc<CudaStream>) -> Result<Lowered, 
     for n in &graph.nodes {
         let (inputs, outputs) = (n.inputs.clone(), n.outputs.clone());
         let step = match &n.op {
-            Op::Input => continue,
+            Op::Input { .. } => continue,
             Op::Split | Op::Identity => Step::Alias,
             Op::Convolution(c) => {
                 let mut inputs = inputs;

@@ -78,6 +78,9 @@ codes! {
     DecodeFailed = "decode_failed", 500;
     EncodeFailed = "encode_failed", 500;
     ModelFailed = "model_failed", 500;
+    // A model by path whose conventions its graph does not settle, or a config file's that
+    // do not fit it: the operator's to give in MODEL_CONFIG_PATH.
+    ModelConventions = "model_conventions", 500;
     ToolFailed = "tool_failed", 500;
     IoError = "io_error", 500;
     CudaUnavailable = "cuda_unavailable", 500;

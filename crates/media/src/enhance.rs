@@ -8,7 +8,7 @@ use vsr_runtime::{Options, RunError, Tensor, Upscaler};
 use crate::catalog::Catalog;
 use crate::code::Code;
 use crate::config::Config;
-use crate::model_ref::{ModelRef, ModelRefError};
+use crate::model_ref::{LoadedModel, ModelRef, ModelRefError};
 use crate::resample::lanczos3;
 use crate::settings::{Recipe, Settings, SettingsError};
 
@@ -39,6 +39,11 @@ impl PrepareError {
             PrepareError::Model(ModelRefError::NotInstalled(_) | ModelRefError::NotOffered(_)) => {
                 Code::ModelUnavailable
             }
+            PrepareError::Model(
+                ModelRefError::Ambiguous { .. }
+                | ModelRefError::Misfit { .. }
+                | ModelRefError::Prepare(_, RunError::Misfit { .. }),
+            ) => Code::ModelConventions,
             PrepareError::Model(_) => Code::ModelFailed,
         }
     }
@@ -66,7 +71,7 @@ pub fn select_device(request: DeviceRequest) -> Result<Selection, DeviceError> {
     vsr_cuda::select(request, &inventory)
 }
 
-/// The scale `recipe`'s passes multiply to, each model resolved but not prepared (a custom
+/// The scale `recipe`'s passes multiply to, each model resolved but not run (a custom
 /// model's graph is read to learn its scale): for checking settings before any work. On
 /// failure, the pass at fault and why.
 pub fn recipe_scale(
@@ -78,10 +83,7 @@ pub fn recipe_scale(
     for pass in &recipe.passes {
         let fail = |e| (pass.clone(), e);
         let model = ModelRef::resolve(Some(pass), config, catalog).map_err(fail)?;
-        scale *= match catalog.get(&model.name) {
-            Some(m) => m.scale,
-            None => model.load().map_err(fail)?.1.scale,
-        };
+        scale *= model.scale().map_err(fail)?;
     }
     Ok(scale)
 }
@@ -133,7 +135,8 @@ impl Enhancer {
                     model.param.display()
                 ));
             }
-            let (graph, spec) = model.load()?;
+            let LoadedModel { graph, spec, note } = model.load()?;
+            notes.extend(note);
             let mut upscaler = Upscaler::new(&graph, spec, options)
                 .map_err(|e| ModelRefError::Prepare(model.name.clone(), e))?;
             if let Device::Cuda(gpu) = device {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod enhance;
 pub mod fetch;
 pub mod image;
+pub mod inspect;
 pub mod model_pack;
 pub mod model_ref;
 pub mod picture;

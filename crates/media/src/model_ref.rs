@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vsr_runtime::{Graph, ModelSpec, PadMode, Shape};
+use vsr_runtime::conventions::{self, Ambiguity, Geometry, Mismatch};
+use vsr_runtime::{Graph, Isa, ModelSpec, PadMode, Plan};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -34,8 +35,21 @@ pub enum ModelRefError {
     },
     #[error("cannot prepare {0}: {1}")]
     Prepare(String, vsr_runtime::RunError),
-    #[error("cannot work out the scale of {0}: {1}")]
-    Probe(PathBuf, vsr_runtime::RunError),
+    /// The graph does not settle the conventions and the config file does not give them.
+    #[error("{path}: cannot tell this model's conventions from its graph: {what}; give {} in the conventions file (MODEL_CONFIG_PATH, JSON or TOML)", keys.join(", "))]
+    Ambiguous {
+        path: PathBuf,
+        what: Box<Ambiguity>,
+        /// The config keys still needed.
+        keys: Vec<&'static str>,
+    },
+    /// The config file gives conventions the network cannot run with.
+    #[error("{config} (MODEL_CONFIG_PATH) for {path}: {mismatch}; correct {} or leave it out to have it inferred", mismatch.key)]
+    Misfit {
+        path: PathBuf,
+        config: PathBuf,
+        mismatch: Box<Mismatch>,
+    },
     /// An API client named something that is neither a catalog model nor an installed one.
     /// Worded the same whether or not a file of that name exists anywhere.
     #[error("model {0:?} is not offered by this server: name one from GET /api/models")]
@@ -63,8 +77,11 @@ pub struct ModelRef {
     pub name: String,
     pub param: PathBuf,
     pub bin: PathBuf,
-    /// Known conventions, or `None` to infer them from the graph.
+    /// The catalog's conventions for these files, or `None` to infer them from the graph.
     pub spec: Option<ModelSpec>,
+    /// Conventions the operator's config file (`MODEL_CONFIG_PATH`) gives for a model by
+    /// path; they win over inferred ones.
+    pub given: Given,
     /// The catalog model these files are (same sizes and sha256) when they were named by path
     /// or folder: its conventions apply, whatever the files are called.
     pub recognised_as: Option<String>,
@@ -79,8 +96,57 @@ struct CustomConfig {
     #[serde(alias = "tileAlign")]
     align: Option<usize>,
     pad_mode: Option<String>,
-    #[serde(default)]
-    add_nearest_input: bool,
+    add_nearest_input: Option<bool>,
+}
+
+/// Conventions given for a model by the config file (`MODEL_CONFIG_PATH`); the others are
+/// inferred from the graph.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Given {
+    /// The config file, when there is one.
+    pub path: Option<PathBuf>,
+    pub scale: Option<usize>,
+    pub prepadding: Option<usize>,
+    pub align: Option<usize>,
+    pub pad_mode: Option<PadMode>,
+    pub add_nearest_input: Option<bool>,
+}
+
+impl Given {
+    /// The config keys this gives, in the file's spelling.
+    fn keys(&self) -> Vec<&'static str> {
+        [
+            ("scale", self.scale.is_some()),
+            ("prepadding", self.prepadding.is_some()),
+            ("align", self.align.is_some()),
+            ("padMode", self.pad_mode.is_some()),
+            ("addNearestInput", self.add_nearest_input.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, given)| given.then_some(k))
+        .collect()
+    }
+
+    /// `inferred` with every given convention put in its place.
+    fn over(&self, inferred: &ModelSpec) -> ModelSpec {
+        ModelSpec {
+            scale: self.scale.unwrap_or(inferred.scale),
+            prepadding: self.prepadding.unwrap_or(inferred.prepadding),
+            align: self.align.unwrap_or(inferred.align),
+            pad_mode: self.pad_mode.unwrap_or(inferred.pad_mode),
+            add_nearest_input: self.add_nearest_input.unwrap_or(inferred.add_nearest_input),
+        }
+    }
+}
+
+/// A model's graph with its conventions settled.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub graph: Graph,
+    pub spec: ModelSpec,
+    /// How the conventions were settled when the catalog did not know the files, for a
+    /// `note:` to the user.
+    pub note: Option<String>,
 }
 
 impl ModelRef {
@@ -104,6 +170,7 @@ impl ModelRef {
                 param,
                 bin,
                 spec: Some(m.spec()),
+                given: Given::default(),
                 recognised_as: None,
             });
         }
@@ -116,9 +183,9 @@ impl ModelRef {
             if !bin.is_file() {
                 return Err(ModelRefError::MissingBin(path));
             }
-            let spec = match &config.model_config {
-                Some(c) => Some(read_custom_config(c)?),
-                None => None,
+            let given = match &config.model_config {
+                Some(c) => read_custom_config(c)?,
+                None => Given::default(),
             };
             let name = path
                 .file_stem()
@@ -127,7 +194,8 @@ impl ModelRef {
                 name,
                 param: path,
                 bin,
-                spec,
+                spec: None,
+                given,
                 recognised_as: None,
             }
             .recognised(catalog));
@@ -163,6 +231,7 @@ impl ModelRef {
             param,
             bin,
             spec: None,
+            given: Given::default(),
             recognised_as: None,
         })
     }
@@ -171,7 +240,7 @@ impl ModelRef {
     /// the catalog's conventions: a Real-CUGAN file named as its wheel names it must be padded
     /// and aligned as Real-CUGAN, not as Real-ESRGAN. Conventions given in a config file win.
     fn recognised(mut self, catalog: &Catalog) -> ModelRef {
-        if self.spec.is_some() {
+        if self.given != Given::default() {
             return self;
         }
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
@@ -202,30 +271,110 @@ impl ModelRef {
             .collect()
     }
 
-    /// Loads the graph and settles the conventions (inferring the scale of unknown models).
-    pub fn load(&self) -> Result<(Graph, ModelSpec), ModelRefError> {
+    /// The model's scale, without running it: the catalog's or the config file's, else read
+    /// off the graph by shape inference (for checking settings before any work).
+    pub fn scale(&self) -> Result<usize, ModelRefError> {
+        if let Some(scale) = self.spec.as_ref().map(|s| s.scale).or(self.given.scale) {
+            return Ok(scale);
+        }
         let graph = Graph::load(&self.param, &self.bin)?;
-        let spec = match &self.spec {
-            Some(s) if s.scale > 0 => s.clone(),
-            partial => {
-                let mut spec = partial.clone().unwrap_or_else(|| ModelSpec::padded(0));
-                spec.scale =
-                    infer_scale(&graph).map_err(|e| ModelRefError::Probe(self.param.clone(), e))?;
-                spec
+        let plan = Plan::new(&graph, Isa::detect(), 1)
+            .map_err(|e| ModelRefError::Prepare(self.name.clone(), e))?;
+        Geometry::measure(&plan)
+            .map(|g| g.scale)
+            .map_err(|what| ModelRefError::Ambiguous {
+                path: self.param.clone(),
+                keys: what.keys().to_vec(),
+                what: Box::new(what),
+            })
+    }
+
+    /// Loads the graph and settles the conventions: the catalog's for files it knows, else
+    /// the config file's where it gives them and the graph's (by shape inference) for the rest,
+    /// checked against the network so that a misfit is an error naming the key, not a shape
+    /// mismatch deep inside the network on the first frame.
+    pub fn load(&self) -> Result<LoadedModel, ModelRefError> {
+        let graph = Graph::load(&self.param, &self.bin)?;
+        if let Some(spec) = &self.spec {
+            return Ok(LoadedModel {
+                graph,
+                spec: spec.clone(),
+                note: None,
+            });
+        }
+        // One thread: the network only runs on two small grey frames here.
+        let plan = Plan::new(&graph, Isa::detect(), 1)
+            .map_err(|e| ModelRefError::Prepare(self.name.clone(), e))?;
+        let given_keys = self.given.keys();
+        let config = self.given.path.clone().unwrap_or_default();
+        let misfit = |mismatch| ModelRefError::Misfit {
+            path: self.param.clone(),
+            config: config.clone(),
+            mismatch: Box::new(mismatch),
+        };
+        let (spec, note) = match conventions::infer(&graph, &plan) {
+            Ok(inferred) => {
+                let spec = self.given.over(&inferred.spec);
+                inferred.geometry.check(&spec).map_err(misfit)?;
+                let note = if given_keys.is_empty() {
+                    format!(
+                        "{}: conventions inferred from the graph: {inferred}",
+                        self.param.display()
+                    )
+                } else {
+                    format!(
+                        "{}: {} from {}, the rest inferred from the graph ({inferred}): {spec}",
+                        self.param.display(),
+                        given_keys.join(", "),
+                        config.display()
+                    )
+                };
+                (spec, note)
+            }
+            Err(what) => {
+                let missing: Vec<&'static str> = what
+                    .keys()
+                    .iter()
+                    .copied()
+                    .filter(|k| !given_keys.contains(k))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(ModelRefError::Ambiguous {
+                        path: self.param.clone(),
+                        what: Box::new(what),
+                        keys: missing,
+                    });
+                }
+                // What the shapes did settle, under what the config gives.
+                let geometry = Geometry::measure(&plan).ok();
+                let mut base = ModelSpec {
+                    pad_mode: conventions::pad_mode_hint(&graph),
+                    ..ModelSpec::padded(0)
+                };
+                if let Some((g, Ok((prepadding, align)))) = geometry.map(|g| (g, g.border())) {
+                    (base.scale, base.prepadding, base.align) = (g.scale, prepadding, align);
+                }
+                let spec = self.given.over(&base);
+                if let Some(geometry) = geometry {
+                    geometry.check(&spec).map_err(misfit)?;
+                }
+                let note = format!(
+                    "{}: conventions from {} ({what}): {spec}",
+                    self.param.display(),
+                    config.display()
+                );
+                (spec, note)
             }
         };
-        Ok((graph, spec))
+        Ok(LoadedModel {
+            graph,
+            spec,
+            note: Some(note),
+        })
     }
 }
 
-/// Output size over input size, found by asking the graph about a 64x64 input.
-fn infer_scale(graph: &Graph) -> Result<usize, vsr_runtime::RunError> {
-    let plan = vsr_runtime::Plan::new(graph, vsr_runtime::Isa::portable(), 1)?;
-    let out = plan.output_shape(Shape::image(64, 64, 3))?;
-    Ok((out.w / 64).max(1))
-}
-
-fn read_custom_config(path: &Path) -> Result<ModelSpec, ModelRefError> {
+fn read_custom_config(path: &Path) -> Result<Given, ModelRefError> {
     let bad = |reason: String| ModelRefError::BadConfig {
         path: path.to_path_buf(),
         reason,
@@ -237,8 +386,9 @@ fn read_custom_config(path: &Path) -> Result<ModelSpec, ModelRefError> {
         serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
     };
     let pad_mode = match c.pad_mode.as_deref() {
-        None | Some("reflect") => PadMode::Reflect,
-        Some("replicate") => PadMode::Replicate,
+        None => None,
+        Some("reflect") => Some(PadMode::Reflect),
+        Some("replicate") => Some(PadMode::Replicate),
         Some(other) => {
             return Err(bad(format!(
                 "padMode {other:?} is not reflect or replicate"
@@ -248,10 +398,17 @@ fn read_custom_config(path: &Path) -> Result<ModelSpec, ModelRefError> {
     if c.scale.is_some_and(|s| !(1..=16).contains(&s)) {
         return Err(bad("scale must be 1 to 16".into()));
     }
-    Ok(ModelSpec {
-        scale: c.scale.unwrap_or(0),
-        prepadding: c.prepadding.unwrap_or(10),
-        align: c.align.unwrap_or(1).max(1),
+    if c.align.is_some_and(|a| !(1..=64).contains(&a)) {
+        return Err(bad("align must be 1 to 64".into()));
+    }
+    if c.prepadding.is_some_and(|p| p > 256) {
+        return Err(bad("prepadding must be at most 256".into()));
+    }
+    Ok(Given {
+        path: Some(path.to_path_buf()),
+        scale: c.scale,
+        prepadding: c.prepadding,
+        align: c.align,
         pad_mode,
         add_nearest_input: c.add_nearest_input,
     })

@@ -87,6 +87,15 @@ pub enum RunError {
     Shape { layer: String, reason: String },
     #[error("input must be {expected}, got {got}")]
     BadInput { expected: String, got: String },
+    /// The model's conventions padded a frame to a size its network cannot take: the scale,
+    /// prepadding or alignment are not this model's.
+    #[error("the model's conventions ({conventions}) give its network a {width}x{height} input it cannot take ({detail})")]
+    Misfit {
+        conventions: String,
+        width: usize,
+        height: usize,
+        detail: String,
+    },
     #[error("frame of {width}x{height} needs {needed_mib} MiB, over the {budget_mib} MiB budget even at the smallest tile")]
     OverBudget {
         width: usize,

@@ -120,7 +120,12 @@ pub enum CropSpec {
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Input,
+    /// The network input. Models converted from Caffe (waifu2x-caffe's, among them) declare
+    /// the patch size they were trained on (`0=w 1=h 2=c`); it is kept as a hint of where the
+    /// model comes from, never as a limit on frame sizes.
+    Input {
+        declared: Option<DeclaredSize>,
+    },
     /// Fan-out of one blob; the planner makes these free aliases.
     Split,
     Convolution(ConvSpec),
@@ -168,6 +173,14 @@ pub enum Op {
     Identity,
 }
 
+/// The width, height and channels an `Input` layer names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredSize {
+    pub w: usize,
+    pub h: usize,
+    pub c: usize,
+}
+
 /// One layer after loading.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -188,6 +201,14 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The size the `Input` layer declares, if it declares one.
+    pub fn declared_input(&self) -> Option<DeclaredSize> {
+        self.nodes.iter().find_map(|n| match n.op {
+            Op::Input { declared } => declared,
+            _ => None,
+        })
+    }
+
     /// Loads `NAME.param` and its weights from `bin_path`.
     pub fn load(param_path: &Path, bin_path: &Path) -> Result<Graph, LoadError> {
         let err = |path: &Path, location, kind| LoadError {
@@ -264,7 +285,7 @@ impl Graph {
                 k => at_line(k),
             })?;
             check_arity(decl, &op).map_err(at_line)?;
-            if matches!(op, Op::Input) && input.is_none() {
+            if matches!(op, Op::Input { .. }) && input.is_none() {
                 input = Some(outputs[0]);
             }
             nodes.push(Node {
@@ -320,7 +341,7 @@ pub enum FileKind {
 fn check_arity(decl: &LayerDecl, op: &Op) -> Result<(), LoadErrorKind> {
     let (ni, no) = (decl.inputs.len(), decl.outputs.len());
     let ok = match op {
-        Op::Input | Op::MemoryData(_) => ni == 0 && no == 1,
+        Op::Input { .. } | Op::MemoryData(_) => ni == 0 && no == 1,
         Op::Split => ni == 1 && no >= 1,
         Op::BinaryOp {
             scalar: Some(_), ..
@@ -437,7 +458,13 @@ fn build_op(decl: &LayerDecl, reader: &mut WeightReader) -> Result<Op, LoadError
     let p = Params { decl };
     let name = decl.name.as_str();
     Ok(match decl.kind.as_str() {
-        "Input" => Op::Input,
+        "Input" => {
+            let dim = |key| p.int(key, 0).map(|v| v.max(0) as usize);
+            let (w, h, c) = (dim(0)?, dim(1)?, dim(2)?);
+            Op::Input {
+                declared: (w > 0 && h > 0).then_some(DeclaredSize { w, h, c }),
+            }
+        }
         "Split" => Op::Split,
         "Noop" | "Dropout" => Op::Identity,
         "Convolution" => Op::Convolution(conv_spec(&p, reader, false)?),

@@ -6,6 +6,8 @@
 //! channels-last [`Tensor`]. [`upscaler::Upscaler`] adds the per-model image conventions
 //! (padding, value range) and tiling for frames of any size.
 
+pub mod anatomy;
+pub mod conventions;
 pub mod error;
 pub mod executor;
 pub mod graph;
@@ -26,4 +28,5 @@ pub use plan::{Plan, Tuning};
 pub use tensor::Shape;
 pub mod upscaler;
 
-pub use upscaler::{ModelSpec, Options, PadMode, Upscaler};
+pub use conventions::{ModelSpec, PadMode};
+pub use upscaler::{Options, Upscaler};

@@ -30,6 +30,27 @@ struct Step {
     op: Prepared,
     inputs: Vec<usize>,
     output: usize,
+    /// Multiply-adds the step costs, for [`Plan::macs`].
+    work: Work,
+}
+
+/// Multiply-adds of a step in proportion to its tensors: convolutions and inner products pay
+/// per output element, deconvolutions per input element (each scatters a kernel).
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    PerOutput(u64),
+    PerInput(u64),
+    /// Data movement and element-wise arithmetic, not counted.
+    Negligible,
+}
+
+/// What walking the shapes through the plan for one input size finds.
+struct ShapeWalk {
+    output: Shape,
+    /// Peak bytes of live activations and scratch.
+    peak_bytes: usize,
+    /// Multiply-adds of one run.
+    macs: u64,
 }
 
 /// A model ready to run.
@@ -118,7 +139,7 @@ impl Plan {
                     value_of[node.outputs[0]] = value_count;
                     value_count += 1;
                     match &node.op {
-                        Op::Input => {}
+                        Op::Input { .. } => {}
                         Op::MemoryData(t) => constants.push((value_of[node.outputs[0]], t.clone())),
                         _ => nodes.push(node),
                     }
@@ -201,11 +222,20 @@ impl Plan {
                 } => Prepared::InnerProduct(InnerProduct::new(weights, bias, act, isa)),
                 other => Prepared::Layer(other.clone()),
             };
+            let work = match &n.op {
+                Op::Convolution(s) => Work::PerOutput((s.in_c * s.kh * s.kw) as u64),
+                Op::Deconvolution(s) => Work::PerInput((s.out_c * s.kh * s.kw) as u64),
+                Op::InnerProduct { out, weights, .. } => {
+                    Work::PerOutput((weights.len() / (*out).max(1)) as u64)
+                }
+                _ => Work::Negligible,
+            };
             steps.push(Step {
                 name: n.name.clone(),
                 op,
                 inputs: n.inputs.iter().map(|&b| value_of[b]).collect(),
                 output: value_of[output_blob],
+                work,
             });
         }
 
@@ -249,15 +279,21 @@ impl Plan {
 
     /// Output shape for an input of `h x w x c`, or the first layer that cannot take it.
     pub fn output_shape(&self, input: Shape) -> Result<Shape, RunError> {
-        Ok(self.walk_shapes(input)?.0)
+        Ok(self.walk_shapes(input)?.output)
     }
 
     /// Peak bytes of live activations and scratch for an input of `shape`.
     pub fn peak_bytes(&self, input: Shape) -> Result<usize, RunError> {
-        Ok(self.walk_shapes(input)?.1)
+        Ok(self.walk_shapes(input)?.peak_bytes)
     }
 
-    fn walk_shapes(&self, input: Shape) -> Result<(Shape, usize), RunError> {
+    /// Multiply-adds of one run on an input of `shape` (convolutions, deconvolutions and
+    /// inner products; element-wise work is left out, as FLOP counts usually do).
+    pub fn macs(&self, input: Shape) -> Result<u64, RunError> {
+        Ok(self.walk_shapes(input)?.macs)
+    }
+
+    fn walk_shapes(&self, input: Shape) -> Result<ShapeWalk, RunError> {
         let mut shapes: Vec<Option<Shape>> = vec![None; self.value_count];
         shapes[self.input] = Some(input);
         let mut live = input.len() * 4;
@@ -265,6 +301,7 @@ impl Plan {
             shapes[*v] = Some(t.shape());
         }
         let mut peak = live;
+        let mut macs = 0u64;
         for (i, step) in self.steps.iter().enumerate() {
             let ins: Vec<Shape> = step
                 .inputs
@@ -277,6 +314,11 @@ impl Plan {
                 Prepared::Layer(Op::Interp { .. }) => ins[0].h * out.w * out.c * 4,
                 _ => 0,
             };
+            macs += match step.work {
+                Work::PerOutput(m) => m * out.len() as u64,
+                Work::PerInput(m) => m * ins[0].len() as u64,
+                Work::Negligible => 0,
+            };
             live += out.len() * 4;
             peak = peak.max(live + scratch);
             shapes[step.output] = Some(out);
@@ -287,7 +329,11 @@ impl Plan {
                 }
             }
         }
-        Ok((shapes[self.output].expect("output is produced"), peak))
+        Ok(ShapeWalk {
+            output: shapes[self.output].expect("output is produced"),
+            peak_bytes: peak,
+            macs,
+        })
     }
 
     fn out_shape(&self, step: &Step, ins: &[Shape]) -> Result<Shape, RunError> {

@@ -8,49 +8,15 @@
 //! untiled whenever the frame fits the budget, and otherwise tile by tile with each tile's own
 //! statistics (the reference tools' "no sync" behaviour), which is approximate.
 
+use crate::anatomy::receptive_field;
+use crate::conventions::{ModelSpec, PadMode};
 use crate::error::RunError;
 use crate::executor::Executor;
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::kernels::Isa;
 use crate::plan::Plan;
 use crate::tensor::{Shape, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// How the reference tools extend the frame before running the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PadMode {
-    /// Mirror without repeating the edge pixel (OpenCV's REFLECT_101).
-    Reflect,
-    /// Repeat the edge pixel.
-    Replicate,
-}
-
-/// The image conventions of one model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSpec {
-    /// Output size over input size.
-    pub scale: usize,
-    /// Pixels of border added on every side before the network.
-    pub prepadding: usize,
-    /// The padded height and width (less the prepadding) are rounded up to a multiple of this.
-    pub align: usize,
-    pub pad_mode: PadMode,
-    /// Add a nearest-neighbour upscale of the input to the network's output (Real-CUGAN 4x).
-    pub add_nearest_input: bool,
-}
-
-impl ModelSpec {
-    /// Real-ESRGAN's convention, also the default for unknown models.
-    pub fn padded(scale: usize) -> Self {
-        ModelSpec {
-            scale,
-            prepadding: 10,
-            align: 1,
-            pad_mode: PadMode::Reflect,
-            add_nearest_input: false,
-        }
-    }
-}
 
 /// How to run.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +85,10 @@ impl Upscaler {
         let plan = Plan::with_tuning(graph, options.isa, options.threads, options.tuning)?;
         let (radius, global) = receptive_field(graph);
         // Probe the network once to see whether its output keeps the padded border.
-        let probe = 16 * spec.align.max(4) + 2 * spec.prepadding;
-        let out = plan.output_shape(Shape::image(probe, probe, 3))?;
+        let probe = (16 * spec.align.max(4)).next_multiple_of(spec.align) + 2 * spec.prepadding;
+        let out = plan
+            .output_shape(Shape::image(probe, probe, 3))
+            .map_err(|e| misfit(&spec, probe, probe, e))?;
         let keeps_padding = out.h == probe * spec.scale;
         let context = radius.div_ceil(spec.align) * spec.align;
         Ok(Upscaler {
@@ -300,13 +268,18 @@ impl Upscaler {
                     window.copy_region((0, 0), source, (y0, x0), y1 - y0, x1 - x0);
                     window
                 };
-                let result = self.run_network(window)?;
+                let (ww, wh) = (window.w, window.h);
+                let result = self
+                    .run_network(window)
+                    .map_err(|e| misfit(&self.spec, ww, wh, e))?;
                 let (oy, ox) = ((ty - y0 + margin) * s, (tx - x0 + margin) * s);
                 if oy + th * s > result.h || ox + tw * s > result.w {
-                    return Err(RunError::Shape {
-                        layer: "output".into(),
-                        reason: format!(
-                            "network gave {}x{}, too small for a {tw}x{th} tile at scale {s}",
+                    return Err(RunError::Misfit {
+                        conventions: self.spec.to_string(),
+                        width: ww,
+                        height: wh,
+                        detail: format!(
+                            "it gives {}x{}, too small for a {tw}x{th} tile at scale {s}",
                             result.w, result.h
                         ),
                     });
@@ -341,10 +314,12 @@ impl Upscaler {
                 2 * self.context
             };
             let extra = 2 * self.spec.prepadding + ctx;
-            Ok(self
+            let (ph, pw) = (th + extra, tw + extra);
+            let peak = self
                 .plan
-                .peak_bytes(Shape::image(th + extra, tw + extra, 3))?
-                <= budget)
+                .peak_bytes(Shape::image(ph, pw, 3))
+                .map_err(|e| misfit(&self.spec, pw, ph, e))?;
+            Ok(peak <= budget)
         };
         let whole = h.max(w);
         if fits(whole)? {
@@ -357,11 +332,11 @@ impl Upscaler {
                 return Ok(tile.next_multiple_of(self.spec.align));
             }
         }
-        let needed = self.plan.peak_bytes(Shape::image(
-            MIN_TILE + 2 * self.spec.prepadding,
-            MIN_TILE + 2 * self.spec.prepadding,
-            3,
-        ))?;
+        let side = MIN_TILE.next_multiple_of(self.spec.align) + 2 * self.spec.prepadding;
+        let needed = self
+            .plan
+            .peak_bytes(Shape::image(side, side, 3))
+            .map_err(|e| misfit(&self.spec, side, side, e))?;
         Err(RunError::OverBudget {
             width: w,
             height: h,
@@ -398,40 +373,19 @@ pub fn pad_into(t: &Tensor, pre: usize, mode: PadMode, out: &mut Tensor) {
     }
 }
 
-/// Receptive-field radius of the network output, in input pixels, and whether any layer pools
-/// globally. Walks the graph tracking each blob's stride and radius relative to the input.
-fn receptive_field(graph: &Graph) -> (usize, bool) {
-    let n = graph.blob_names.len();
-    let mut stride = vec![1.0f64; n];
-    let mut radius = vec![0.0f64; n];
-    let mut global = false;
-    for node in &graph.nodes {
-        let (mut s, mut r) = (1.0f64, 0.0f64);
-        for &i in &node.inputs {
-            s = stride[i];
-            r = r.max(radius[i]);
-        }
-        match &node.op {
-            Op::Convolution(c) => {
-                r += ((c.kh.max(c.kw) - 1) * c.dil_h.max(c.dil_w)) as f64 / 2.0 * s;
-                s *= c.stride_h.max(c.stride_w) as f64;
+/// A shape error of the network on a window the conventions made, told as a misfit of the
+/// conventions (what the user can change) rather than as a layer's broadcast failure.
+fn misfit(spec: &ModelSpec, width: usize, height: usize, e: RunError) -> RunError {
+    match e {
+        RunError::Shape { layer, reason } => {
+            tracing::debug!(%layer, %reason, "network refused a window");
+            RunError::Misfit {
+                conventions: spec.to_string(),
+                width,
+                height,
+                detail: format!("layer {layer:?} is the first that cannot"),
             }
-            Op::Deconvolution(c) => {
-                s /= c.stride_h.max(c.stride_w) as f64;
-                r += ((c.kh.max(c.kw) - 1) * c.dil_h.max(c.dil_w)) as f64 / 2.0 * s;
-            }
-            Op::PixelShuffle { factor, .. } => s /= *factor as f64,
-            Op::Interp { scale_h, .. } => {
-                s /= *scale_h as f64;
-                r += 2.0 * s.max(1.0);
-            }
-            Op::GlobalPool { .. } => global = true,
-            _ => {}
         }
-        for &o in &node.outputs {
-            stride[o] = s;
-            radius[o] = r;
-        }
+        other => other,
     }
-    (radius[graph.output].ceil() as usize, global)
 }

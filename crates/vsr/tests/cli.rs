@@ -18,6 +18,23 @@ fn upscale_image(input: &Path, output: &Path, model: &str) -> Output {
     ])
 }
 
+/// A 91x71 RGB test pattern: odd in both directions, so models that need even or
+/// multiple-of-4 sizes are padded (the lavfi source rounds its own size to even, hence the crop).
+fn write_odd_image(path: &Path) {
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x80",
+        "-vf",
+        "format=rgb24,crop=91:71:1:1",
+        "-frames:v",
+        "1",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(read_png(path).0, 91, "the test image is odd-sized");
+}
+
 fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
     let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap())
         .read_info()
@@ -263,21 +280,17 @@ fn devices_and_device_selection() {
 
 /// Model files named as their wheels name them (`REALCUGAN_SE_UP2X.param`, ...), given by
 /// path, are recognised by content: every model of the manifest upscales an odd-size image
-/// exactly as the same model under its catalog name does, with a note saying so.
+/// exactly as the same model under its catalog name does, with a note saying so. Changed by
+/// one byte that leaves the graph as it is (a trailing newline), the manifest's hashes no
+/// longer match and the conventions are inferred from the graph: they are the catalog's, and
+/// the output is again the same.
 #[test]
 fn model_files_by_path_get_their_catalog_conventions() {
+    let config = vsr_media::config::Config::load(None);
     let dir = tempfile::tempdir().unwrap();
     let models = common::models_dir();
     let input = dir.path().join("odd.png");
-    common::ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=91x71",
-        "-frames:v",
-        "1",
-        input.to_str().unwrap(),
-    ]);
+    write_odd_image(&input);
     // Every model of the manifest, under the file name its wheel gives it.
     for model in &vsr_media::catalog::Catalog::builtin().models {
         let name = model.name.as_str();
@@ -306,6 +319,33 @@ fn model_files_by_path_get_their_catalog_conventions() {
         assert!(
             read_png(&by_name) == read_png(&by_path),
             "{name}: outputs differ"
+        );
+        // Unknown to the manifest now: inferred.
+        let mut text = std::fs::read(&param).unwrap();
+        text.push(b'\n');
+        std::fs::write(&param, text).unwrap();
+        let unknown = vsr_media::model_ref::ModelRef::resolve(
+            Some(param.to_str().unwrap()),
+            &config,
+            vsr_media::catalog::Catalog::builtin(),
+        )
+        .unwrap();
+        assert_eq!(unknown.recognised_as, None, "{name}");
+        assert_eq!(
+            unknown.load().unwrap().spec,
+            model.spec(),
+            "{name}: inferred"
+        );
+        let out = upscale_image(&input, &by_path, param.to_str().unwrap());
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("note: ") && stderr.contains("conventions inferred from the graph"),
+            "{name}: no note: {stderr}"
+        );
+        assert!(
+            read_png(&by_name) == read_png(&by_path),
+            "{name}: outputs differ with inferred conventions"
         );
         for ext in ["param", "bin"] {
             let _ = std::fs::remove_file(dir.path().join(format!("{file}.{ext}")));
@@ -572,4 +612,114 @@ fn upscale_image_takes_jpeg_webp_16_bit_alpha_and_folders() {
         "realesr-animevideov3-x2",
     ]));
     assert!(single.is_file());
+}
+
+/// A network by path whose demands its graph does not settle (it goes down and up by 3, no
+/// power-of-two alignment) is refused with a stable code naming the config keys to give;
+/// given them, it runs. Conventions in a config file that do not fit a network are refused
+/// naming the key, never as a shape mismatch inside the network. `vsr models inspect` tells
+/// both models' demands.
+#[test]
+fn model_conventions_are_inferred_asked_for_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("odd.png");
+    write_odd_image(&input);
+    // Down by 3 and back up, added to the input.
+    let strided = dir.path().join("strided.param");
+    std::fs::write(
+        &strided,
+        "7767517\n5 6\nInput in 0 1 data\nSplit sp 1 2 data a b\n\
+         Convolution down 1 1 a d 0=3 1=3 3=3 5=1 6=81\n\
+         Deconvolution up 1 1 d u 0=3 1=3 3=3 5=1 6=81\n\
+         BinaryOp add 2 1 u b out 0=0\n",
+    )
+    .unwrap();
+    let mut bin = Vec::new();
+    for _ in 0..2 {
+        bin.extend(0u32.to_le_bytes());
+        bin.extend((0..81).flat_map(|_| 0.01f32.to_le_bytes()));
+        bin.extend((0..3).flat_map(|_| 0f32.to_le_bytes()));
+    }
+    std::fs::write(strided.with_extension("bin"), bin).unwrap();
+    let output = dir.path().join("out.png");
+    let run = |param: &Path, config: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsr"));
+        cmd.args(["upscale-image", input.to_str().unwrap(), "-o"])
+            .arg(&output)
+            .arg("--model")
+            .arg(param)
+            .env_remove("MODEL_CONFIG_PATH");
+        if let Some(config) = config {
+            cmd.env("MODEL_CONFIG_PATH", config);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = |out: &Output, words: &[&str]| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("[model_conventions]"), "{stderr}");
+        assert!(!stderr.contains("cannot broadcast"), "{stderr}");
+        for w in words {
+            assert!(stderr.contains(w), "{w:?} not in {stderr}");
+        }
+    };
+    refused(
+        &run(&strided, None),
+        &[
+            "strided.param",
+            "follow no alignment",
+            "scale, prepadding, align",
+            "MODEL_CONFIG_PATH",
+        ],
+    );
+    let config = dir.path().join("strided.toml");
+    std::fs::write(&config, "scale = 1\nprepadding = 12\nalign = 3\n").unwrap();
+    ok(&run(&strided, Some(&config)));
+    assert_eq!(read_png(&output).0, 91);
+
+    // Real-CUGAN, unknown to the manifest (one byte more), told Real-ESRGAN's border.
+    let models = common::models_dir();
+    let cugan = dir.path().join("cugan.param");
+    let mut text = std::fs::read(models.join("realcugan-se-up2x.param")).unwrap();
+    text.push(b'\n');
+    std::fs::write(&cugan, text).unwrap();
+    std::fs::copy(
+        models.join("realcugan-se-up2x.bin"),
+        cugan.with_extension("bin"),
+    )
+    .unwrap();
+    let config = dir.path().join("cugan.json");
+    std::fs::write(&config, r#"{"prepadding": 10}"#).unwrap();
+    refused(
+        &run(&cugan, Some(&config)),
+        &["cugan.json", "prepadding 10 does not fit", "border of 18"],
+    );
+    // Left to inference, it runs.
+    ok(&run(&cugan, None));
+    assert_eq!(read_png(&output).0, 182);
+
+    let out = vsr(&["models", "inspect", cugan.to_str().unwrap()]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "conventions:     scale 2, prepadding 18, align 2, padMode reflect, addNearestInput false (inferred)",
+        "crops 36 output px per side",
+        "layers:          55: Convolution 18,",
+        "global pooling",
+        "MFLOP per input pixel",
+        "cuda executor:   runs it",
+    ] {
+        assert!(text.contains(line), "{line:?} not in {text}");
+    }
+    let out = vsr(&["models", "inspect", "--json", strided.to_str().unwrap()]);
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["conventions"]["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("follow no alignment")),
+        "{report}"
+    );
+    assert_eq!(report["layers"][0], serde_json::json!(["Input", 1]));
+    assert_eq!(report["receptiveRadius"], 2);
 }

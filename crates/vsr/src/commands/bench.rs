@@ -44,7 +44,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         return pipeline(config, args, video);
     }
     let model = ModelRef::resolve(args.model.as_deref(), config, Catalog::builtin())?;
-    let (graph, _) = model.load()?;
+    let graph = model.load()?.graph;
     let options = args.run.options()?;
     let plan = Plan::with_tuning(&graph, options.isa, options.threads, options.tuning)?;
     // A deterministic, image-like input (smooth gradients), the same for every run.

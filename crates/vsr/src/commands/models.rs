@@ -1,4 +1,4 @@
-//! `vsr models list` and `vsr models fetch`.
+//! `vsr models list`, `vsr models inspect` and `vsr models fetch`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -6,6 +6,7 @@ use std::io::Write as _;
 use vsr_media::catalog::Catalog;
 use vsr_media::config::Config;
 use vsr_media::fetch;
+use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::preset_table;
 
 pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
@@ -54,6 +55,16 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     out += &preset_table();
     writeln!(out, "\nmodels directory: {}", config.models_dir.display())?;
     print(&out)
+}
+
+/// `vsr models inspect MODEL`: what the model is and needs, as text or JSON.
+pub fn inspect(config: &Config, model: &str, json: bool) -> anyhow::Result<()> {
+    let model = ModelRef::resolve(Some(model), config, Catalog::builtin())?;
+    let report = vsr_media::inspect::inspect(&model)?;
+    if json {
+        return print(&(serde_json::to_string_pretty(&report)? + "\n"));
+    }
+    print(&report.to_string())
 }
 
 /// Writes to stdout; a closed pipe (`vsr models list | head`) ends quietly.

@@ -52,6 +52,117 @@ impl fmt::Display for DeviceRequest {
     }
 }
 
+/// Where a service's workers run: every worker on one device request, or one worker per GPU
+/// (`cuda:all`, or a list such as `cuda:0,2`), so a machine with several GPUs uses them all
+/// and the segments of one video spread over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSet {
+    One(DeviceRequest),
+    /// Every GPU the driver lists.
+    AllGpus,
+    /// These GPUs, by index, each at most once.
+    Gpus(Vec<usize>),
+}
+
+impl Default for DeviceSet {
+    fn default() -> Self {
+        DeviceSet::One(DeviceRequest::Auto)
+    }
+}
+
+impl std::str::FromStr for DeviceSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "cuda:all" {
+            return Ok(DeviceSet::AllGpus);
+        }
+        if !s.contains(',') {
+            return s.parse().map(DeviceSet::One);
+        }
+        // `cuda:0,1` or `cuda:0,cuda:1`.
+        let mut gpus = Vec::new();
+        for part in s.strip_prefix("cuda:").unwrap_or(s).split(',') {
+            let part = part.trim();
+            let index = part
+                .strip_prefix("cuda:")
+                .unwrap_or(part)
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?}: {part:?} is not a GPU index"))?;
+            if gpus.contains(&index) {
+                return Err(format!("{s:?} names cuda:{index} twice"));
+            }
+            gpus.push(index);
+        }
+        Ok(DeviceSet::Gpus(gpus))
+    }
+}
+
+impl fmt::Display for DeviceSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSet::One(request) => request.fmt(f),
+            DeviceSet::AllGpus => f.write_str("cuda:all"),
+            DeviceSet::Gpus(gpus) => {
+                let list: Vec<String> = gpus.iter().map(usize::to_string).collect();
+                write!(f, "cuda:{}", list.join(","))
+            }
+        }
+    }
+}
+
+impl DeviceSet {
+    /// The one device of a set that names one; a set of GPUs is for a service to place
+    /// workers on ([`place`]), not for one process.
+    pub fn single(&self) -> Option<DeviceRequest> {
+        match self {
+            DeviceSet::One(request) => Some(*request),
+            DeviceSet::Gpus(gpus) if gpus.len() == 1 => Some(DeviceRequest::Cuda(gpus[0])),
+            _ => None,
+        }
+    }
+}
+
+/// The device of each of a service's worker slots: `workers` slots on one request, or, for a
+/// set of GPUs, at least one slot per GPU (more when `workers` asks for more, dealt out in
+/// turn). No slots for an API node (`workers` 0). A GPU named that the machine lacks is an
+/// error, as `cuda:N` is for one process.
+pub fn place(
+    set: &DeviceSet,
+    workers: usize,
+    inventory: &Inventory,
+) -> Result<Vec<DeviceRequest>, DeviceError> {
+    let gpus: Vec<usize> = match set {
+        DeviceSet::One(request) => return Ok(vec![*request; workers]),
+        DeviceSet::AllGpus => {
+            let found = inventory
+                .gpus
+                .as_ref()
+                .map_err(|reason| DeviceError::NoGpus(reason.clone()))?;
+            if found.is_empty() {
+                return Err(DeviceError::NoGpus(
+                    "the driver lists no CUDA device".into(),
+                ));
+            }
+            found.iter().map(|g| g.index).collect()
+        }
+        DeviceSet::Gpus(list) => {
+            for &index in list {
+                select(DeviceRequest::Cuda(index), inventory)?;
+            }
+            list.clone()
+        }
+    };
+    if workers == 0 {
+        return Ok(Vec::new());
+    }
+    let slots = workers.max(gpus.len());
+    Ok((0..slots)
+        .map(|slot| DeviceRequest::Cuda(gpus[slot % gpus.len()]))
+        .collect())
+}
+
 /// One GPU as the driver describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gpu {
@@ -88,6 +199,9 @@ pub struct Selection {
 pub enum DeviceError {
     #[error("CUDA device {index} is not usable: {reason}")]
     CudaUnavailable { index: usize, reason: String },
+    /// `cuda:all` on a machine without a usable GPU.
+    #[error("cuda:all: no CUDA device: {0}")]
+    NoGpus(String),
 }
 
 /// Picks the device for `request` given what the machine has.
@@ -265,6 +379,75 @@ mod tests {
             total_bytes: 141 << 30,
             compute_capability: (9, 0),
         }
+    }
+
+    /// Two GPUs as a driver would list them, for placing workers without a GPU.
+    fn two_gpus() -> Inventory {
+        Inventory {
+            gpus: Ok(vec![h200(), Gpu { index: 1, ..h200() }]),
+            libraries: vec![],
+        }
+    }
+
+    #[test]
+    fn device_sets_parse_and_print() {
+        for (text, set) in [
+            ("auto", DeviceSet::One(DeviceRequest::Auto)),
+            ("cuda:1", DeviceSet::One(DeviceRequest::Cuda(1))),
+            ("cuda:all", DeviceSet::AllGpus),
+            ("cuda:0,2", DeviceSet::Gpus(vec![0, 2])),
+        ] {
+            assert_eq!(text.parse::<DeviceSet>(), Ok(set.clone()));
+            assert_eq!(set.to_string(), text);
+        }
+        assert_eq!("cuda:0, cuda:1".parse(), Ok(DeviceSet::Gpus(vec![0, 1])));
+        assert!("cuda:0,0"
+            .parse::<DeviceSet>()
+            .unwrap_err()
+            .contains("twice"));
+        assert!("cuda:0,x".parse::<DeviceSet>().is_err());
+        assert_eq!(DeviceSet::AllGpus.single(), None);
+        assert_eq!(
+            DeviceSet::Gpus(vec![3]).single(),
+            Some(DeviceRequest::Cuda(3))
+        );
+    }
+
+    /// One worker per GPU, more dealt out in turn; none for an API node; GPUs the machine
+    /// lacks refused.
+    #[test]
+    fn workers_are_placed_one_per_gpu() {
+        let two = two_gpus();
+        let cuda = DeviceRequest::Cuda;
+        assert_eq!(
+            place(&DeviceSet::AllGpus, 1, &two),
+            Ok(vec![cuda(0), cuda(1)])
+        );
+        assert_eq!(
+            place(&DeviceSet::AllGpus, 3, &two),
+            Ok(vec![cuda(0), cuda(1), cuda(0)])
+        );
+        assert_eq!(place(&DeviceSet::AllGpus, 0, &two), Ok(vec![]));
+        assert_eq!(
+            place(&DeviceSet::Gpus(vec![1]), 2, &two),
+            Ok(vec![cuda(1), cuda(1)])
+        );
+        assert!(matches!(
+            place(&DeviceSet::Gpus(vec![0, 2]), 1, &two),
+            Err(DeviceError::CudaUnavailable { index: 2, .. })
+        ));
+        let none = Inventory {
+            gpus: Err("no NVIDIA driver (libcuda.so.1 not found)".into()),
+            libraries: vec![],
+        };
+        assert!(matches!(
+            place(&DeviceSet::AllGpus, 1, &none),
+            Err(DeviceError::NoGpus(reason)) if reason.contains("libcuda")
+        ));
+        assert_eq!(
+            place(&DeviceSet::One(DeviceRequest::Cpu), 2, &none),
+            Ok(vec![DeviceRequest::Cpu; 2])
+        );
     }
 
     #[test]

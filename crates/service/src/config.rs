@@ -61,9 +61,10 @@ pub struct ServiceConfig {
     pub limits: vsr_media::video::Limits,
     /// Log one JSON object per line instead of text.
     pub log_json: bool,
-    /// Where workers run models: auto, cpu, cuda or cuda:N.
+    /// Where workers run models (`VSR_DEVICE`): auto, cpu, cuda or cuda:N for every worker;
+    /// `cuda:all` or a list (`cuda:0,1`) for one worker per GPU (more if `workers` says so).
     #[serde(with = "device_text")]
-    pub device: vsr_cuda::DeviceRequest,
+    pub device: vsr_cuda::DeviceSet,
     /// The `vsr` executable worker processes run (`vsr worker`); this process's own when
     /// unset. Set by whoever embeds the service (the tests, which run it in-process).
     #[serde(skip)]
@@ -161,7 +162,7 @@ impl Default for ServiceConfig {
             max_output: (7680, 4320),
             limits: vsr_media::video::Limits::default(),
             log_json: false,
-            device: vsr_cuda::DeviceRequest::Auto,
+            device: vsr_cuda::DeviceSet::default(),
             worker_program: None,
             metrics_key: None,
             allowed_hosts: Vec::new(),
@@ -254,16 +255,16 @@ mod isa_text {
     }
 }
 
-/// The device request as its text (`auto`, `cpu`, `cuda:N`) in TOML and JSON.
+/// The devices as their text (`auto`, `cpu`, `cuda:N`, `cuda:all`, `cuda:0,1`) in TOML and JSON.
 mod device_text {
     use serde::{Deserialize, Deserializer, Serializer};
-    use vsr_cuda::DeviceRequest;
+    use vsr_cuda::DeviceSet;
 
-    pub fn serialize<S: Serializer>(d: &DeviceRequest, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(d: &DeviceSet, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(d)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceRequest, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceSet, D::Error> {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
@@ -279,6 +280,20 @@ pub enum ConfigError {
 }
 
 impl ServiceConfig {
+    /// The one device a worker process runs on. A set of GPUs is `vsr serve`'s to place one
+    /// worker on each; a worker started on its own runs on one (`VSR_DEVICE=cuda:N`).
+    pub fn worker_device(&self) -> Result<vsr_cuda::DeviceRequest, ConfigError> {
+        self.device.single().ok_or_else(|| {
+            ConfigError::Env(
+                "VSR_DEVICE",
+                format!(
+                    "{}: a worker runs on one device; start one `vsr worker` per GPU with VSR_DEVICE=cuda:N, or let `vsr serve` place one on each",
+                    self.device
+                ),
+            )
+        })
+    }
+
     /// How the workers and previews run models: this config's threads, ISA and tuning.
     pub fn run_options(&self) -> Result<vsr_runtime::Options, vsr_runtime::UnsupportedIsa> {
         Ok(vsr_runtime::Options {

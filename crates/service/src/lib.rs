@@ -118,7 +118,10 @@ pub async fn serve(
     base: Config,
     config: ServiceConfig,
 ) -> Result<(), ServiceError> {
-    let selection = vsr_media::enhance::select_device(config.device)?;
+    let placed = worker_devices(&config)?;
+    // What this process reports (and its workers use, unless a set of GPUs spreads them).
+    let shown = config.device.single().or(placed.first().copied());
+    let selection = vsr_media::enhance::select_device(shown.unwrap_or_default())?;
     tracing::info!(device = %config.device, "{}", selection.reason);
     for dir in [&config.upload_folder, &config.processed_folder] {
         create_folder(dir)?;
@@ -166,16 +169,18 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     // No workers: an API node of a cluster whose workers run on their own (`vsr worker`).
-    for slot in 0..app.config.workers {
+    let worker_count = placed.len();
+    for (slot, device) in placed.into_iter().enumerate() {
         workers.push(tokio::spawn(supervisor::supervise(
             app.clone(),
             slot,
+            device,
             stop_rx.clone(),
         )));
     }
     tokio::spawn(sweeper::sweep_forever(app.clone()));
     let address = listener.local_addr().map_err(ServiceError::Serve)?;
-    tracing::info!(%address, workers = app.config.workers, "serving");
+    tracing::info!(%address, workers = worker_count, "serving");
     listener::run(
         listener,
         api::router(app.clone()),
@@ -190,6 +195,28 @@ pub async fn serve(
         let _ = w.await;
     }
     Ok(())
+}
+
+/// The device of each worker slot: every slot on the configured device, or one worker per GPU
+/// of a set (the driver asked only then).
+fn worker_devices(config: &ServiceConfig) -> Result<Vec<vsr_cuda::DeviceRequest>, ServiceError> {
+    let inventory = match config.device {
+        vsr_cuda::DeviceSet::One(_) => vsr_cuda::Inventory {
+            gpus: Ok(Vec::new()),
+            libraries: Vec::new(),
+        },
+        _ => vsr_cuda::inventory(),
+    };
+    let placed = vsr_cuda::place(&config.device, config.workers, &inventory)?;
+    if placed.len() > config.workers {
+        tracing::info!(
+            configured = config.workers,
+            workers = placed.len(),
+            device = %config.device,
+            "one worker per GPU"
+        );
+    }
+    Ok(placed)
 }
 
 /// Where models run, as health and the workers list show it: `cpu` or `cuda:N (name)`.

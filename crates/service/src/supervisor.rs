@@ -9,6 +9,7 @@ use std::time::Duration;
 use rustix::process::{kill_process, Pid, Signal};
 use tokio::process::Command;
 use tokio::sync::watch;
+use vsr_cuda::{DeviceRequest, DeviceSet};
 use vsr_media::code::Code;
 
 use super::store::{AfterCrash, Outcome, Status, TaskError, TaskId, TaskStore, WorkerId};
@@ -19,7 +20,14 @@ use crate::files::Files;
 /// Environment variable carrying the effective service config to workers.
 pub const CONFIG_ENV: &str = "VSR_WORKER_CONFIG";
 
-pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<bool>) {
+/// Keeps a worker running in `slot`, on `device`.
+pub async fn supervise(
+    app: AppState,
+    slot: usize,
+    device: DeviceRequest,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config = worker_config(&app.config, device);
     loop {
         let exe = app
             .config
@@ -27,7 +35,6 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
             .clone()
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| "vsr".into());
-        let config = serde_json::to_string(&app.config).expect("config serialises");
         // Chosen here, so that the tasks of a worker that dies are known by it.
         let id = WorkerId::random();
         let spawned = Command::new(exe)
@@ -35,7 +42,7 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
             .arg(&app.base.cache_dir)
             .args(["worker", "--slot", &slot.to_string()])
             .args(["--worker-id", &id.get().to_string()])
-            .env(CONFIG_ENV, config)
+            .env(CONFIG_ENV, &config)
             .env("VSR_MODELS_DIR", &app.base.models_dir)
             .env("VSR_CUSTOM_MODELS_DIR", &app.base.custom_models_dir)
             .kill_on_drop(true)
@@ -68,6 +75,16 @@ pub async fn supervise(app: AppState, slot: usize, mut stop: watch::Receiver<boo
             }
         }
     }
+}
+
+/// The configuration a worker gets (as JSON in [`CONFIG_ENV`]): the server's, on the one
+/// device its slot was given.
+fn worker_config(config: &ServiceConfig, device: DeviceRequest) -> String {
+    let config = ServiceConfig {
+        device: DeviceSet::One(device),
+        ..config.clone()
+    };
+    serde_json::to_string(&config).expect("config serialises")
 }
 
 /// A worker died: the task it was running resumes, or fails after too many deaths.
@@ -123,6 +140,27 @@ async fn after_deaths(
                 }
             }
             Err(e) => tracing::error!(task = %id, error = %e, "cannot record a worker's death"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each slot's worker is told its own device, everything else as the server has it.
+    #[test]
+    fn a_worker_gets_its_slots_device() {
+        let server = ServiceConfig {
+            device: DeviceSet::AllGpus,
+            port: 8123,
+            ..ServiceConfig::default()
+        };
+        for index in [0, 1] {
+            let json = worker_config(&server, DeviceRequest::Cuda(index));
+            let worker: ServiceConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(worker.device, DeviceSet::One(DeviceRequest::Cuda(index)));
+            assert_eq!(worker.port, 8123);
         }
     }
 }

@@ -142,7 +142,12 @@ pub async fn run(base: Config, config: ServiceConfig, mode: Mode) -> Result<(), 
                 .to_string_lossy()
                 .into_owned(),
             pid: i64::from(std::process::id()),
-            device: crate::device_name(&vsr_media::enhance::select_device(worker.config.device)?),
+            device: crate::device_name(&vsr_media::enhance::select_device(
+                worker
+                    .config
+                    .worker_device()
+                    .map_err(|e| ServiceError::Worker(e.to_string()))?,
+            )?),
             standalone: mode == Mode::Standalone,
             task: None,
             started_at: crate::store::now_ms(),
@@ -524,7 +529,10 @@ fn load(base: &Config, config: &ServiceConfig, task: &Task) -> Result<Enhancer, 
     let options = config
         .run_options()
         .map_err(|e| Failure::public(Code::InvalidSettings, e.to_string()))?;
-    let prepared = prepare(&task.settings, base, config.device, options).map_err(|e| {
+    let device = config
+        .worker_device()
+        .map_err(|e| Failure::public(Code::CudaUnavailable, e.to_string()))?;
+    let prepared = prepare(&task.settings, base, device, options).map_err(|e| {
         let message = match e.code() {
             Code::ModelFailed => "the model could not be loaded".to_string(),
             Code::ModelConventions => {

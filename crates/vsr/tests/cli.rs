@@ -276,6 +276,36 @@ fn devices_and_device_selection() {
     let out = vsr(&["devices", "--device", "tpu"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not auto, cpu, cuda or cuda:N"));
+
+    // The service takes a set of GPUs, one worker each (placement is tested with two fake
+    // GPUs in vsr-cuda); a machine without one refuses `cuda:all` at start, with the code.
+    let serve = |device: &str, args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_vsr"))
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .env("VSR_DEVICE", device)
+            .env("UPLOAD_FOLDER", dir.path().join("up"))
+            .env("PROCESSED_FOLDER", dir.path().join("done"))
+            .output()
+            .unwrap()
+    };
+    let out = serve("cuda:0,cuda:1", &["--print-config"]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("device = \"cuda:0,1\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    if !vsr_cuda::inventory().gpus.is_ok_and(|g| !g.is_empty()) {
+        let out = serve("cuda:all", &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("cuda:all: no CUDA device") && stderr.contains("[cuda_unavailable]"),
+            "{stderr}"
+        );
+    }
 }
 
 /// Model files named as their wheels name them (`REALCUGAN_SE_UP2X.param`, ...), given by

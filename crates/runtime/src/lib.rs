@@ -23,8 +23,9 @@ pub use kernels::{Isa, IsaLevel, UnsupportedIsa};
 pub use tensor::Tensor;
 pub mod ops;
 pub mod plan;
+pub mod roofline;
 
-pub use plan::{Plan, Tuning};
+pub use plan::{Plan, StepCost, Tuning};
 pub use tensor::Shape;
 pub mod upscaler;
 

@@ -51,6 +51,19 @@ struct ShapeWalk {
     peak_bytes: usize,
     /// Multiply-adds of one run.
     macs: u64,
+    /// What each step computes and streams.
+    costs: Vec<StepCost>,
+}
+
+/// The arithmetic and memory traffic of one step for one input size: what a roofline floor
+/// is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepCost {
+    /// Floating-point operations of the step's matrix products as this plan runs them
+    /// (Winograd's 64 per-position GEMMs for 3x3 convolutions; direct products otherwise).
+    pub gemm_flops: f64,
+    /// Bytes of the step's inputs and output: what it streams at the least.
+    pub bytes: u64,
 }
 
 /// A model ready to run.
@@ -293,6 +306,11 @@ impl Plan {
         Ok(self.walk_shapes(input)?.macs)
     }
 
+    /// What each step computes and streams for an input of `shape`, in order.
+    pub fn costs(&self, input: Shape) -> Result<Vec<StepCost>, RunError> {
+        Ok(self.walk_shapes(input)?.costs)
+    }
+
     fn walk_shapes(&self, input: Shape) -> Result<ShapeWalk, RunError> {
         let mut shapes: Vec<Option<Shape>> = vec![None; self.value_count];
         shapes[self.input] = Some(input);
@@ -302,6 +320,7 @@ impl Plan {
         }
         let mut peak = live;
         let mut macs = 0u64;
+        let mut costs = Vec::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
             let ins: Vec<Shape> = step
                 .inputs
@@ -314,11 +333,24 @@ impl Plan {
                 Prepared::Layer(Op::Interp { .. }) => ins[0].h * out.w * out.c * 4,
                 _ => 0,
             };
-            macs += match step.work {
+            let step_macs = match step.work {
                 Work::PerOutput(m) => m * out.len() as u64,
                 Work::PerInput(m) => m * ins[0].len() as u64,
                 Work::Negligible => 0,
             };
+            macs += step_macs;
+            let gemm_flops = match &step.op {
+                // One GEMM per transform position over every 6x6 output tile.
+                Prepared::Winograd(w) => {
+                    let tiles = out.h.div_ceil(6) * out.w.div_ceil(6);
+                    2.0 * 64.0 * (tiles * w.in_channels() * w.out_channels()) as f64
+                }
+                _ => 2.0 * step_macs as f64,
+            };
+            costs.push(StepCost {
+                gemm_flops,
+                bytes: 4 * (ins.iter().map(Shape::len).sum::<usize>() + out.len()) as u64,
+            });
             live += out.len() * 4;
             peak = peak.max(live + scratch);
             shapes[step.output] = Some(out);
@@ -333,6 +365,7 @@ impl Plan {
             output: shapes[self.output].expect("output is produced"),
             peak_bytes: peak,
             macs,
+            costs,
         })
     }
 

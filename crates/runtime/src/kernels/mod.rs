@@ -6,6 +6,7 @@
 
 pub mod gemm;
 pub mod math;
+pub mod peak;
 
 /// Width of the lane arrays the element-wise kernels work on.
 pub const LANES: usize = 16;

@@ -1,9 +1,11 @@
-//! `vsr bench`: model-only throughput, the median of several timed runs after a warm-up.
+//! `vsr bench`: model-only throughput, the median of several timed runs after a warm-up, and
+//! on the CPU how far that is from the machine's floor for the model (`roofline`).
 //! The last line is `median_s_per_frame=<float>` for scripts (tools/bench_ncnn.py).
 
 use std::time::Instant;
 
 use clap::Args;
+use vsr_runtime::roofline::Machine;
 use vsr_runtime::{Plan, Tensor};
 
 use super::RunArgs;
@@ -72,7 +74,8 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             model.name,
             vsr_runtime::Executor::name(&cuda)
         );
-        return time_runs(args, &header, || {
+        println!("{header}");
+        let median = time_runs(args, || {
             let out = vsr_runtime::Executor::run(&cuda, &input, &mut |h, w, c| {
                 let reuse = spare.borrow_mut().take();
                 reuse
@@ -81,7 +84,9 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             })?;
             *spare.borrow_mut() = Some(out);
             Ok(())
-        });
+        })?;
+        print_median(median);
+        return Ok(());
     }
     let out = plan.output_shape(input.shape())?;
     let header = format!(
@@ -93,19 +98,44 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         plan.threads(),
         plan.peak_bytes(input.shape())? >> 20
     );
-    time_runs(args, &header, || {
+    println!("{header}");
+    // The machine measured before the model runs, on the same threads.
+    let machine = Machine::measure(plan.isa(), plan.threads())?;
+    let floor = machine.floor(&plan, input.shape())?;
+    println!(
+        "machine: {:.1} GFLOP/s fma peak, copy {:.0} / {:.0} / {:.1} GB/s in L2 / L3 / DRAM ({} threads)",
+        machine.flops / 1e9,
+        machine.l2_bandwidth / 1e9,
+        machine.l3_bandwidth / 1e9,
+        machine.dram_bandwidth / 1e9,
+        machine.threads
+    );
+    println!(
+        "floor_s_per_frame={:.6} ({:.1} GFLOP of GEMMs in {:.4} s + {:.2} GB streamed in {:.4} s)",
+        floor.seconds,
+        floor.gemm_flops / 1e9,
+        floor.compute_seconds,
+        floor.bytes / 1e9,
+        floor.memory_seconds
+    );
+    let median = time_runs(args, || {
         plan.recycle(plan.run(input.clone())?);
         Ok(())
-    })
+    })?;
+    println!("measured_over_floor={:.3}", median / floor.seconds);
+    print_median(median);
+    Ok(())
 }
 
-/// Warm-up, then `runs` timed runs of `run`; prints each and the median (the last line).
+fn print_median(median: f64) {
+    println!("median_s_per_frame={median:.6}");
+}
+
+/// Warm-up, then `runs` timed runs of `run`; prints each and returns the median.
 fn time_runs(
     args: &BenchArgs,
-    header: &str,
     mut run: impl FnMut() -> Result<(), vsr_runtime::RunError>,
-) -> anyhow::Result<()> {
-    println!("{header}");
+) -> anyhow::Result<f64> {
     for _ in 0..args.warmup {
         run()?;
     }
@@ -118,8 +148,7 @@ fn time_runs(
         times.push(t);
     }
     times.sort_by(f64::total_cmp);
-    println!("median_s_per_frame={:.6}", times[times.len() / 2]);
-    Ok(())
+    Ok(times[times.len() / 2])
 }
 
 /// End-to-end fps of `vsr upscale` on `video` next to the fps of the model alone on frames of

@@ -36,14 +36,16 @@ pub async fn sweep_once(app: &AppState) -> Result<(), super::store::StoreError> 
         .await?;
     app.store.forget_segment_claims().await?;
     let referenced = app.store.referenced_files().await?;
-    remove_stored_orphans(&app.files, &referenced).await;
+    remove_stored_orphans(app, &referenced).await;
     remove_orphan_copies(&app.files, &app.config, &referenced);
     Ok(())
 }
 
 /// Removes stored objects (in folders or an object store) that no task refers to and that
-/// were written more than [`ORPHAN_GRACE`] ago.
-async fn remove_stored_orphans(files: &Files, referenced: &HashSet<String>) {
+/// were written more than [`ORPHAN_GRACE`] ago. Each is checked against its task's row once
+/// more just before: an upload stored slowly may have got its row since `referenced` was read.
+async fn remove_stored_orphans(app: &AppState, referenced: &HashSet<String>) {
+    let files = &app.files;
     let before = SystemTime::now() - ORPHAN_GRACE;
     let objects = match files.storage.stored_before(before).await {
         Ok(objects) => objects,
@@ -51,6 +53,18 @@ async fn remove_stored_orphans(files: &Files, referenced: &HashSet<String>) {
     };
     for object in objects {
         if referenced.contains(object.owner().as_str()) {
+            continue;
+        }
+        let live = match object.owner().task() {
+            Some(id) => match app.store.get(&id).await {
+                Ok(Some(task)) => task.status != crate::store::Status::Expired,
+                Ok(None) => false,
+                // The store does not answer: kept, and judged at the next sweep.
+                Err(_) => true,
+            },
+            None => false,
+        };
+        if live {
             continue;
         }
         match files.storage.delete(&object).await {

@@ -46,6 +46,11 @@ impl Key {
         &self.0
     }
 
+    /// The task whose file this is (its name's stem).
+    pub fn task(&self) -> Option<crate::store::TaskId> {
+        crate::store::TaskId::parse(self.0.split_once('.')?.0)
+    }
+
     /// The file extension (`mp4`, `mkv`).
     pub fn ext(&self) -> &str {
         self.0.split_once('.').map_or("", |(_, e)| e)
@@ -237,6 +242,7 @@ mod tests {
         let key = Key::new(&id, "mp4");
         assert_eq!(Key::parse(key.as_str()), Some(key.clone()));
         assert_eq!(key.ext(), "mp4");
+        assert_eq!(key.task(), Some(id.clone()));
         for bad in ["../x.mp4", "a.mp4", "", "/etc/passwd"] {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }

@@ -63,21 +63,6 @@ pub async fn download(
         ));
     };
     let ext = task.output_key.ext().to_string();
-    let stem = std::path::Path::new(&task.input_name)
-        .file_stem()
-        .map_or("video".into(), |s| s.to_string_lossy().into_owned());
-    // Only characters that need no quoting: the name is ours, the upload's name is not.
-    let stem: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let name = format!("{stem}_{}x{}.{ext}", task.output_size.0, task.output_size.1);
     let mime = if ext == "mkv" {
         "video/x-matroska"
     } else {
@@ -90,7 +75,13 @@ pub async fn download(
         .await
         .map_err(Problem::internal)?
         .map(Body::new);
-    if let Ok(v) = format!("attachment; filename=\"{name}\"").parse() {
+    let disposition = super::attachment(
+        &task.input_name,
+        "video",
+        (task.output_size.0.into(), task.output_size.1.into()),
+        &ext,
+    );
+    if let Ok(v) = disposition.parse() {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, v);

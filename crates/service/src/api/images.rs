@@ -128,22 +128,7 @@ pub async fn upscale(
         Format::Jpeg => "image/jpeg",
         Format::Webp => "image/webp",
     };
-    let stem: String = std::path::Path::new(&name)
-        .file_stem()
-        .map_or("image".into(), |s| s.to_string_lossy().into_owned())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let disposition = format!(
-        "attachment; filename=\"{stem}_{}x{}.{ext}\"",
-        result.0, result.1
-    );
+    let disposition = super::attachment(&name, "image", (result.0 as u64, result.1 as u64), ext);
     tracing::info!(models = ?checked.models, width = result.0, height = result.1, "image upscaled");
     Response::builder()
         .header(header::CONTENT_TYPE, mime)

@@ -231,6 +231,28 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// `Content-Disposition` for a result named after the client's file: `STEM_WxH.EXT`, where
+/// the stem keeps only characters that need no quoting (the name is ours, the upload's name
+/// is not) and `fallback` stands in for a name without one.
+pub(crate) fn attachment(client_name: &str, fallback: &str, size: (u64, u64), ext: &str) -> String {
+    let stem: String = std::path::Path::new(client_name)
+        .file_stem()
+        .map_or(fallback.into(), |s| s.to_string_lossy().into_owned())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{stem}_{}x{}.{ext}\"",
+        size.0, size.1
+    )
+}
+
 fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         // The one route with a large body: its limit covers the whole body, chunked or not.

@@ -251,35 +251,15 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             }
         })
     });
-    let blocking = {
-        let (base, config, files, task, cancel) = (
-            worker.base.clone(),
-            worker.config.clone(),
-            worker.files.clone(),
-            task.clone(),
-            cancel.clone(),
-        );
-        let sharing = sharing(worker, &task, &cancel);
-        tokio::task::spawn_blocking(move || {
-            fetched?;
-            let enhancer = load(&base, &config, &task)?;
-            let (input, output) = (files.input(&task), files.output(&task));
-            let job = job(
-                &config,
-                &task,
-                (&input, &output),
-                &enhancer,
-                sharing.as_ref(),
-            );
-            Ok(pipeline::run(
-                &job,
-                &mut |p| {
-                    tx.send_replace(Some(p.clone()));
-                },
-                &cancel,
-            )?)
-        })
-    };
+    let blocking = spawn_job(worker, &task, &cancel, fetched, move |job, cancel| {
+        Ok(pipeline::run(
+            job,
+            &mut |p| {
+                tx.send_replace(Some(p.clone()));
+            },
+            cancel,
+        )?)
+    });
     tokio::pin!(blocking);
     let mut stop_asked: Option<std::time::Instant> = None;
     let result = loop {
@@ -581,6 +561,39 @@ fn job<'a>(
 
 /// How this worker shares the task's segments with the others: file locks in folders every
 /// worker sees, or claims in the task database when media are in an object store.
+/// Runs `work` on `task`'s pipeline job in a blocking thread, once `ready` (the task's files
+/// fetched) holds: its models loaded and its job built as every worker of the task builds it,
+/// segments shared as this worker shares them.
+fn spawn_job<R: Send + 'static>(
+    worker: &Worker,
+    task: &Task,
+    cancel: &Arc<AtomicBool>,
+    ready: Result<(), Failure>,
+    work: impl FnOnce(&Job, &AtomicBool) -> Result<R, Failure> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<R, Failure>> {
+    let (base, config, files, task, cancel) = (
+        worker.base.clone(),
+        worker.config.clone(),
+        worker.files.clone(),
+        task.clone(),
+        cancel.clone(),
+    );
+    let sharing = sharing(worker, &task, &cancel);
+    tokio::task::spawn_blocking(move || {
+        ready?;
+        let enhancer = load(&base, &config, &task)?;
+        let (input, output) = (files.input(&task), files.output(&task));
+        let job = job(
+            &config,
+            &task,
+            (&input, &output),
+            &enhancer,
+            sharing.as_ref(),
+        );
+        work(&job, &cancel)
+    })
+}
+
 fn sharing(worker: &Worker, task: &Task, cancel: &Arc<AtomicBool>) -> Box<dyn Sharing + Send> {
     if worker.files.in_place() {
         return Box::new(LocalLocks);
@@ -620,28 +633,9 @@ async fn help_a_task(worker: &Worker) -> bool {
     }
     let span = tracing::info_span!("help", task = %task.id);
     let cancel = Arc::new(AtomicBool::new(false));
-    let blocking = {
-        let (base, config, files, task, cancel) = (
-            worker.base.clone(),
-            worker.config.clone(),
-            worker.files.clone(),
-            task.clone(),
-            cancel.clone(),
-        );
-        let sharing = sharing(worker, &task, &cancel);
-        tokio::task::spawn_blocking(move || {
-            let enhancer = load(&base, &config, &task)?;
-            let (input, output) = (files.input(&task), files.output(&task));
-            let job = job(
-                &config,
-                &task,
-                (&input, &output),
-                &enhancer,
-                sharing.as_ref(),
-            );
-            Ok::<u64, Failure>(pipeline::help(&job, &mut |_| {}, &cancel)?)
-        })
-    };
+    let blocking = spawn_job(worker, &task, &cancel, Ok(()), |job, cancel| {
+        Ok(pipeline::help(job, &mut |_| {}, cancel)?)
+    });
     let watch = async {
         tokio::pin!(blocking);
         loop {

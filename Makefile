@@ -137,9 +137,14 @@ lint:
 	@echo "==> the fuzz target still builds (it lives outside the workspace)"
 	cargo check --manifest-path fuzz/Cargo.toml
 
-# Ours against ncnn on this machine, same model, size and threads.
+# Ours against our peers on this machine, same model, size and threads: ncnn, onnxruntime and
+# OpenVINO (f32, bf16) in one alternating run (their wheels installed into the reference venv
+# here only), then ncnn on a larger model.
+PEER_PACKAGES := onnx onnxruntime openvino
 bench: build models $(REF_PY)
-	$(REF_PY) tools/bench_ncnn.py --models $(VSR_MODELS_DIR) --model realesr-animevideov3-x4 --width 480 --height 270 --threads 2 --runs 7 --vsr $(VSR)
+	@$(REF_PY) -c 'import onnx, onnxruntime, openvino' 2>/dev/null && echo "==> onnx, onnxruntime and openvino present" || \
+		{ echo "==> installing $(PEER_PACKAGES) into $(REF_VENV) for the benchmark"; $(REF_PY) -m pip install --disable-pip-version-check -q $(PEER_PACKAGES); }
+	$(REF_PY) tools/bench_peers.py --models $(VSR_MODELS_DIR) --model realesr-animevideov3-x4 --width 480 --height 270 --threads 2 --rounds 7 --vsr $(VSR)
 	$(REF_PY) tools/bench_ncnn.py --models $(VSR_MODELS_DIR) --model realesrgan-x4plus --width 128 --height 128 --threads 2 --runs 3 --vsr $(VSR)
 
 clean:

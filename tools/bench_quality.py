@@ -7,7 +7,8 @@ Usage:
     python3 tools/bench_quality.py --clip CLIP.mp4 --vsr PATH_TO_VSR [--scale 2] \
         [--frames 60] [--crop 640x272] [--presets fast,balanced,quality] [--temporal MODE]
 
-Per method: PSNR-Y and SSIM-Y (BT.601 luma, 8-bit), E_warp and the flicker residual:
+Per method: PSNR-Y and SSIM-Y (BT.601 luma, 8-bit), the mean luma shift against the truth
+(in 8-bit levels: a method that brightens or darkens), E_warp and the flicker residual:
   * E_warp: DIS optical flow (OpenCV, medium preset) between consecutive ground-truth frames;
     output frame t-1 warped onto t; occluded and out-of-frame pixels masked by
     forward-backward consistency; masked MSE on RGB in [0, 1]; pairs whose mask keeps under
@@ -141,8 +142,8 @@ def main():
         source_ew, _ = motion.scores(truth, truth)
         print(f"clip={os.path.basename(a.clip)} crop={cw}x{ch} scale={s} frames={len(truth)}"
               f" source E_warp x1e3={source_ew:.3f}")
-        print("| method | PSNR-Y | SSIM-Y | E_warp x1e3 | added | flicker residual x1e3 |")
-        print("|---|---|---|---|---|---|")
+        print("| method | PSNR-Y | SSIM-Y | E_warp x1e3 | added | flicker residual x1e3 | mean Y shift |")
+        print("|---|---|---|---|---|---|---|")
         for name, path in methods.items():
             out = read_frames(path, cw, ch)
             if len(out) != len(truth):
@@ -151,8 +152,9 @@ def main():
             p = np.mean([psnr(o, g) for o, g in ys])
             q = np.mean([ssim(o, g) for o, g in ys])
             ew, fl = motion.scores(out, truth)
-            print(f"| {name} | {p:.2f} | {q:.3f} | {ew:.3f} | {ew - source_ew:+.3f} | {fl:.3f} |",
-                  flush=True)
+            shift = np.mean([np.mean(o - g) for o, g in ys])
+            print(f"| {name} | {p:.2f} | {q:.3f} | {ew:.3f} | {ew - source_ew:+.3f} | {fl:.3f}"
+                  f" | {shift:+.2f} |", flush=True)
 
 
 if __name__ == "__main__":

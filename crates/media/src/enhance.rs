@@ -201,6 +201,11 @@ impl Enhancer {
         names.join(" + ")
     }
 
+    /// The stabiliser the recipe asks for on video (`None`: frames as the models draw them).
+    pub fn stabiliser(&self) -> Option<crate::temporal::Stabiliser> {
+        crate::temporal::Stabiliser::new(self.recipe.temporal)
+    }
+
     /// The FFmpeg filter to apply to decoded frames before they reach `process`.
     pub fn prefilter(&self) -> Option<String> {
         self.recipe.prefilter.map(|p| p.ffmpeg_filter())

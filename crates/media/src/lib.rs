@@ -16,4 +16,5 @@ pub mod picture;
 pub mod resample;
 pub mod settings;
 pub mod subprocess;
+pub mod temporal;
 pub mod video;

@@ -84,6 +84,8 @@ pub struct Settings {
     /// Output codec (default H.264) and CRF (default: visually lossless for the codec).
     pub codec: Option<crate::video::encode::Codec>,
     pub crf: Option<u32>,
+    /// Damp the shimmer per-frame models leave in fine texture (`off`, `auto`, `strong`).
+    pub temporal_stability: crate::temporal::Temporal,
 }
 
 /// A setting that cannot be honoured; `field` uses the API's names.
@@ -125,6 +127,8 @@ pub struct Recipe {
     pub prefilter: Option<Prefilter>,
     /// Share of a Lanczos upscale of the input mixed into the output (0 = none).
     pub detail_blend: f32,
+    /// The stabiliser run after the models on video (`temporal`).
+    pub temporal: crate::temporal::Temporal,
     pub notes: Vec<String>,
 }
 
@@ -176,6 +180,7 @@ impl Settings {
             passes: Vec::new(),
             prefilter: None,
             detail_blend: 0.0,
+            temporal: self.temporal_stability,
             notes,
         };
 

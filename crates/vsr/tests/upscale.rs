@@ -567,3 +567,51 @@ fn rgb_sources_upscale_with_their_colours() {
         }
     }
 }
+
+/// `--temporal auto` blends frames within a shot and leaves the first frame of each shot (the
+/// clip's start, and the frame after a cut) exactly as the model drew it; `--temporal off` is
+/// the output without the flag, frame for frame (lossless outputs compared).
+#[test]
+fn temporal_stability_blends_within_shots_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("cut.mkv");
+    // Six frames of one pattern, then six of another: a cut at frame 6.
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=96x64:rate=10",
+        "-filter_complex",
+        "[0]trim=end_frame=6[a];[1]trim=end_frame=6,setpts=PTS-STARTPTS[b];[a][b]concat=n=2,format=yuv444p[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "ffv1",
+        clip.to_str().unwrap(),
+    ]);
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--scale", "2", "--crf", "0"];
+        args.extend_from_slice(extra);
+        ok(&common::upscale(&clip, &out, &args));
+        common::framemd5(&out)
+    };
+    let plain = run("plain.mkv", &[]);
+    let off = run("off.mkv", &["--temporal", "off"]);
+    let auto = run("auto.mkv", &["--temporal", "auto"]);
+    assert_eq!(plain.len(), 12);
+    assert_eq!(plain, off, "--temporal off changes nothing");
+    assert_eq!(auto[0], off[0], "the first frame has no history");
+    assert_eq!(
+        auto[6], off[6],
+        "the frame after the cut shows nothing of the last shot"
+    );
+    assert!(
+        (1..6).chain(7..12).any(|i| auto[i] != off[i]),
+        "frames within a shot are blended"
+    );
+}

@@ -322,8 +322,11 @@ fn run_segments(
         let encoder =
             scope.spawn(move || encode_segments(job, info, work, out_size, format, out_rx, cancel));
 
-        // The model runs here, on the calling thread (it has its own worker pool).
+        // The model runs here, on the calling thread (it has its own worker pool), then the
+        // stabiliser, in frame order, reset at every segment start.
         let mut model_result = Ok(());
+        let mut stabiliser = job.enhancer.stabiliser();
+        let mut segment_now = None;
         for item in frames_rx.iter() {
             if cancel.load(Ordering::Relaxed) {
                 model_result = Err(PipelineError::Cancelled);
@@ -336,7 +339,17 @@ fn run_segments(
                     pts,
                     time_base,
                 } => match job.enhancer.process(&image) {
-                    Ok(image) => {
+                    Ok(upscaled) => {
+                        let image = match &mut stabiliser {
+                            Some(s) => {
+                                if segment_now != Some(segment) {
+                                    s.reset();
+                                    segment_now = Some(segment);
+                                }
+                                s.apply(&image, upscaled)
+                            }
+                            None => upscaled,
+                        };
                         counts.upscaled += 1;
                         progress(&counts.progress());
                         Item::Frame {

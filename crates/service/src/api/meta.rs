@@ -222,7 +222,7 @@ pub async fn openapi() -> Json<Value> {
             op["requestBody"] = json!({"content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["video"],
                 "properties": {"video": {"type": "string", "format": "binary"},
-                               "settings": {"type": "string", "description": "JSON: scale, quality, denoiseLevel, preserveDetails, guideScale, model, codec, crf"}}}}}});
+                               "settings": {"type": "string", "description": "JSON: scale, quality, denoiseLevel, preserveDetails, guideScale, model, codec, crf, temporalStability (off, auto, strong)"}}}}}});
         }
         path[r.method] = op;
     }

@@ -135,6 +135,7 @@ impl SettingsArgs {
             model: self.model.clone(),
             codec: None,
             crf: None,
+            temporal_stability: Default::default(),
         }
     }
 

@@ -28,6 +28,10 @@ pub struct UpscaleArgs {
     /// Constant rate factor (default: visually lossless for the codec)
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=63))]
     pub crf: Option<u32>,
+    /// Damp the shimmer of fine texture from frame to frame: off (frames as the model draws
+    /// them), auto (blend where the source is unchanged), strong
+    #[arg(long, value_enum, default_value_t = vsr_media::temporal::Temporal::Off)]
+    pub temporal: vsr_media::temporal::Temporal,
     /// Only the first N frames
     #[arg(long)]
     pub frames: Option<u64>,
@@ -56,7 +60,11 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
-    let enhancer = args.model.load(config, &args.run)?;
+    let settings = vsr_media::settings::Settings {
+        temporal_stability: args.temporal,
+        ..args.model.settings()
+    };
+    let enhancer = super::load(&settings, config, &args.run)?;
     // The input's content is part of the work's key: an edited file never reuses old segments.
     let input_identity = vsr_media::video::segment::file_identity(&args.input).map_err(|e| {
         anyhow::anyhow!(

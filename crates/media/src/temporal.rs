@@ -100,8 +100,16 @@ impl Stabiliser {
                 self.blend(&mut out, prev_out, &vectors, sw.div_ceil(BLOCK), scale);
             }
         }
-        // The history is the stabilised frame: flicker keeps falling over a still shot.
-        self.previous = Some((luma, out.clone()));
+        // The history is the stabilised frame: flicker keeps falling over a still shot. Its
+        // buffer is reused from frame to frame.
+        match &mut self.previous {
+            Some((prev_luma, prev_out)) if prev_out.data.len() == out.data.len() => {
+                *prev_luma = luma;
+                (prev_out.h, prev_out.w) = (out.h, out.w);
+                prev_out.data.copy_from_slice(&out.data);
+            }
+            _ => self.previous = Some((luma, out.clone())),
+        }
         out
     }
 

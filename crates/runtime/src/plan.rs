@@ -51,8 +51,6 @@ struct ShapeWalk {
     peak_bytes: usize,
     /// Multiply-adds of one run.
     macs: u64,
-    /// What each step computes and streams.
-    costs: Vec<StepCost>,
 }
 
 /// The arithmetic and memory traffic of one step for one input size: what a roofline floor
@@ -292,26 +290,34 @@ impl Plan {
 
     /// Output shape for an input of `h x w x c`, or the first layer that cannot take it.
     pub fn output_shape(&self, input: Shape) -> Result<Shape, RunError> {
-        Ok(self.walk_shapes(input)?.output)
+        Ok(self.walk_shapes(input, |_| {})?.output)
     }
 
     /// Peak bytes of live activations and scratch for an input of `shape`.
     pub fn peak_bytes(&self, input: Shape) -> Result<usize, RunError> {
-        Ok(self.walk_shapes(input)?.peak_bytes)
+        Ok(self.walk_shapes(input, |_| {})?.peak_bytes)
     }
 
     /// Multiply-adds of one run on an input of `shape` (convolutions, deconvolutions and
     /// inner products; element-wise work is left out, as FLOP counts usually do).
     pub fn macs(&self, input: Shape) -> Result<u64, RunError> {
-        Ok(self.walk_shapes(input)?.macs)
+        Ok(self.walk_shapes(input, |_| {})?.macs)
     }
 
     /// What each step computes and streams for an input of `shape`, in order.
     pub fn costs(&self, input: Shape) -> Result<Vec<StepCost>, RunError> {
-        Ok(self.walk_shapes(input)?.costs)
+        let mut costs = Vec::with_capacity(self.steps.len());
+        self.walk_shapes(input, |c| costs.push(c))?;
+        Ok(costs)
     }
 
-    fn walk_shapes(&self, input: Shape) -> Result<ShapeWalk, RunError> {
+    /// Walks every step's shapes for `input`, telling `on_step` what each costs (a no-op for
+    /// the shape checks every run makes).
+    fn walk_shapes(
+        &self,
+        input: Shape,
+        mut on_step: impl FnMut(StepCost),
+    ) -> Result<ShapeWalk, RunError> {
         let mut shapes: Vec<Option<Shape>> = vec![None; self.value_count];
         shapes[self.input] = Some(input);
         let mut live = input.len() * 4;
@@ -320,7 +326,6 @@ impl Plan {
         }
         let mut peak = live;
         let mut macs = 0u64;
-        let mut costs = Vec::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
             let ins: Vec<Shape> = step
                 .inputs
@@ -347,7 +352,7 @@ impl Plan {
                 }
                 _ => 2.0 * step_macs as f64,
             };
-            costs.push(StepCost {
+            on_step(StepCost {
                 gemm_flops,
                 bytes: 4 * (ins.iter().map(Shape::len).sum::<usize>() + out.len()) as u64,
             });
@@ -365,7 +370,6 @@ impl Plan {
             output: shapes[self.output].expect("output is produced"),
             peak_bytes: peak,
             macs,
-            costs,
         })
     }
 

@@ -613,18 +613,7 @@ fn one_long_task_spreads_over_workers_sharing_no_folder() {
     }
     let log = std::fs::read_to_string(b_dir.join("worker.log")).unwrap();
     assert_eq!(done["status"], "completed", "{done}\n{log}");
-    let helped: u64 = log
-        .lines()
-        .filter(|l| l.contains("helped with a task"))
-        .filter_map(|l| {
-            l.split("frames=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let helped = common::frames_helped(&log);
     assert!(
         helped >= 30,
         "the second worker upscaled {helped} frames\n{log}"

@@ -206,18 +206,7 @@ fn two_workers_share_one_long_task() {
     assert_eq!(framemd5(&out).len() as u64, FRAMES);
     let log =
         std::fs::read_to_string(dir.path().join(format!("server-{}.log", server.port))).unwrap();
-    let helped = log
-        .lines()
-        .filter(|l| l.contains("helped with a task"))
-        .filter_map(|l| {
-            l.split("frames=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum::<u64>();
+    let helped = common::frames_helped(&log);
     assert!(
         helped >= SEGMENT_FRAMES,
         "the second worker upscaled {helped} frames: {log}"

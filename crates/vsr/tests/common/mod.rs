@@ -266,6 +266,22 @@ pub fn framemd5(file: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Frames a worker's log says it upscaled for tasks it helped with (`helped with a task
+/// frames=N` lines).
+pub fn frames_helped(log: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("helped with a task"))
+        .filter_map(|l| {
+            l.split("frames=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// A fresh database of its own on the test server; its URL.
 pub fn new_database(prefix: &str) -> String {
     let server_url = std::env::var("VSR_TEST_POSTGRES")

@@ -7,8 +7,14 @@ Usage:
     python3 tools/bench_quality.py --clip CLIP.mp4 --vsr PATH_TO_VSR [--scale 2] \
         [--frames 60] [--crop 640x272] [--presets fast,balanced,quality] [--temporal MODE]
 
+With --temporal MODE every preset runs twice in the same run, without the stabiliser and with
+`--temporal MODE`, and a second table holds issue 19's bars for each: the flicker residual's
+ratio (at most 0.5), the PSNR-Y change (at least -0.2 dB), the detail ratio (at least 0.95)
+and the stabiliser's cost as vsr measured it on these frames (at most 10% of the model's time).
+
 Per method: PSNR-Y and SSIM-Y (BT.601 luma, 8-bit), the mean luma shift against the truth
-(in 8-bit levels: a method that brightens or darkens), E_warp and the flicker residual:
+(in 8-bit levels: a method that brightens or darkens), detail (the mean magnitude of the
+Laplacian of Y: high-frequency energy), E_warp and the flicker residual:
   * E_warp: DIS optical flow (OpenCV, medium preset) between consecutive ground-truth frames;
     output frame t-1 warped onto t; occluded and out-of-frame pixels masked by
     forward-backward consistency; masked MSE on RGB in [0, 1]; pairs whose mask keeps under
@@ -22,6 +28,7 @@ itself stays Python-free; OpenCV comes from PyPI into the reference venv.
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,10 @@ def read_frames(path, w, h):
 def luma(rgb):
     f = rgb.astype(np.float64)
     return 16 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255
+
+
+def detail(y):
+    return float(np.abs(cv2.Laplacian(y, cv2.CV_64F)).mean())
 
 
 def psnr(a, b):
@@ -130,20 +141,27 @@ def main():
         ffmpeg("-i", low, "-vf", f"scale={cw}:{ch}:flags=lanczos", "-c:v", "libx264rgb",
                "-crf", "0", lanczos)
         methods["lanczos"] = lanczos
+        costs = {}
+        modes = ["off"] + ([a.temporal] if a.temporal and a.temporal != "off" else [])
         for preset in [p for p in a.presets.split(",") if p]:
-            out = os.path.join(tmp, f"{preset}.mkv")
-            cmd = [a.vsr, "upscale", low, "-o", out, "--scale", str(s), "--preset", preset,
-                   "--crf", "0"]
-            if a.temporal:
-                cmd += ["--temporal", a.temporal]
-            subprocess.run(cmd, check=True, capture_output=True)
-            methods[preset] = out
+            for mode in modes:
+                name = preset if mode == "off" else f"{preset}, temporal {mode}"
+                out = os.path.join(tmp, f"{preset}-{mode}.mkv")
+                cmd = [a.vsr, "upscale", low, "-o", out, "--scale", str(s), "--preset", preset,
+                       "--crf", "0", "--temporal", mode]
+                run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                cost = re.search(r"stabiliser ([0-9.]+) ms/frame, ([0-9.]+)% of the model", run.stderr)
+                if cost:
+                    costs[name] = (float(cost.group(1)), float(cost.group(2)))
+                methods[name] = out
         motion = Motion(truth)
         source_ew, _ = motion.scores(truth, truth)
         print(f"clip={os.path.basename(a.clip)} crop={cw}x{ch} scale={s} frames={len(truth)}"
               f" source E_warp x1e3={source_ew:.3f}")
-        print("| method | PSNR-Y | SSIM-Y | E_warp x1e3 | added | flicker residual x1e3 | mean Y shift |")
-        print("|---|---|---|---|---|---|---|")
+        print("| method | PSNR-Y | SSIM-Y | detail | E_warp x1e3 | added | flicker residual x1e3 |"
+              " mean Y shift |")
+        print("|---|---|---|---|---|---|---|---|")
+        scores = {}
         for name, path in methods.items():
             out = read_frames(path, cw, ch)
             if len(out) != len(truth):
@@ -151,10 +169,23 @@ def main():
             ys = [(luma(o), luma(g)) for o, g in zip(out, truth)]
             p = np.mean([psnr(o, g) for o, g in ys])
             q = np.mean([ssim(o, g) for o, g in ys])
+            hf = np.mean([detail(o) for o, _ in ys])
             ew, fl = motion.scores(out, truth)
             shift = np.mean([np.mean(o - g) for o, g in ys])
-            print(f"| {name} | {p:.2f} | {q:.3f} | {ew:.3f} | {ew - source_ew:+.3f} | {fl:.3f}"
-                  f" | {shift:+.2f} |", flush=True)
+            scores[name] = (p, hf, fl)
+            print(f"| {name} | {p:.2f} | {q:.3f} | {hf:.3f} | {ew:.3f} | {ew - source_ew:+.3f}"
+                  f" | {fl:.3f} | {shift:+.2f} |", flush=True)
+        if len(modes) > 1:
+            print()
+            print("| preset | flicker ratio (<= 0.5) | PSNR-Y change (>= -0.2) |"
+                  " detail ratio (>= 0.95) | stabiliser ms/frame | % of model time (<= 10) |")
+            print("|---|---|---|---|---|---|")
+            for preset in [p for p in a.presets.split(",") if p]:
+                name = f"{preset}, temporal {modes[1]}"
+                (p0, hf0, fl0), (p1, hf1, fl1) = scores[preset], scores[name]
+                ms, share = costs.get(name, (float("nan"), float("nan")))
+                print(f"| {preset} | {fl1 / fl0:.2f} | {p1 - p0:+.2f} | {hf1 / hf0:.3f} | {ms:.1f}"
+                      f" | {share:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,8 @@ await step('(a) open the page, upload a draft, facts shown', async () => {
   const models = await page.locator('#model option').count();
   assert(models > 1, 'the model list offers no installed model');
   await setSettings(2, 'fast');
+  // The main task runs the temporal stabiliser; its status says so.
+  await page.selectOption('#temporal', 'auto');
   const r = await upload(opts.video);
   assert(!r.error, `the upload was refused: ${r.error}`);
   const size = await text('#fact-size');
@@ -327,6 +329,9 @@ await step('(c) upscale: live progress to 100%, download, result frame, task lis
   assert(id === mainTask, `the started task ${id} is not the draft ${mainTask}`);
   const r = await followRun(120000, '03-progress.png');
   assert(r.sawPositive, 'the progress bar never rose above 0');
+  const ran = await text('#run-notes');
+  assert(ran.includes('Temporal stability: auto'), `the status does not say the stabiliser ran: "${ran}"`);
+  await page.selectOption('#temporal', 'off');
   const frames = await text('#run-frames');
   assert(await visible('#done-panel'), 'the result section is not shown');
   const href = await page.locator('#download-link').getAttribute('href');

@@ -597,12 +597,17 @@ fn temporal_stability_blends_within_shots_only() {
         let out = dir.path().join(name);
         let mut args = vec!["--scale", "2", "--crf", "0"];
         args.extend_from_slice(extra);
-        ok(&common::upscale(&clip, &out, &args));
-        common::framemd5(&out)
+        let output = common::upscale(&clip, &out, &args);
+        ok(&output);
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        (common::framemd5(&out), said)
     };
-    let plain = run("plain.mkv", &[]);
-    let off = run("off.mkv", &["--temporal", "off"]);
-    let auto = run("auto.mkv", &["--temporal", "auto"]);
+    let (plain, _) = run("plain.mkv", &[]);
+    let (off, off_said) = run("off.mkv", &["--temporal", "off"]);
+    let (auto, auto_said) = run("auto.mkv", &["--temporal", "auto"]);
+    // The summary says what the stabiliser cost, and only when it ran.
+    assert!(auto_said.contains("of the model's time"), "{auto_said}");
+    assert!(!off_said.contains("stabiliser"), "{off_said}");
     assert_eq!(plain.len(), 12);
     assert_eq!(plain, off, "--temporal off changes nothing");
     assert_eq!(auto[0], off[0], "the first frame has no history");

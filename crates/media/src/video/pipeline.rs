@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
@@ -82,6 +82,10 @@ pub struct Summary {
     pub input: MediaInfo,
     pub output_size: (u32, u32),
     pub segments: usize,
+    /// Seconds this run spent in the models and in the temporal stabiliser (zero when off):
+    /// what the stabiliser costs, measured on the real frames.
+    pub model_seconds: f64,
+    pub stabiliser_seconds: f64,
 }
 
 /// Checks the input and the output size; nothing is decoded yet.
@@ -152,6 +156,8 @@ pub fn run(
         output_size: output_size(job, &info),
         input: info,
         segments,
+        model_seconds: counts.model.as_secs_f64(),
+        stabiliser_seconds: counts.stabiliser.as_secs_f64(),
     })
 }
 
@@ -212,6 +218,9 @@ struct Counts {
     /// Upscaled by this run.
     upscaled: u64,
     started: Instant,
+    /// Time in the models and in the stabiliser, on the model thread.
+    model: Duration,
+    stabiliser: Duration,
 }
 
 impl Counts {
@@ -247,6 +256,8 @@ fn upscale_segments(
         by_others: 0,
         upscaled: 0,
         started: Instant::now(),
+        model: Duration::ZERO,
+        stabiliser: Duration::ZERO,
     };
     let mut todo = Vec::new();
     for s in &work.plan.segments {
@@ -297,6 +308,14 @@ enum Item {
 
 /// Decodes, upscales and encodes the segments of `todo` that no one else holds, in order;
 /// returns the ones others held.
+/// Runs `f`, adding the time it took to `total`.
+fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let value = f();
+    *total += started.elapsed();
+    value
+}
+
 fn run_segments(
     job: &Job,
     info: &MediaInfo,
@@ -338,7 +357,7 @@ fn run_segments(
                     image,
                     pts,
                     time_base,
-                } => match job.enhancer.process(&image) {
+                } => match timed(&mut counts.model, || job.enhancer.process(&image)) {
                     Ok(upscaled) => {
                         let image = match &mut stabiliser {
                             Some(s) => {
@@ -346,7 +365,7 @@ fn run_segments(
                                     s.reset();
                                     segment_now = Some(segment);
                                 }
-                                s.apply(&image, upscaled)
+                                timed(&mut counts.stabiliser, || s.apply(&image, upscaled))
                             }
                             None => upscaled,
                         };

@@ -47,6 +47,7 @@
     quality: 'Quality preset',
     denoiseLevel: 'Denoise',
     preserveDetails: 'Preserve fine details',
+    temporalStability: 'Temporal stability',
     model: 'Model',
     codec: 'Output codec',
     video: 'Video',
@@ -308,6 +309,7 @@
       quality: selectedQuality(),
       denoiseLevel: Number($('#denoise').value),
       preserveDetails: $('#preserve-details').checked,
+      temporalStability: $('#temporal').value,
       codec: $('#codec').value,
     };
     const model = $('#model').value;
@@ -710,6 +712,8 @@
     ul.replaceChildren();
     if (task.status !== 'draft') {
       if (models.length) ul.append(el('li', { text: `Models: ${models.join(' → ')}` }));
+      const temporal = task.settings && task.settings.requested ? task.settings.requested.temporalStability : null;
+      if (temporal) ul.append(el('li', { text: `Temporal stability: ${temporal}` }));
       for (const n of notes) ul.append(el('li', { text: sentence(n) }));
     }
     show(ul, ul.children.length > 0);

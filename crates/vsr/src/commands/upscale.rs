@@ -146,8 +146,18 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     } else {
         String::new()
     };
+    // What the stabiliser cost, next to the models, on these frames.
+    let stabiliser = if summary.stabiliser_seconds > 0.0 {
+        format!(
+            "; stabiliser {:.1} ms/frame, {:.1}% of the model's time",
+            1e3 * summary.stabiliser_seconds / summary.frames.max(1) as f64,
+            100.0 * summary.stabiliser_seconds / summary.model_seconds.max(1e-9)
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{}: {} frames{resumed} {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps)",
+        "{}: {} frames{resumed} {}x{} -> {}x{} with {} on {} in {:.1}s ({:.2} fps){stabiliser}",
         args.output.display(),
         summary.frames + summary.resumed_frames,
         summary.input.video.width,

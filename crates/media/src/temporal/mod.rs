@@ -1,0 +1,269 @@
+//! Temporal stabilisation: per-frame models redraw fine texture a little differently in every
+//! frame, so it shimmers. After the model, the detail it added to each frame is blended with
+//! the previous frame's detail, moved by the motion the low-resolution source shows, wherever
+//! the source says the content is the same; the rest of the frame follows the source as is.
+//!
+//! The data flow per frame, all of it on the CPU next to the model:
+//! - [`flow`]: dense motion on the source's luma, and how well it explains the frame;
+//! - [`detail`]: the frame split into a cubic upscale of the source and the model's detail;
+//!   the detail blended with the moved previous detail where the motion is trusted; the finest
+//!   band's contrast given back.
+//!
+//! Most of the source failing to match its previous frame is a scene cut: the frame is left as
+//! the model drew it and the history starts again. The state is one previous source frame
+//! and one previous detail layer: memory stays flat.
+
+mod detail;
+mod flow;
+mod plane;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use vsr_runtime::Tensor;
+
+use plane::Plane;
+
+/// How strongly to stabilise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Temporal {
+    /// Frame by frame, as the model draws them.
+    #[default]
+    Off,
+    /// Blend where the source is the same, keeping detail.
+    Auto,
+    /// More history, for sources that shimmer badly.
+    Strong,
+}
+
+impl Temporal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Temporal::Off => "off",
+            Temporal::Auto => "auto",
+            Temporal::Strong => "strong",
+        }
+    }
+
+    /// Share of the moved previous detail in a stable pixel, and the detail difference (in
+    /// 0..1) from which a pixel counts as changed (blending fades out from half of it).
+    fn weights(self) -> Option<(f32, f32)> {
+        match self {
+            Temporal::Off => None,
+            Temporal::Auto => Some((0.8, 0.25)),
+            Temporal::Strong => Some((0.9, 0.5)),
+        }
+    }
+}
+
+/// Luma difference (0..1) under which a source pixel matched its moved previous self.
+const SAME: f32 = 8.0 / 255.0;
+/// Below this share of matched source pixels the frame is a scene cut.
+const CUT: f32 = 1.0 / 3.0;
+/// Luma difference from which the source says the content changed (trust fades out from
+/// half of it): occlusions, new objects, flashes.
+const CHANGED_SOURCE: f32 = 16.0 / 255.0;
+/// How much of the contrast given back to a frame its history keeps. All of it would keep
+/// amplified noise in the texture (PSNR falls on grainy camera footage); none would let the
+/// history soften frame after frame, each move by a fraction of a pixel blurring it a little.
+const HISTORY_CONTRAST: f32 = 0.7;
+
+/// The previous frame, as the stabiliser remembers it.
+struct History {
+    /// The source's luma.
+    luma: Plane,
+    /// The stabilised detail layer (output size).
+    detail: Tensor,
+}
+
+/// The state of one run of consecutive frames (a segment).
+pub struct Stabiliser {
+    /// Share of the previous detail in a stable pixel.
+    history: f32,
+    /// Detail difference from which a pixel counts as new content.
+    changed: f32,
+    previous: Option<History>,
+}
+
+impl Stabiliser {
+    /// `None` for [`Temporal::Off`]: nothing runs, and the output is the model's, bit for bit.
+    pub fn new(mode: Temporal) -> Option<Stabiliser> {
+        let (history, changed) = mode.weights()?;
+        Some(Stabiliser {
+            history,
+            changed,
+            previous: None,
+        })
+    }
+
+    /// Forgets the history: at segment starts (so that every segment comes out the same
+    /// whether it is resumed or not) and at scene cuts.
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+
+    /// Stabilises `out`, the model's upscale of `source`, against the previous frame. The
+    /// first frame, a frame after a cut and a frame that is not a whole-number upscale of its
+    /// source come back untouched.
+    pub fn apply(&mut self, source: &Tensor, out: Tensor) -> Tensor {
+        let scale = out.w / source.w.max(1);
+        let whole = scale >= 1
+            && scale * source.w == out.w
+            && scale * source.h == out.h
+            && source.c == 3
+            && out.c == 3;
+        if !whole {
+            self.previous = None;
+            return out;
+        }
+        let luma = Plane::luma(source);
+        let base = detail::base(source, scale);
+        let mut layer = out.clone();
+        layer
+            .data
+            .par_iter_mut()
+            .zip(base.data.par_iter())
+            .for_each(|(d, b)| *d -= b);
+        let previous = self.previous.take().filter(|p| {
+            (p.luma.w, p.luma.h, p.detail.w, p.detail.h) == (luma.w, luma.h, out.w, out.h)
+        });
+        let Some(previous) = previous else {
+            self.previous = Some(History {
+                luma,
+                detail: layer,
+            });
+            return out;
+        };
+        let flow = flow::backward(&previous.luma, &luma);
+        let residual = flow.residual(&previous.luma, &luma);
+        let matched = residual.data.iter().filter(|r| **r < SAME).count();
+        tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
+        if (matched as f32) < CUT * residual.data.len() as f32 {
+            self.previous = Some(History {
+                luma,
+                detail: layer,
+            });
+            return out;
+        }
+        let trust = Plane::new(
+            residual.w,
+            residual.h,
+            residual
+                .data
+                .iter()
+                .map(|r| ((CHANGED_SOURCE - r) / (0.5 * CHANGED_SOURCE)).clamp(0.0, 1.0))
+                .collect(),
+        );
+        let drawn_energy = detail::band_energy(&out);
+        detail::Blend {
+            flow: &flow,
+            trust: &trust,
+            scale,
+            history: self.history,
+            changed: self.changed,
+        }
+        .apply(&mut layer, &previous.detail);
+        let mut frame = layer.clone();
+        frame
+            .data
+            .par_iter_mut()
+            .zip(base.data.par_iter())
+            .for_each(|(f, b)| *f += b);
+        detail::restore_contrast(&mut frame, &drawn_energy);
+        // The history is the blended detail with most of the contrast given back: texture
+        // stays put over a still shot.
+        layer
+            .data
+            .par_iter_mut()
+            .zip(frame.data.par_iter().zip(base.data.par_iter()))
+            .for_each(|(d, (f, b))| *d += HISTORY_CONTRAST * (f - b - *d));
+        self.previous = Some(History {
+            luma,
+            detail: layer,
+        });
+        frame
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A textured source frame moved by (dy, dx), and a fixed "model output" noise on top.
+    fn frame(w: usize, h: usize, dy: usize, dx: usize) -> Tensor {
+        let mut t = Tensor::zeros(h, w, 3);
+        for y in 0..h {
+            for x in 0..w {
+                let v = (((x + dx) * 7 + (y + dy) * 13) % 29) as f32 / 29.0;
+                t.data[(y * w + x) * 3..][..3].fill(v);
+            }
+        }
+        t
+    }
+
+    fn upscale2(t: &Tensor, noise: f32) -> Tensor {
+        let mut out = Tensor::zeros(t.h * 2, t.w * 2, 3);
+        for y in 0..out.h {
+            for x in 0..out.w {
+                let wobble = if (x + y) % 2 == 0 { noise } else { -noise };
+                for ch in 0..3 {
+                    out.data[(y * out.w + x) * 3 + ch] =
+                        t.data[((y / 2) * t.w + x / 2) * 3 + ch] + wobble;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn off_runs_nothing() {
+        assert!(Stabiliser::new(Temporal::Off).is_none());
+    }
+
+    /// On a still shot, flicker (output noise that alternates frame to frame) is damped; a cut
+    /// to other content is left exactly as the model drew it.
+    #[test]
+    fn flicker_is_damped_and_cuts_are_left_alone() {
+        let mut s = Stabiliser::new(Temporal::Auto).unwrap();
+        let source = frame(64, 48, 0, 0);
+        let first = s.apply(&source, upscale2(&source, 0.02));
+        let second = s.apply(&source, upscale2(&source, -0.02));
+        let change = |a: &Tensor, b: &Tensor| {
+            a.data
+                .iter()
+                .zip(&b.data)
+                .map(|(p, q)| (p - q).abs())
+                .sum::<f32>()
+                / a.data.len() as f32
+        };
+        let raw = change(&upscale2(&source, 0.02), &upscale2(&source, -0.02));
+        assert!(
+            change(&first, &second) < 0.6 * raw,
+            "{} vs {raw}",
+            change(&first, &second)
+        );
+        // A cut: nothing of the last shot shows.
+        let other = Tensor::zeros(48, 64, 3);
+        let drawn = upscale2(&other, 0.0);
+        assert_eq!(s.apply(&other, drawn.clone()).data, drawn.data);
+    }
+
+    /// Moving content is followed: a frame shifted by two source pixels still blends, and the
+    /// result stays near the model's own frame (no ghost of the old position).
+    #[test]
+    fn motion_is_followed() {
+        let mut s = Stabiliser::new(Temporal::Strong).unwrap();
+        let a = frame(64, 48, 0, 0);
+        let b = frame(64, 48, 0, 2);
+        s.apply(&a, upscale2(&a, 0.0));
+        let drawn = upscale2(&b, 0.0);
+        let out = s.apply(&b, drawn.clone());
+        let worst = out
+            .data
+            .iter()
+            .zip(&drawn.data)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 0.05, "{worst}");
+    }
+}

@@ -1,22 +1,27 @@
 //! The output-resolution half of the stabiliser. A frame is split into a *base*, the source
 //! upscaled by plain cubic interpolation, and the *detail* the model adds on top of it (in
 //! every channel: stabilising luma alone leaves most of the flicker, the models' colour
-//! fringes shimmer too). Only the detail is blended over time: the base follows the source exactly, so
-//! real change (motion, fades, lighting) is never held back, while the texture the model
-//! redraws differently in every frame is kept consistent.
+//! fringes shimmer too). Only the detail is blended over time: the base follows the source
+//! exactly, so real change (motion, fades, lighting) is never held back, while the texture the
+//! model redraws differently in every frame is kept consistent.
 //!
 //! Blending two textures that differ lowers their contrast, and moving the previous one by a
 //! fraction of a pixel softens it; [`restore_contrast`] gives the finest band back its
 //! local energy from the model's own frame.
+//!
+//! Every pass here touches each output pixel once, in row order, in parallel over rows, with
+//! the inner loops compiled for the CPU's vector instructions: at 1080p a frame is 25 MB of
+//! floats, so the number of passes over it is the stabiliser's cost.
 
 use super::flow::Flow;
-use super::plane::{cubic_weights, Plane};
+use super::plane::{cubic_sample, cubic_weights, Plane};
 use rayon::prelude::*;
-use vsr_runtime::Tensor;
+use vsr_runtime::{dispatch, Isa, Tensor};
 
 /// `source` (RGB) enlarged `scale` times by separable cubic interpolation, pixel centres
-/// aligned (output pixel `x` samples the source at `(x + 0.5) / scale - 0.5`).
-pub fn base(source: &Tensor, scale: usize) -> Tensor {
+/// aligned (output pixel `x` samples the source at `(x + 0.5) / scale - 0.5`), written over
+/// `buffer` (an earlier frame's, so a steady run allocates nothing).
+pub fn base(isa: Isa, source: &Tensor, scale: usize, mut buffer: Vec<f32>) -> Tensor {
     let (w, h) = (source.w, source.h);
     // One set of taps per output phase: the first tap's offset and the weights.
     let taps: Vec<(isize, [f32; 4])> = (0..scale)
@@ -33,65 +38,43 @@ pub fn base(source: &Tensor, scale: usize) -> Tensor {
     rows.par_chunks_mut(wide * 3)
         .zip(source.data.par_chunks(w * 3))
         .for_each(|(row, src)| {
-            for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                let (offset, weights) = taps[x % scale];
-                let first = (x / scale) as isize + offset;
-                for (k, weight) in weights.iter().enumerate() {
-                    let s = clamp(first + k as isize, w) * 3;
-                    for (p, v) in px.iter_mut().zip(&src[s..s + 3]) {
-                        *p += weight * v;
+            dispatch!(isa, {
+                for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                    let (offset, weights) = taps[x % scale];
+                    let first = (x / scale) as isize + offset;
+                    for (k, weight) in weights.iter().enumerate() {
+                        let s = clamp(first + k as isize, w) * 3;
+                        for (p, v) in px.iter_mut().zip(&src[s..s + 3]) {
+                            *p += weight * v;
+                        }
                     }
                 }
-            }
+            })
         });
-    let mut out = Tensor::zeros(scale * h, wide, 3);
+    // Every value is written below: the buffer's old contents need no clearing.
+    buffer.resize(scale * h * wide * 3, 0.0);
+    let mut out = Tensor::from_vec(scale * h, wide, 3, buffer);
     out.data
         .par_chunks_mut(wide * 3)
         .enumerate()
         .for_each(|(y, row)| {
             let (offset, weights) = taps[y % scale];
             let first = (y / scale) as isize + offset;
-            for (k, weight) in weights.iter().enumerate() {
-                let src = &rows[clamp(first + k as isize, h) * wide * 3..][..wide * 3];
-                for (o, s) in row.iter_mut().zip(src) {
-                    *o += weight * s;
+            let src = |k: isize| &rows[clamp(first + k, h) * wide * 3..][..wide * 3];
+            let (a, b, c, d) = (src(0), src(1), src(2), src(3));
+            dispatch!(isa, {
+                for ((((o, a), b), c), d) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+                    *o = weights[0] * a + weights[1] * b + weights[2] * c + weights[3] * d;
                 }
-            }
+            })
         });
     out
 }
 
-/// The RGB value of `t` at a fractional position, Catmull-Rom in both directions, the edges
-/// repeated outwards.
-fn sample_cubic(t: &Tensor, x: f32, y: f32) -> [f32; 3] {
-    let (fx, fy) = (x.floor(), y.floor());
-    let (wx, wy) = (cubic_weights(x - fx), cubic_weights(y - fy));
-    let (x0, y0) = (fx as isize - 1, fy as isize - 1);
-    // The four columns, the edges repeated (one test for the common, inner case).
-    let columns: [usize; 4] = if x0 >= 0 && x0 + 3 < t.w as isize {
-        std::array::from_fn(|i| x0 as usize + i)
-    } else {
-        std::array::from_fn(|i| (x0 + i as isize).clamp(0, t.w as isize - 1) as usize)
-    };
-    let mut value = [0.0; 3];
-    for (j, wj) in wy.iter().enumerate() {
-        let row = (y0 + j as isize).clamp(0, t.h as isize - 1) as usize * t.w;
-        let mut line = [0.0; 3];
-        for (column, wi) in columns.iter().zip(&wx) {
-            let at = (row + column) * 3;
-            for (l, v) in line.iter_mut().zip(&t.data[at..at + 3]) {
-                *l += wi * v;
-            }
-        }
-        for (v, l) in value.iter_mut().zip(&line) {
-            *v += wj * l;
-        }
-    }
-    value
-}
-
-/// How the previous detail is blended into the current.
+/// How the previous detail is blended into the current frame.
 pub struct Blend<'a> {
+    /// The instruction set the inner loops run with.
+    pub isa: Isa,
     /// Motion of the source, in source pixels.
     pub flow: &'a Flow,
     /// Per source pixel, 0..1: how much the source says the content is the same.
@@ -106,41 +89,120 @@ pub struct Blend<'a> {
 }
 
 impl Blend<'_> {
-    /// Blends `previous` (moved by the flow) into `detail`, in place.
-    pub fn apply(&self, detail: &mut Tensor, previous: &Tensor) {
-        let (w, s) = (detail.w, self.scale as f32);
+    /// Blends `previous` (a detail layer, moved by the flow) into the detail of `frame`
+    /// (`frame` minus `base`), in place: the base stays as it is.
+    pub fn apply(&self, frame: &mut Tensor, base: &Tensor, previous: &Tensor) {
+        let (w, s) = (frame.w, self.scale as f32);
+        let fade = 2.0 / self.changed;
         // Where each output column and row falls between source pixels, once.
         let columns = Taps::new(w, self.scale, self.trust.w);
-        let rows = Taps::new(detail.h, self.scale, self.trust.h);
-        detail
+        let rows = Taps::new(frame.h, self.scale, self.trust.h);
+        frame
             .data
             .par_chunks_mut(w * 3)
+            .zip(base.data.par_chunks(w * 3))
             .enumerate()
-            .for_each(|(y, row)| {
-                let down = rows.0[y];
-                for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    let across = columns.0[x];
-                    let trust = down.sample(self.trust, across);
-                    if trust <= 0.0 {
-                        continue;
+            .for_each_init(
+                || Row::new(w),
+                |scratch, (y, (row, base_row))| {
+                    let down = rows.0[y];
+                    // Per pixel: the trust, and where its previous self was.
+                    for (x, ((trust, at_x), at_y)) in scratch
+                        .trust
+                        .iter_mut()
+                        .zip(&mut scratch.xs)
+                        .zip(&mut scratch.ys)
+                        .enumerate()
+                    {
+                        let across = columns.0[x];
+                        *trust = down.sample(self.trust, across);
+                        *at_x = x as f32 + s * down.sample(&self.flow.dx, across);
+                        *at_y = y as f32 + s * down.sample(&self.flow.dy, across);
                     }
-                    let (dx, dy) = (
-                        down.sample(&self.flow.dx, across),
-                        down.sample(&self.flow.dy, across),
-                    );
-                    let p = sample_cubic(previous, x as f32 + dx * s, y as f32 + dy * s);
-                    let diff = px
-                        .iter()
-                        .zip(&p)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max);
-                    let agree = ((self.changed - diff) / (0.5 * self.changed)).clamp(0.0, 1.0);
-                    let weight = self.history * trust * agree;
-                    for (a, b) in px.iter_mut().zip(&p) {
-                        *a += weight * (b - *a);
-                    }
+                    scratch.warp(self.isa, previous);
+                    dispatch!(self.isa, {
+                        for (((px, b), trust), moved) in row
+                            .chunks_exact_mut(3)
+                            .zip(base_row.chunks_exact(3))
+                            .zip(&scratch.trust)
+                            .zip(&scratch.moved)
+                        {
+                            if *trust <= 0.0 {
+                                continue;
+                            }
+                            let detail: [f32; 3] = std::array::from_fn(|c| px[c] - b[c]);
+                            let diff = detail
+                                .iter()
+                                .zip(moved)
+                                .map(|(a, m)| (a - m).abs())
+                                .fold(0.0, f32::max);
+                            let agree = ((self.changed - diff) * fade).clamp(0.0, 1.0);
+                            let weight = self.history * trust * agree;
+                            for ((p, d), m) in px.iter_mut().zip(&detail).zip(moved) {
+                                *p += weight * (m - d);
+                            }
+                        }
+                    })
+                },
+            );
+    }
+}
+
+/// One output row's scratch for [`Blend::apply`], reused row after row by a worker.
+struct Row {
+    /// Per pixel, how much the source says the content is the same.
+    trust: Vec<f32>,
+    /// Per pixel, where it was in the previous frame (output pixels).
+    xs: Vec<f32>,
+    ys: Vec<f32>,
+    /// Per pixel, the previous detail there.
+    moved: Vec<[f32; 3]>,
+}
+
+impl Row {
+    fn new(w: usize) -> Row {
+        Row {
+            trust: vec![0.0; w],
+            xs: vec![0.0; w],
+            ys: vec![0.0; w],
+            moved: vec![[0.0; 3]; w],
+        }
+    }
+
+    /// Samples `previous` at every pixel's earlier place: sixteen at a time with gathers where
+    /// the CPU has AVX-512, the rest one by one.
+    fn warp(&mut self, isa: Isa, previous: &Tensor) {
+        let (w, h, data) = (previous.w, previous.h, &previous.data);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa.level() == vsr_runtime::IsaLevel::Avx512 {
+            use super::gather::{cubic_rgb, LANES};
+            let mut lanes = [[0.0; LANES]; 3];
+            for ((moved, xs), ys) in self
+                .moved
+                .chunks_exact_mut(LANES)
+                .zip(self.xs.chunks_exact(LANES))
+                .zip(self.ys.chunks_exact(LANES))
+            {
+                let (xs, ys) = (xs.try_into().expect("16"), ys.try_into().expect("16"));
+                // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole frame
+                // (the caller checked its size against this one's).
+                unsafe { cubic_rgb(data, w, h, xs, ys, &mut lanes) };
+                for (l, m) in moved.iter_mut().enumerate() {
+                    *m = [lanes[0][l], lanes[1][l], lanes[2][l]];
                 }
-            });
+                done += LANES;
+            }
+        }
+        dispatch!(isa, {
+            for ((m, x), y) in self.moved[done..]
+                .iter_mut()
+                .zip(&self.xs[done..])
+                .zip(&self.ys[done..])
+            {
+                *m = cubic_sample(data, w, h, *x, *y);
+            }
+        })
     }
 }
 
@@ -155,6 +217,7 @@ struct Tap {
 
 impl Tap {
     /// Bilinear sampling of `plane`, `self` being the row tap.
+    #[inline(always)]
     fn sample(self, plane: &Plane, column: Tap) -> f32 {
         let (top, bottom) = (
             &plane.data[self.first * plane.w..],
@@ -197,66 +260,101 @@ const CONTRAST_TARGET: f32 = 0.9;
 /// The most the finest band is amplified.
 const MAX_GAIN: f32 = 3.0;
 
-/// The finest band of an RGB frame (the frame minus its [1 2 1]/4 blur in both directions),
-/// and that band's energy summed over the channels and a window.
-fn finest_band(t: &Tensor) -> (Vec<f32>, Plane) {
-    let (w, h, row) = (t.w, t.h, t.w * 3);
-    // Across (on interleaved RGB a neighbour is 3 values away), the edges repeated.
-    let mut across = vec![0.0; t.data.len()];
-    across
-        .par_chunks_mut(row)
-        .zip(t.data.par_chunks(row))
-        .for_each(|(dst, src)| {
-            for (i, d) in dst.iter_mut().enumerate() {
-                let before = if i >= 3 { i - 3 } else { i };
-                let after = if i + 3 < row { i + 3 } else { i };
-                *d = 0.25 * src[before] + 0.5 * src[i] + 0.25 * src[after];
-            }
-        });
-    // Then down, and the band is what the blur took away.
-    let mut band = vec![0.0; t.data.len()];
-    let mut energy = vec![0.0; w * h];
-    band.par_chunks_mut(row)
-        .zip(energy.par_chunks_mut(w))
-        .enumerate()
-        .for_each(|(y, (dst, e))| {
-            let up = &across[y.saturating_sub(1) * row..][..row];
-            let mid = &across[y * row..][..row];
-            let down = &across[(y + 1).min(h - 1) * row..][..row];
-            let src = &t.data[y * row..][..row];
-            for ((((d, s), u), m), n) in dst.iter_mut().zip(src).zip(up).zip(mid).zip(down) {
-                *d = s - (0.25 * u + 0.5 * m + 0.25 * n);
-            }
-            for (e, p) in e.iter_mut().zip(dst.chunks_exact(3)) {
-                *e = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
-            }
-        });
-    (band, Plane::new(w, h, energy).box_sum(ENERGY_RADIUS))
+/// Row `y` of the finest band of an RGB frame: the frame minus its [1 2 1]/4 blur in both
+/// directions (on interleaved RGB a neighbour is 3 values away), the edges repeated. `column`
+/// is scratch for the vertical blur, so that both passes run over plain slices and vectorise.
+#[inline(always)]
+fn band_row(t: &Tensor, y: usize, column: &mut [f32], band: &mut [f32]) {
+    let row = t.w * 3;
+    let up = &t.data[y.saturating_sub(1) * row..][..row];
+    let mid = &t.data[y * row..][..row];
+    let down = &t.data[(y + 1).min(t.h - 1) * row..][..row];
+    for (((c, u), m), d) in column.iter_mut().zip(up).zip(mid).zip(down) {
+        *c = 0.25 * u + 0.5 * m + 0.25 * d;
+    }
+    if row < 6 {
+        // One pixel: its neighbours are itself.
+        for ((b, m), c) in band.iter_mut().zip(mid).zip(&*column) {
+            *b = m - c;
+        }
+        return;
+    }
+    let inner = 3..row - 3;
+    for ((((b, m), before), c), after) in band[inner.clone()]
+        .iter_mut()
+        .zip(&mid[inner])
+        .zip(&column[..row - 6])
+        .zip(&column[3..row - 3])
+        .zip(&column[6..])
+    {
+        *b = m - (0.25 * before + 0.5 * c + 0.25 * after);
+    }
+    // The first and last pixels repeat themselves outwards.
+    for i in (0..3).chain(row - 3..row) {
+        let (before, after) = if i < 3 { (i, i + 3) } else { (i - 3, i) };
+        band[i] = mid[i] - (0.25 * column[before] + 0.5 * column[i] + 0.25 * column[after]);
+    }
 }
 
-/// Gives `frame`'s finest band back (most of) the local energy it has in the model's frame,
-/// where blending lowered it; never lowers it.
-pub fn restore_contrast(frame: &mut Tensor, drawn_energy: &Plane) {
-    let (band, energy) = finest_band(frame);
+/// The local energy of the finest band of an RGB frame, summed over the channels and a
+/// window: what [`restore_contrast`] compares.
+pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
+    let mut energy = vec![0.0; t.w * t.h];
+    energy.par_chunks_mut(t.w).enumerate().for_each_init(
+        || (vec![0.0; t.w * 3], vec![0.0; t.w * 3]),
+        |(column, band), (y, e)| {
+            dispatch!(isa, {
+                band_row(t, y, column, band);
+                for (e, p) in e.iter_mut().zip(band.chunks_exact(3)) {
+                    *e = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+                }
+            })
+        },
+    );
+    Plane::new(t.w, t.h, energy).box_sum(ENERGY_RADIUS)
+}
+
+/// `frame` with its finest band given back (most of) the local energy it has in the model's
+/// frame (`drawn_energy`, from [`band_energy`]) where blending lowered it (never lowered),
+/// written over `buffer`.
+pub fn restore_contrast(
+    isa: Isa,
+    frame: &Tensor,
+    drawn_energy: &Plane,
+    mut buffer: Vec<f32>,
+) -> Tensor {
     const FLOOR: f32 = 1e-7;
-    frame
-        .data
-        .par_chunks_mut(3)
-        .zip(band.par_chunks(3))
-        .zip(energy.data.par_iter().zip(drawn_energy.data.par_iter()))
-        .for_each(|((px, b), (e, drawn))| {
-            let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
-                .sqrt()
-                .clamp(1.0, MAX_GAIN);
-            for (p, v) in px.iter_mut().zip(b) {
-                *p += (gain - 1.0) * v;
-            }
-        });
-}
-
-/// The local energy of the finest band of the model's frame, for [`restore_contrast`].
-pub fn band_energy(drawn: &Tensor) -> Plane {
-    finest_band(drawn).1
+    let energy = band_energy(isa, frame);
+    let row = frame.w * 3;
+    // Every value is written below: the buffer's old contents need no clearing.
+    buffer.resize(frame.data.len(), 0.0);
+    let mut out = Tensor::from_vec(frame.h, frame.w, 3, buffer);
+    out.data.par_chunks_mut(row).enumerate().for_each_init(
+        || (vec![0.0; row], vec![0.0; row]),
+        |(column, band), (y, dst)| {
+            let at = y * frame.w..(y + 1) * frame.w;
+            let (energy, drawn) = (&energy.data[at.clone()], &drawn_energy.data[at]);
+            let src = &frame.data[y * row..][..row];
+            dispatch!(isa, {
+                band_row(frame, y, column, band);
+                for ((((d, s), b), e), drawn) in dst
+                    .chunks_exact_mut(3)
+                    .zip(src.chunks_exact(3))
+                    .zip(band.chunks_exact(3))
+                    .zip(energy)
+                    .zip(drawn)
+                {
+                    let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
+                        .sqrt()
+                        .clamp(1.0, MAX_GAIN);
+                    for ((d, s), b) in d.iter_mut().zip(s).zip(b) {
+                        *d = s + (gain - 1.0) * b;
+                    }
+                }
+            })
+        },
+    );
+    out
 }
 
 #[cfg(test)]
@@ -276,7 +374,12 @@ mod tests {
 
     #[test]
     fn cubic_base_keeps_linear_content() {
-        let up = base(&grey(8, 6, |x, _| 0.1 + 0.05 * x as f32), 2);
+        let up = base(
+            Isa::detect(),
+            &grey(8, 6, |x, _| 0.1 + 0.05 * x as f32),
+            2,
+            Vec::new(),
+        );
         assert_eq!((up.w, up.h), (16, 12));
         // Inside, a ramp stays a ramp: pixel x samples source (x + 1/2) / 2 - 1/2.
         for x in 3..12 {
@@ -297,8 +400,9 @@ mod tests {
                 }
             })
         };
-        let (drawn, mut halved) = (checker(0.1), checker(0.05));
-        restore_contrast(&mut halved, &band_energy(&drawn));
+        let (drawn, halved) = (checker(0.1), checker(0.05));
+        let isa = Isa::detect();
+        let halved = restore_contrast(isa, &halved, &band_energy(isa, &drawn), Vec::new());
         // Up to the share of the energy given back (inside: the edges blur differently).
         let want = checker(0.1 * CONTRAST_TARGET.sqrt());
         let mut worst: f32 = 0.0;

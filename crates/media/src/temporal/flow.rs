@@ -112,14 +112,17 @@ pub fn backward(previous: &Plane, current: &Plane) -> Flow {
         for plane in [&mut flow.dx, &mut flow.dy] {
             let weighted: Vec<f32> = plane
                 .data
-                .iter()
+                .par_iter()
                 .zip(&confidence.data)
                 .map(|(v, c)| v * c)
                 .collect();
             let sums = Plane::new(plane.w, plane.h, weighted).box_sum(SMOOTH);
-            for ((v, s), c) in plane.data.iter_mut().zip(&sums.data).zip(&weight_sum.data) {
-                *v = s / (c + 1e-12);
-            }
+            plane
+                .data
+                .par_iter_mut()
+                .zip(&sums.data)
+                .zip(&weight_sum.data)
+                .for_each(|((v, s), c)| *v = s / (c + 1e-12));
         }
     }
     flow
@@ -130,21 +133,21 @@ fn refine(previous: &Plane, current: &Plane, flow: &mut Flow, limit: f32) -> Pla
     let (w, h) = (current.w, current.h);
     let gradient = |horizontal: bool| {
         let mut g = Plane::zeros(w, h);
-        for y in 0..h {
-            for x in 0..w {
+        g.data.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+            for (x, g) in row.iter_mut().enumerate() {
                 let (a, b) = if horizontal {
                     (y * w + x.saturating_sub(1), y * w + (x + 1).min(w - 1))
                 } else {
                     (y.saturating_sub(1) * w + x, (y + 1).min(h - 1) * w + x)
                 };
-                g.data[y * w + x] = 0.5 * (current.data[b] - current.data[a]);
+                *g = 0.5 * (current.data[b] - current.data[a]);
             }
-        }
+        });
         g
     };
     let (gx, gy) = (gradient(true), gradient(false));
     let product = |a: &Plane, b: &[f32]| {
-        let data = a.data.iter().zip(b).map(|(p, q)| p * q).collect();
+        let data = a.data.par_iter().zip(b).map(|(p, q)| p * q).collect();
         Plane::new(w, h, data).box_sum(RADIUS)
     };
     let damping = DAMPING * ((2 * RADIUS + 1) * (2 * RADIUS + 1)) as f32;
@@ -162,20 +165,24 @@ fn refine(previous: &Plane, current: &Plane, flow: &mut Flow, limit: f32) -> Pla
         });
         let bx = product(&gx, &error);
         let by = product(&gy, &error);
-        for i in 0..w * h {
-            let (a, b, d) = (sxx.data[i] + damping, sxy.data[i], syy.data[i] + damping);
-            let det = a * d - b * b;
-            let step_x = -(d * bx.data[i] - b * by.data[i]) / det;
-            let step_y = -(a * by.data[i] - b * bx.data[i]) / det;
-            flow.dx.data[i] =
-                (flow.dx.data[i] + step_x.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
-            flow.dy.data[i] =
-                (flow.dy.data[i] + step_y.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
-        }
+        flow.dx
+            .data
+            .par_iter_mut()
+            .zip(flow.dy.data.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (dx, dy))| {
+                let (a, b, d) = (sxx.data[i] + damping, sxy.data[i], syy.data[i] + damping);
+                let det = a * d - b * b;
+                let step_x = -(d * bx.data[i] - b * by.data[i]) / det;
+                let step_y = -(a * by.data[i] - b * bx.data[i]) / det;
+                *dx = (*dx + step_x.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+                *dy = (*dy + step_y.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+            });
     }
     // The smaller eigenvalue of each window's gradient matrix: large only where the window
     // has texture in two directions.
     let confidence = (0..w * h)
+        .into_par_iter()
         .map(|i| {
             let (a, b, d) = (sxx.data[i], sxy.data[i], syy.data[i]);
             let half_trace = 0.5 * (a + d);

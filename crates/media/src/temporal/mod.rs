@@ -15,11 +15,12 @@
 
 mod detail;
 mod flow;
+mod gather;
 mod plane;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use vsr_runtime::Tensor;
+use vsr_runtime::{Isa, Tensor};
 
 use plane::Plane;
 
@@ -37,14 +38,6 @@ pub enum Temporal {
 }
 
 impl Temporal {
-    pub fn name(self) -> &'static str {
-        match self {
-            Temporal::Off => "off",
-            Temporal::Auto => "auto",
-            Temporal::Strong => "strong",
-        }
-    }
-
     /// Share of the moved previous detail in a stable pixel, and the detail difference (in
     /// 0..1) from which a pixel counts as changed (blending fades out from half of it).
     fn weights(self) -> Option<(f32, f32)> {
@@ -78,11 +71,15 @@ struct History {
 
 /// The state of one run of consecutive frames (a segment).
 pub struct Stabiliser {
+    /// The instruction set the per-pixel loops run with, detected once.
+    isa: Isa,
     /// Share of the previous detail in a stable pixel.
     history: f32,
     /// Detail difference from which a pixel counts as new content.
     changed: f32,
     previous: Option<History>,
+    /// A frame-sized buffer from an earlier frame, for the next cubic base.
+    spare: Vec<f32>,
 }
 
 impl Stabiliser {
@@ -90,9 +87,11 @@ impl Stabiliser {
     pub fn new(mode: Temporal) -> Option<Stabiliser> {
         let (history, changed) = mode.weights()?;
         Some(Stabiliser {
+            isa: Isa::detect(),
             history,
             changed,
             previous: None,
+            spare: Vec::new(),
         })
     }
 
@@ -105,7 +104,7 @@ impl Stabiliser {
     /// Stabilises `out`, the model's upscale of `source`, against the previous frame. The
     /// first frame, a frame after a cut and a frame that is not a whole-number upscale of its
     /// source come back untouched.
-    pub fn apply(&mut self, source: &Tensor, out: Tensor) -> Tensor {
+    pub fn apply(&mut self, source: &Tensor, mut out: Tensor) -> Tensor {
         let scale = out.w / source.w.max(1);
         let whole = scale >= 1
             && scale * source.w == out.w
@@ -116,35 +115,28 @@ impl Stabiliser {
             self.previous = None;
             return out;
         }
+        let isa = self.isa;
         let luma = Plane::luma(source);
-        let base = detail::base(source, scale);
-        let mut layer = out.clone();
-        layer
-            .data
-            .par_iter_mut()
-            .zip(base.data.par_iter())
-            .for_each(|(d, b)| *d -= b);
+        let mut base = detail::base(isa, source, scale, std::mem::take(&mut self.spare));
         let previous = self.previous.take().filter(|p| {
             (p.luma.w, p.luma.h, p.detail.w, p.detail.h) == (luma.w, luma.h, out.w, out.h)
         });
-        let Some(previous) = previous else {
-            self.previous = Some(History {
-                luma,
-                detail: layer,
-            });
+        let flow = previous.as_ref().and_then(|previous| {
+            let flow = flow::backward(&previous.luma, &luma);
+            let residual = flow.residual(&previous.luma, &luma);
+            let matched = residual.data.iter().filter(|r| **r < SAME).count();
+            tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
+            ((matched as f32) >= CUT * residual.data.len() as f32).then_some((flow, residual))
+        });
+        let (Some(previous), Some((flow, residual))) = (previous, flow) else {
+            // The first frame, or a cut: the frame as drawn, and its detail is the history.
+            base.data
+                .par_iter_mut()
+                .zip(out.data.par_iter())
+                .for_each(|(b, o)| *b = o - *b);
+            self.previous = Some(History { luma, detail: base });
             return out;
         };
-        let flow = flow::backward(&previous.luma, &luma);
-        let residual = flow.residual(&previous.luma, &luma);
-        let matched = residual.data.iter().filter(|r| **r < SAME).count();
-        tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
-        if (matched as f32) < CUT * residual.data.len() as f32 {
-            self.previous = Some(History {
-                luma,
-                detail: layer,
-            });
-            return out;
-        }
         let trust = Plane::new(
             residual.w,
             residual.h,
@@ -154,33 +146,29 @@ impl Stabiliser {
                 .map(|r| ((CHANGED_SOURCE - r) / (0.5 * CHANGED_SOURCE)).clamp(0.0, 1.0))
                 .collect(),
         );
-        let drawn_energy = detail::band_energy(&out);
+        let drawn_energy = detail::band_energy(isa, &out);
         detail::Blend {
+            isa,
             flow: &flow,
             trust: &trust,
             scale,
             history: self.history,
             changed: self.changed,
         }
-        .apply(&mut layer, &previous.detail);
-        let mut frame = layer.clone();
-        frame
-            .data
-            .par_iter_mut()
-            .zip(base.data.par_iter())
-            .for_each(|(f, b)| *f += b);
-        detail::restore_contrast(&mut frame, &drawn_energy);
+        .apply(&mut out, &base, &previous.detail);
+        // The previous detail is spent: its buffer takes the finished frame.
+        let frame = detail::restore_contrast(isa, &out, &drawn_energy, previous.detail.data);
         // The history is the blended detail with most of the contrast given back: texture
-        // stays put over a still shot.
-        layer
-            .data
+        // stays put over a still shot. It takes the base's buffer; the blended frame's is
+        // the next base's.
+        base.data
             .par_iter_mut()
-            .zip(frame.data.par_iter().zip(base.data.par_iter()))
-            .for_each(|(d, (f, b))| *d += HISTORY_CONTRAST * (f - b - *d));
-        self.previous = Some(History {
-            luma,
-            detail: layer,
-        });
+            .zip(out.data.par_iter().zip(frame.data.par_iter()))
+            .for_each(|(b, (blended, restored))| {
+                *b = blended + HISTORY_CONTRAST * (restored - blended) - *b;
+            });
+        self.spare = out.data;
+        self.previous = Some(History { luma, detail: base });
         frame
     }
 }

@@ -48,22 +48,9 @@ impl Plane {
     /// The value at a fractional position by Catmull-Rom interpolation (sharper than
     /// bilinear, whose blur at half-pixel phases would bias a motion search), the edges
     /// repeated outwards.
+    #[inline]
     pub fn cubic(&self, x: f32, y: f32) -> f32 {
-        let (fx, fy) = (x.floor(), y.floor());
-        let (wx, wy) = (cubic_weights(x - fx), cubic_weights(y - fy));
-        let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-        let (x0, y0) = (fx as isize - 1, fy as isize - 1);
-        let mut value = 0.0;
-        for (j, wj) in wy.iter().enumerate() {
-            let row = &self.data[clamp(y0 + j as isize, self.h) * self.w..];
-            let line: f32 = wx
-                .iter()
-                .enumerate()
-                .map(|(i, wi)| wi * row[clamp(x0 + i as isize, self.w)])
-                .sum();
-            value += wj * line;
-        }
-        value
+        cubic_sample::<1>(&self.data, self.w, self.h, x, y)[0]
     }
 
     /// Half the size (rounded down, at least one pixel), each pixel the mean of four.
@@ -82,39 +69,87 @@ impl Plane {
     }
 
     /// The sum over the `(2r+1)^2` window around each pixel, the edges repeated outwards:
-    /// running sums along the rows, then a running row of sums moved down the image, so the
-    /// cost does not grow with `r` and every pass reads memory in order.
+    /// running sums along the rows, then a running row of sums moved down each band of rows,
+    /// so the cost does not grow with `r`, every pass reads memory in order, and the bands run
+    /// in parallel.
     pub fn box_sum(&self, r: usize) -> Plane {
+        /// Rows per band: enough that starting each band's running sums (2r+1 rows) is cheap.
+        const BAND: usize = 32;
         let (w, h) = (self.w, self.h);
         let mut rows = vec![0.0; w * h];
-        for (src, dst) in self.data.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
-            let at = |i: isize| src[i.clamp(0, w as isize - 1) as usize];
-            let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
-            for (x, d) in dst.iter_mut().enumerate() {
-                *d = sum;
-                sum += at((x + r + 1) as isize) - at(x as isize - r as isize);
-            }
-        }
+        rows.par_chunks_mut(w)
+            .zip(self.data.par_chunks(w))
+            .for_each(|(dst, src)| {
+                let at = |i: isize| src[i.clamp(0, w as isize - 1) as usize];
+                let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = sum;
+                    sum += at((x + r + 1) as isize) - at(x as isize - r as isize);
+                }
+            });
         let row = |i: isize| &rows[i.clamp(0, h as isize - 1) as usize * w..][..w];
-        let mut sums = vec![0.0f32; w];
-        for i in -(r as isize)..=r as isize {
-            for (s, v) in sums.iter_mut().zip(row(i)) {
-                *s += v;
-            }
-        }
         let mut out = vec![0.0; w * h];
-        for (y, dst) in out.chunks_exact_mut(w).enumerate() {
-            dst.copy_from_slice(&sums);
-            let (entering, leaving) = (row((y + r + 1) as isize), row(y as isize - r as isize));
-            for ((s, e), l) in sums.iter_mut().zip(entering).zip(leaving) {
-                *s += e - l;
-            }
-        }
+        out.par_chunks_mut(BAND * w)
+            .enumerate()
+            .for_each(|(band, dst)| {
+                let first = (band * BAND) as isize;
+                let mut sums = vec![0.0f32; w];
+                for i in first - r as isize..=first + r as isize {
+                    for (s, v) in sums.iter_mut().zip(row(i)) {
+                        *s += v;
+                    }
+                }
+                for (y, dst) in (first..).zip(dst.chunks_exact_mut(w)) {
+                    dst.copy_from_slice(&sums);
+                    let (entering, leaving) = (row(y + r as isize + 1), row(y - r as isize));
+                    for ((s, e), l) in sums.iter_mut().zip(entering).zip(leaving) {
+                        *s += e - l;
+                    }
+                }
+            });
         Plane::new(w, h, out)
     }
 }
 
+/// Catmull-Rom interpolation of `C` interleaved channels of a `w` x `h` image at a fractional
+/// position, the edges repeated outwards. Always inlined: callers compiled for wider vector
+/// instructions get it compiled with them.
+#[inline(always)]
+pub fn cubic_sample<const C: usize>(data: &[f32], w: usize, h: usize, x: f32, y: f32) -> [f32; C] {
+    // Past two pixels outside, every tap lands on the edge: clamping there changes nothing,
+    // and keeps the coordinates non-negative, so truncation is the floor (no libm call).
+    let (x, y) = (x.clamp(-2.0, w as f32), y.clamp(-2.0, h as f32));
+    let (ix, iy) = ((x + 2.0) as usize, (y + 2.0) as usize);
+    let (wx, wy) = (
+        cubic_weights(x + 2.0 - ix as f32),
+        cubic_weights(y + 2.0 - iy as f32),
+    );
+    // The four columns, from `ix - 3` (that is floor(x) - 1), the edges repeated; one test
+    // for the common, inner case.
+    let columns: [usize; 4] = if ix >= 3 && ix < w {
+        std::array::from_fn(|i| ix - 3 + i)
+    } else {
+        std::array::from_fn(|i| (ix + i).saturating_sub(3).min(w - 1))
+    };
+    let mut value = [0.0; C];
+    for (j, wj) in wy.iter().enumerate() {
+        let row = (iy + j).saturating_sub(3).min(h - 1) * w;
+        let mut line = [0.0; C];
+        for (column, wi) in columns.iter().zip(&wx) {
+            let at = (row + column) * C;
+            for (l, v) in line.iter_mut().zip(&data[at..at + C]) {
+                *l += wi * v;
+            }
+        }
+        for (v, l) in value.iter_mut().zip(&line) {
+            *v += wj * l;
+        }
+    }
+    value
+}
+
 /// Catmull-Rom weights for the four taps around a sample at fraction `t` past the second.
+#[inline(always)]
 pub fn cubic_weights(t: f32) -> [f32; 4] {
     let (t2, t3) = (t * t, t * t * t);
     [
@@ -129,21 +164,54 @@ pub fn cubic_weights(t: f32) -> [f32; 4] {
 mod tests {
     use super::*;
 
+    /// Over several bands of rows, and windows wider than the image.
     #[test]
     fn box_sums_match_a_direct_sum() {
-        let p = Plane::new(5, 4, (0..20).map(|v| (v * 7 % 11) as f32).collect());
-        let sums = p.box_sum(1);
-        for y in 0..4isize {
-            for x in 0..5isize {
-                let mut want = 0.0;
-                for dy in -1..=1 {
-                    for dx in -1..=1 {
-                        let (yy, xx) = ((y + dy).clamp(0, 3), (x + dx).clamp(0, 4));
-                        want += p.data[(yy * 5 + xx) as usize];
+        for (w, h, r) in [(5, 4, 1), (9, 70, 3), (3, 40, 5)] {
+            let p = Plane::new(w, h, (0..w * h).map(|v| (v * 7 % 11) as f32).collect());
+            let sums = p.box_sum(r);
+            let r = r as isize;
+            for y in 0..h as isize {
+                for x in 0..w as isize {
+                    let mut want = 0.0;
+                    for dy in -r..=r {
+                        for dx in -r..=r {
+                            let yy = (y + dy).clamp(0, h as isize - 1) as usize;
+                            let xx = (x + dx).clamp(0, w as isize - 1) as usize;
+                            want += p.data[yy * w + xx];
+                        }
                     }
+                    assert_eq!(sums.data[y as usize * w + x as usize], want, "at {x},{y}");
                 }
-                assert_eq!(sums.data[(y * 5 + x) as usize], want, "at {x},{y}");
             }
+        }
+    }
+
+    /// The cubic sample agrees with the textbook sum of 16 clamped taps, inside, at the edges
+    /// and far outside.
+    #[test]
+    fn cubic_samples_match_the_clamped_sum() {
+        let (w, h) = (7, 5);
+        let p = Plane::new(w, h, (0..w * h).map(|v| (v * 5 % 13) as f32).collect());
+        for (x, y) in [
+            (2.3, 1.7),
+            (0.0, 0.0),
+            (-0.6, 4.4),
+            (6.9, -1.2),
+            (-9.0, 30.0),
+        ] {
+            let (fx, fy) = (f32::floor(x), f32::floor(y));
+            let (wx, wy) = (cubic_weights(x - fx), cubic_weights(y - fy));
+            let mut want = 0.0;
+            for (j, wj) in wy.iter().enumerate() {
+                for (i, wi) in wx.iter().enumerate() {
+                    let yy = (fy as isize - 1 + j as isize).clamp(0, h as isize - 1) as usize;
+                    let xx = (fx as isize - 1 + i as isize).clamp(0, w as isize - 1) as usize;
+                    want += wj * wi * p.data[yy * w + xx];
+                }
+            }
+            let got = p.cubic(x, y);
+            assert!((got - want).abs() < 1e-4, "at {x},{y}: {got} vs {want}");
         }
     }
 

@@ -344,8 +344,13 @@ fn expiry_removes_files() {
     let id = id(&task);
     server.wait_for(&id, 60, |s| s["status"] == "completed");
     assert_eq!(server.files_in("processed").len(), 1);
-    server.wait_for(&id, 20, |s| s["status"] == "expired");
-    assert!(server.files_in("processed").is_empty());
+    // The sweep marks the task first (so that a draft started meanwhile keeps its upload)
+    // and removes the files right after: both must happen, in that order, within the wait.
+    server.wait_for(&id, 20, |s| {
+        s["status"] == "expired"
+            && server.files_in("processed").is_empty()
+            && server.files_in("uploads").is_empty()
+    });
     let (code, body) = server.get(&format!("/api/download/{id}"));
     assert_eq!((code, body["code"].as_str()), (410, Some("expired")));
 }

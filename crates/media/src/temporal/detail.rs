@@ -20,8 +20,15 @@ use vsr_runtime::{dispatch, Isa, Tensor};
 
 /// `source` (RGB) enlarged `scale` times by separable cubic interpolation, pixel centres
 /// aligned (output pixel `x` samples the source at `(x + 0.5) / scale - 0.5`), written over
-/// `buffer` (an earlier frame's, so a steady run allocates nothing).
-pub fn base(isa: Isa, source: &Tensor, scale: usize, mut buffer: Vec<f32>) -> Tensor {
+/// `buffer` (an earlier frame's), with `rows` holding the source's rows widened (kept by
+/// the caller between frames too): a steady run allocates nothing.
+pub fn base(
+    isa: Isa,
+    source: &Tensor,
+    scale: usize,
+    rows: &mut Vec<f32>,
+    mut buffer: Vec<f32>,
+) -> Tensor {
     let (w, h) = (source.w, source.h);
     // One set of taps per output phase: the first tap's offset and the weights.
     let taps: Vec<(isize, [f32; 4])> = (0..scale)
@@ -32,9 +39,9 @@ pub fn base(isa: Isa, source: &Tensor, scale: usize, mut buffer: Vec<f32>) -> Te
         })
         .collect();
     let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-    // Rows first: h rows of scale * w pixels.
+    // Rows first: h rows of scale * w pixels, every value written (no clearing needed).
     let wide = scale * w;
-    let mut rows = vec![0.0f32; h * wide * 3];
+    rows.resize(h * wide * 3, 0.0);
     rows.par_chunks_mut(wide * 3)
         .zip(source.data.par_chunks(w * 3))
         .for_each(|(row, src)| {
@@ -42,12 +49,14 @@ pub fn base(isa: Isa, source: &Tensor, scale: usize, mut buffer: Vec<f32>) -> Te
                 for (x, px) in row.chunks_exact_mut(3).enumerate() {
                     let (offset, weights) = taps[x % scale];
                     let first = (x / scale) as isize + offset;
+                    let mut sum = [0.0f32; 3];
                     for (k, weight) in weights.iter().enumerate() {
                         let s = clamp(first + k as isize, w) * 3;
-                        for (p, v) in px.iter_mut().zip(&src[s..s + 3]) {
+                        for (p, v) in sum.iter_mut().zip(&src[s..s + 3]) {
                             *p += weight * v;
                         }
                     }
+                    px.copy_from_slice(&sum);
                 }
             })
         });
@@ -103,22 +112,29 @@ impl Blend<'_> {
             .zip(base.data.par_chunks(w * 3))
             .enumerate()
             .for_each_init(
-                || Row::new(w),
+                || Row::new(w, self.trust.w),
                 |scratch, (y, (row, base_row))| {
-                    let down = rows.0[y];
-                    // Per pixel: the trust, and where its previous self was.
-                    for (x, ((trust, at_x), at_y)) in scratch
-                        .trust
-                        .iter_mut()
-                        .zip(&mut scratch.xs)
-                        .zip(&mut scratch.ys)
-                        .enumerate()
-                    {
-                        let across = columns.0[x];
-                        *trust = down.sample(self.trust, across);
-                        *at_x = x as f32 + s * down.sample(&self.flow.dx, across);
-                        *at_y = y as f32 + s * down.sample(&self.flow.dy, across);
+                    // The source-sized planes at this row's height, then per pixel: the
+                    // trust, and where its previous self was.
+                    let planes = [self.trust, &self.flow.dx, &self.flow.dy];
+                    for (line, plane) in scratch.lines.iter_mut().zip(planes) {
+                        rows.0[y].mix_rows(plane, line);
                     }
+                    let [trusts, dxs, dys] = &scratch.lines;
+                    dispatch!(self.isa, {
+                        for (x, ((trust, at_x), at_y)) in scratch
+                            .trust
+                            .iter_mut()
+                            .zip(&mut scratch.xs)
+                            .zip(&mut scratch.ys)
+                            .enumerate()
+                        {
+                            let across = columns.0[x];
+                            *trust = across.mix(trusts);
+                            *at_x = x as f32 + s * across.mix(dxs);
+                            *at_y = y as f32 + s * across.mix(dys);
+                        }
+                    });
                     scratch.warp(self.isa, previous);
                     dispatch!(self.isa, {
                         for (((px, b), trust), moved) in row
@@ -150,6 +166,8 @@ impl Blend<'_> {
 
 /// One output row's scratch for [`Blend::apply`], reused row after row by a worker.
 struct Row {
+    /// The trust and the motion (source-sized planes) interpolated to this row's height.
+    lines: [Vec<f32>; 3],
     /// Per pixel, how much the source says the content is the same.
     trust: Vec<f32>,
     /// Per pixel, where it was in the previous frame (output pixels).
@@ -160,8 +178,9 @@ struct Row {
 }
 
 impl Row {
-    fn new(w: usize) -> Row {
+    fn new(w: usize, source_w: usize) -> Row {
         Row {
+            lines: std::array::from_fn(|_| vec![0.0; source_w]),
             trust: vec![0.0; w],
             xs: vec![0.0; w],
             ys: vec![0.0; w],
@@ -169,38 +188,41 @@ impl Row {
         }
     }
 
-    /// Samples `previous` at every pixel's earlier place: sixteen at a time with gathers where
-    /// the CPU has AVX-512, the rest one by one.
+    /// Samples `previous` at every trusted pixel's earlier place: sixteen at a time where the
+    /// CPU has AVX-512 (sixteen untrusted pixels skipped together), the rest one by one. Untrusted pixels keep stale values: the blend leaves them alone.
     fn warp(&mut self, isa: Isa, previous: &Tensor) {
         let (w, h, data) = (previous.w, previous.h, &previous.data);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if isa.level() == vsr_runtime::IsaLevel::Avx512 {
             use super::gather::{cubic_rgb, LANES};
-            let mut lanes = [[0.0; LANES]; 3];
-            for ((moved, xs), ys) in self
+            for (((moved, xs), ys), trust) in self
                 .moved
                 .chunks_exact_mut(LANES)
                 .zip(self.xs.chunks_exact(LANES))
                 .zip(self.ys.chunks_exact(LANES))
+                .zip(self.trust.chunks_exact(LANES))
             {
+                done += LANES;
+                if trust.iter().all(|t| *t <= 0.0) {
+                    continue;
+                }
                 let (xs, ys) = (xs.try_into().expect("16"), ys.try_into().expect("16"));
                 // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole frame
                 // (the caller checked its size against this one's).
-                unsafe { cubic_rgb(data, w, h, xs, ys, &mut lanes) };
-                for (l, m) in moved.iter_mut().enumerate() {
-                    *m = [lanes[0][l], lanes[1][l], lanes[2][l]];
-                }
-                done += LANES;
+                unsafe { cubic_rgb(data, w, h, xs, ys, moved.try_into().expect("16")) };
             }
         }
         dispatch!(isa, {
-            for ((m, x), y) in self.moved[done..]
+            for (((m, x), y), trust) in self.moved[done..]
                 .iter_mut()
                 .zip(&self.xs[done..])
                 .zip(&self.ys[done..])
+                .zip(&self.trust[done..])
             {
-                *m = cubic_sample(data, w, h, *x, *y);
+                if *trust > 0.0 {
+                    *m = cubic_sample(data, w, h, *x, *y);
+                }
             }
         })
     }
@@ -216,17 +238,19 @@ struct Tap {
 }
 
 impl Tap {
-    /// Bilinear sampling of `plane`, `self` being the row tap.
+    /// `line` at this position (a column tap): its two values mixed.
     #[inline(always)]
-    fn sample(self, plane: &Plane, column: Tap) -> f32 {
-        let (top, bottom) = (
-            &plane.data[self.first * plane.w..],
-            &plane.data[self.second * plane.w..],
-        );
-        let upper = top[column.first] + column.t * (top[column.second] - top[column.first]);
-        let lower =
-            bottom[column.first] + column.t * (bottom[column.second] - bottom[column.first]);
-        upper + self.t * (lower - upper)
+    fn mix(self, line: &[f32]) -> f32 {
+        line[self.first] + self.t * (line[self.second] - line[self.first])
+    }
+
+    /// `plane`'s two rows at this position (a row tap) mixed into `line`: with [`Tap::mix`]
+    /// along it, bilinear sampling at one row's cost per output row.
+    fn mix_rows(self, plane: &Plane, line: &mut [f32]) {
+        let row = |r: usize| &plane.data[r * plane.w..][..plane.w];
+        for ((l, a), b) in line.iter_mut().zip(row(self.first)).zip(row(self.second)) {
+            *l = a + self.t * (b - a);
+        }
     }
 }
 
@@ -372,13 +396,15 @@ mod tests {
         t
     }
 
+    /// Buffers left dirty by earlier (larger) frames are written over, not added to.
     #[test]
     fn cubic_base_keeps_linear_content() {
         let up = base(
             Isa::detect(),
             &grey(8, 6, |x, _| 0.1 + 0.05 * x as f32),
             2,
-            Vec::new(),
+            &mut vec![9.0; 1000],
+            vec![7.0; 5000],
         );
         assert_eq!((up.w, up.h), (16, 12));
         // Inside, a ramp stays a ramp: pixel x samples source (x + 1/2) / 2 - 1/2.

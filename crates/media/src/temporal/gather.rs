@@ -1,14 +1,29 @@
-//! Catmull-Rom sampling of an RGB frame at sixteen arbitrary positions at once, with
-//! AVX-512 gathers: the motion-compensated warp is the stabiliser's heaviest pass (48 loads
-//! per output pixel, from places only the motion knows), and one-at-a-time loads leave the
-//! vector units idle. The scalar [`cubic_sample`](super::plane::cubic_sample) is the
-//! reference and the fallback; the two agree up to the order of the sums.
+//! Catmull-Rom sampling of an RGB frame at sixteen positions at once with AVX-512: the
+//! motion-compensated warp is the stabiliser's heaviest pass (48 loads per output pixel).
+//!
+//! The motion is smooth, so sixteen neighbouring output pixels almost always sample sixteen
+//! neighbouring places: their taps then lie in one window of 5 x 20 pixels (each lane's four
+//! columns start at most one column later than its neighbour's shifted by one, and their rows
+//! at most one row apart). That window is read with plain contiguous loads on the interleaved
+//! RGB data, each lane's weights set to zero on the tap it does not use. Anything else (a
+//! motion edge, the frame's borders) takes gathers from the places only the motion knows. The
+//! scalar [`cubic_sample`](super::plane::cubic_sample) is the reference and the fallback;
+//! all three agree up to the order of the sums.
 
 /// Pixels per call.
 pub const LANES: usize = 16;
 
+/// How [`cubic_rgb`] read its taps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// One window of contiguous rows: the common case.
+    Window,
+    /// A gather per tap and channel.
+    Gathered,
+}
+
 /// Samples the interleaved RGB `data` (`w` x `h`) at `(xs[l], ys[l])` for the sixteen lanes,
-/// into `out[channel][lane]`, the edges repeated outwards.
+/// into `out[lane]` (RGB), the edges repeated outwards.
 ///
 /// # Safety
 /// The CPU must have AVX-512F (an [`vsr_runtime::Isa`] of level AVX-512 says so), and
@@ -21,8 +36,8 @@ pub unsafe fn cubic_rgb(
     h: usize,
     xs: &[f32; LANES],
     ys: &[f32; LANES],
-    out: &mut [[f32; LANES]; 3],
-) {
+    out: &mut [[f32; 3]; LANES],
+) -> Read {
     use std::arch::x86_64::*;
     debug_assert!(data.len() >= w * h * 3 && w * h * 3 <= i32::MAX as usize);
     // As the scalar sampler: clamp to two pixels outside (every tap on the edge there), so
@@ -71,6 +86,9 @@ pub unsafe fn cubic_rgb(
     let (ix, fx) = split(_mm512_loadu_ps(xs.as_ptr()), w);
     let (iy, fy) = split(_mm512_loadu_ps(ys.as_ptr()), h);
     let (wx, wy) = (weights(fx), weights(fy));
+    if window(data, w, h, ix, iy, &wx, &wy, out) {
+        return Read::Window;
+    }
     let (columns, rows) = (taps(ix, w), taps(iy, h));
     let three = _mm512_set1_epi32(3);
     let base = data.as_ptr();
@@ -91,9 +109,91 @@ pub unsafe fn cubic_rgb(
             *v = _mm512_fmadd_ps(*wj, *l, *v);
         }
     }
-    for (o, v) in out.iter_mut().zip(&value) {
+    let mut lanes = [[0.0; LANES]; 3];
+    for (o, v) in lanes.iter_mut().zip(&value) {
         _mm512_storeu_ps(o.as_mut_ptr(), *v);
     }
+    for (l, o) in out.iter_mut().enumerate() {
+        *o = [lanes[0][l], lanes[1][l], lanes[2][l]];
+    }
+    Read::Gathered
+}
+
+/// The window path of [`cubic_rgb`], given each lane's first tap (`ix`, `iy`: floor + 2, as
+/// there) and weights; `false`, with nothing written, where the lanes' taps do not fit one
+/// window inside the frame's columns (rows are clamped: every lane shares them).
+///
+/// # Safety
+/// As [`cubic_rgb`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn window(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    ix: std::arch::x86_64::__m512i,
+    iy: std::arch::x86_64::__m512i,
+    wx: &[std::arch::x86_64::__m512; 4],
+    wy: &[std::arch::x86_64::__m512; 4],
+    out: &mut [[f32; 3]; LANES],
+) -> bool {
+    use std::arch::x86_64::*;
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let offset = _mm512_sub_epi32(ix, lane);
+    let (left, right) = (
+        _mm512_reduce_min_epi32(offset),
+        _mm512_reduce_max_epi32(offset),
+    );
+    let (top, bottom) = (_mm512_reduce_min_epi32(iy), _mm512_reduce_max_epi32(iy));
+    // Lane l's taps are columns `offset - 3 + l ..`, so the window starts at `left - 3` and
+    // spans 16 + 4 columns.
+    let first = left - 3;
+    if right - left > 1 || bottom - top > 1 || first < 0 || first as usize + LANES + 4 > w {
+        return false;
+    }
+    // Five taps per axis: a lane one tap later has its weights moved up by one, a zero first.
+    let five = |weights: &[__m512; 4], later: __mmask16| -> [__m512; 5] {
+        let zero = _mm512_setzero_ps();
+        std::array::from_fn(|k| {
+            let own = if k < 4 { weights[k] } else { zero };
+            let moved = if k > 0 { weights[k - 1] } else { zero };
+            _mm512_mask_blend_ps(later, own, moved)
+        })
+    };
+    let columns = five(wx, _mm512_cmpgt_epi32_mask(offset, _mm512_set1_epi32(left)));
+    let rows = five(wy, _mm512_cmpgt_epi32_mask(iy, _mm512_set1_epi32(top)));
+    // A lane's weight on each of its three interleaved channels: the 48 values of sixteen RGB
+    // pixels are three vectors, element e of vector p belonging to pixel (16p + e) / 3.
+    let spread = |v: __m512| -> [__m512; 3] {
+        std::array::from_fn(|p| {
+            let index: [i32; LANES] = std::array::from_fn(|e| ((LANES * p + e) / 3) as i32);
+            _mm512_permutexvar_ps(_mm512_loadu_si512(index.as_ptr().cast()), v)
+        })
+    };
+    let columns = columns.map(spread);
+    let base = data.as_ptr();
+    let mut value = [_mm512_setzero_ps(); 3];
+    for (j, weight) in rows.iter().enumerate() {
+        let row = (top - 3 + j as i32).clamp(0, h as i32 - 1) as usize;
+        // SAFETY: the window's columns lie inside the frame (checked above), its rows clamped.
+        let start = base.add((row * w + first as usize) * 3);
+        let mut line = [_mm512_setzero_ps(); 3];
+        for (k, column) in columns.iter().enumerate() {
+            for (p, l) in line.iter_mut().enumerate() {
+                let v = _mm512_loadu_ps(start.add(3 * k + LANES * p));
+                *l = _mm512_fmadd_ps(column[p], v, *l);
+            }
+        }
+        for ((v, l), weight) in value.iter_mut().zip(&line).zip(spread(*weight)) {
+            *v = _mm512_fmadd_ps(weight, *l, *v);
+        }
+    }
+    let out = out.as_mut_ptr().cast::<f32>();
+    for (p, v) in value.iter().enumerate() {
+        _mm512_storeu_ps(out.add(LANES * p), *v);
+    }
+    true
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -101,37 +201,74 @@ mod tests {
     use super::*;
     use crate::temporal::plane::cubic_sample;
 
-    /// Inside, at the edges and far outside, the gathers give the scalar sampler's values.
+    /// Samples with [`cubic_rgb`] and checks every lane against the scalar sampler; says
+    /// how the taps were read.
+    fn check(data: &[f32], w: usize, h: usize, xs: [f32; LANES], ys: [f32; LANES]) -> Read {
+        let mut out = [[0.0; 3]; LANES];
+        // SAFETY: the callers detected AVX-512F; `data` is the whole frame.
+        let read = unsafe { cubic_rgb(data, w, h, &xs, &ys, &mut out) };
+        for l in 0..LANES {
+            let want: [f32; 3] = cubic_sample(data, w, h, xs[l], ys[l]);
+            for c in 0..3 {
+                assert!(
+                    (out[l][c] - want[c]).abs() < 1e-5,
+                    "{read:?} at {},{} channel {c}: {} vs {}",
+                    xs[l],
+                    ys[l],
+                    out[l][c],
+                    want[c]
+                );
+            }
+        }
+        read
+    }
+
+    fn frame(w: usize, h: usize) -> Vec<f32> {
+        (0..w * h * 3)
+            .map(|v| ((v * 37) % 101) as f32 / 101.0)
+            .collect()
+    }
+
+    /// Scattered places, inside, at the edges and far outside: the gathers give the scalar
+    /// sampler's values.
     #[test]
     fn gathers_match_the_scalar_sampler() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return;
         }
         let (w, h) = (23, 11);
-        let data: Vec<f32> = (0..w * h * 3)
-            .map(|v| ((v * 37) % 101) as f32 / 101.0)
-            .collect();
+        let data = frame(w, h);
         for round in 0..8 {
-            let xs: [f32; LANES] =
-                std::array::from_fn(|l| (l as f32 * 1.7 + round as f32 * 3.1) % 30.0 - 4.0);
-            let ys: [f32; LANES] =
-                std::array::from_fn(|l| (l as f32 * 0.9 + round as f32 * 2.3) % 17.0 - 3.0);
-            let mut out = [[0.0; LANES]; 3];
-            // SAFETY: AVX-512F was detected; `data` is the whole frame.
-            unsafe { cubic_rgb(&data, w, h, &xs, &ys, &mut out) };
-            for l in 0..LANES {
-                let want: [f32; 3] = cubic_sample(&data, w, h, xs[l], ys[l]);
-                for c in 0..3 {
-                    assert!(
-                        (out[c][l] - want[c]).abs() < 1e-5,
-                        "at {},{} channel {c}: {} vs {}",
-                        xs[l],
-                        ys[l],
-                        out[c][l],
-                        want[c]
-                    );
-                }
-            }
+            let xs = std::array::from_fn(|l| (l as f32 * 1.7 + round as f32 * 3.1) % 30.0 - 4.0);
+            let ys = std::array::from_fn(|l| (l as f32 * 0.9 + round as f32 * 2.3) % 17.0 - 3.0);
+            assert_eq!(check(&data, w, h, xs, ys), Read::Gathered);
+        }
+    }
+
+    /// Sixteen neighbours moved alike, their places straddling pixel boundaries (some lanes a
+    /// column or a row further than the others), at the top and bottom rows too: read as one
+    /// window, with the scalar sampler's values; at the left and right edges, gathered.
+    #[test]
+    fn neighbours_are_read_as_one_window() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (w, h) = (40, 9);
+        let data = frame(w, h);
+        for (x0, y0) in [
+            (5.0, 4.0),
+            (3.02, 0.03),
+            (20.5, 8.0),
+            (7.0, -0.6),
+            (12.9, 6.97),
+        ] {
+            let xs = std::array::from_fn(|l| x0 + l as f32 + 0.03 * (l as f32 * 1.3).sin());
+            let ys = std::array::from_fn(|l| y0 + 0.02 * (l as f32 * 0.7).cos() - 0.01);
+            assert_eq!(check(&data, w, h, xs, ys), Read::Window, "{x0},{y0}");
+        }
+        for x0 in [0.5, 24.5] {
+            let xs = std::array::from_fn(|l| x0 + l as f32);
+            assert_eq!(check(&data, w, h, xs, [4.0; LANES]), Read::Gathered, "{x0}");
         }
     }
 }

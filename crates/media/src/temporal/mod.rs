@@ -80,6 +80,8 @@ pub struct Stabiliser {
     previous: Option<History>,
     /// A frame-sized buffer from an earlier frame, for the next cubic base.
     spare: Vec<f32>,
+    /// The cubic base's intermediate (the source's rows widened), kept between frames.
+    base_rows: Vec<f32>,
 }
 
 impl Stabiliser {
@@ -92,6 +94,7 @@ impl Stabiliser {
             changed,
             previous: None,
             spare: Vec::new(),
+            base_rows: Vec::new(),
         })
     }
 
@@ -117,13 +120,19 @@ impl Stabiliser {
         }
         let isa = self.isa;
         let luma = Plane::luma(source);
-        let mut base = detail::base(isa, source, scale, std::mem::take(&mut self.spare));
+        let mut base = detail::base(
+            isa,
+            source,
+            scale,
+            &mut self.base_rows,
+            std::mem::take(&mut self.spare),
+        );
         let previous = self.previous.take().filter(|p| {
             (p.luma.w, p.luma.h, p.detail.w, p.detail.h) == (luma.w, luma.h, out.w, out.h)
         });
         let flow = previous.as_ref().and_then(|previous| {
-            let flow = flow::backward(&previous.luma, &luma);
-            let residual = flow.residual(&previous.luma, &luma);
+            let flow = flow::backward(isa, &previous.luma, &luma);
+            let residual = flow.residual(isa, &previous.luma, &luma);
             let matched = residual.data.iter().filter(|r| **r < SAME).count();
             tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
             ((matched as f32) >= CUT * residual.data.len() as f32).then_some((flow, residual))

@@ -18,8 +18,14 @@ use super::plane::{cubic_sample, cubic_weights, Plane};
 use rayon::prelude::*;
 use vsr_runtime::{dispatch, Isa, Tensor};
 
+/// Where output pixel `o` sits in the source, pixel centres aligned: the base and the blend
+/// must agree on it.
+fn source_position(o: usize, scale: usize) -> f32 {
+    (o as f32 + 0.5) / scale as f32 - 0.5
+}
+
 /// `source` (RGB) enlarged `scale` times by separable cubic interpolation, pixel centres
-/// aligned (output pixel `x` samples the source at `(x + 0.5) / scale - 0.5`), written over
+/// aligned ([`source_position`]), written over
 /// `buffer` (an earlier frame's), with `rows` holding the source's rows widened (kept by
 /// the caller between frames too): a steady run allocates nothing.
 pub fn base(
@@ -33,7 +39,7 @@ pub fn base(
     // One set of taps per output phase: the first tap's offset and the weights.
     let taps: Vec<(isize, [f32; 4])> = (0..scale)
         .map(|phase| {
-            let at = (phase as f32 + 0.5) / scale as f32 - 0.5;
+            let at = source_position(phase, scale);
             let first = at.floor();
             (first as isize - 1, cubic_weights(at - first))
         })
@@ -189,7 +195,8 @@ impl Row {
     }
 
     /// Samples `previous` at every trusted pixel's earlier place: sixteen at a time where the
-    /// CPU has AVX-512 (sixteen untrusted pixels skipped together), the rest one by one. Untrusted pixels keep stale values: the blend leaves them alone.
+    /// CPU has AVX-512 (sixteen untrusted pixels skipped together), the rest one by one.
+    /// Untrusted pixels keep stale values: the blend leaves them alone.
     fn warp(&mut self, isa: Isa, previous: &Tensor) {
         let (w, h, data) = (previous.w, previous.h, &previous.data);
         let mut done = 0;
@@ -229,7 +236,7 @@ impl Row {
 }
 
 /// The two source pixels an output pixel falls between along one axis, and how far past the
-/// first (output pixel `x` sits at source `(x + 0.5) / scale - 0.5`), the edges repeated.
+/// first ([`source_position`]), the edges repeated.
 #[derive(Debug, Clone, Copy)]
 struct Tap {
     first: usize,
@@ -263,7 +270,7 @@ impl Taps {
         Taps(
             (0..outputs)
                 .map(|o| {
-                    let at = ((o as f32 + 0.5) / scale as f32 - 0.5).clamp(0.0, last);
+                    let at = source_position(o, scale).clamp(0.0, last);
                     let first = at as usize;
                     Tap {
                         first,

@@ -314,9 +314,28 @@ await step('(b) preview a frame, compare, drag the divider, zoom', async () => {
   await page.click('#preview-compare .zoom[data-zoom="1"]');
   const took = await text('#preview-took');
   assert(/took\s+[\d.,]+\s*s/i.test(took), `the preview does not say how long it took: "${took}"`);
+  // Temporal stability is on (step a): consecutive frames with and without it, flipping by
+  // themselves, both drawn at the same size, the flicker from frame to frame given for each.
+  assert(await visible('#stabilised'), 'the preview shows no consecutive frames with and without temporal stability');
+  const pair = await page.evaluate(() => [...document.querySelectorAll('#stabilised img')].map((i) => [i.naturalWidth, i.naturalHeight, Math.round(i.getBoundingClientRect().width)]));
+  assert(pair.length === 2 && pair[0][0] === 320 && pair[1][0] === 320 && pair[0][2] === pair[1][2], `the consecutive frames are not two 320 px windows drawn alike: ${JSON.stringify(pair)}`);
+  assert(/\bauto\b/.test(await text('#stabilised-with-caption')), 'the stabilised frames do not say which setting ran');
+  assert((await page.locator('#stabilised-frame').getAttribute('max')) === '3', 'the preview does not hold 4 consecutive frames');
+  const seen = new Set();
+  for (let i = 0; i < 12 && seen.size < 2; i++) {
+    seen.add(await page.locator('#stabilised').getAttribute('data-frame'));
+    await page.waitForTimeout(150);
+  }
+  assert(seen.size >= 2, `the consecutive frames do not play (only frame ${[...seen]} was shown)`);
+  await page.click('#stabilised-play');
+  assert((await page.locator('#stabilised-play').getAttribute('aria-pressed')) === 'false', 'Pause did not stop the consecutive frames');
+  await page.locator('#stabilised-frame').fill('2');
+  assert((await page.locator('#stabilised').getAttribute('data-frame')) === '2', 'the frame slider does not choose the frame shown');
+  const change = await text('#stabilised-change');
+  assert(/[\d.]+ levels of 255 without, [\d.]+ with/.test(change), `the flicker from frame to frame is not given: "${change}"`);
   await shot('02-preview.png');
   const notes = (await visible('#preview-notes')) ? (await text('#preview-notes')).replace(/\n/g, '; ') : 'no notes';
-  return `after ${r.after}×${r.afterH}, divider ${before}→${dragged}→${keyed}, ${took.trim()} ${notes}`;
+  return `after ${r.after}×${r.afterH}, divider ${before}→${dragged}→${keyed}, ${took.trim()} ${notes}; ${change}`;
 });
 
 await step('(c) upscale: live progress to 100%, download, result frame, task list', async () => {

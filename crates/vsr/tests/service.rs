@@ -549,6 +549,55 @@ fn drafts_previews_frames_and_idempotency() {
     assert_eq!(preview["models"][0], "realcugan-se-up3x");
     assert_eq!(png_size(&preview["before"]), (96, 64));
     assert_eq!(png_size(&preview["after"]), (288, 192));
+    assert!(
+        preview.get("stabilised").is_none(),
+        "temporal stability is off: no consecutive frames"
+    );
+
+    // With temporal stability: consecutive frames of the window (here the whole frame), as
+    // drawn and as stabilised, the first alike (it has no history), later ones not.
+    let stabilised = |consecutive: Value| {
+        server
+            .client
+            .post(server.url(&format!("/api/preview/{id}")))
+            .json(&json!({"time": 0.2, "consecutive": consecutive,
+                "settings": {"scale": 2, "quality": "fast", "temporalStability": "auto"}}))
+            .send()
+            .unwrap()
+    };
+    let r = stabilised(json!(3));
+    assert_eq!(r.status().as_u16(), 200);
+    let preview: Value = r.json().unwrap();
+    let s = &preview["stabilised"];
+    assert_eq!(s["temporalStability"], "auto");
+    assert_eq!(
+        s["window"],
+        json!({"x": 0, "y": 0, "width": 192, "height": 128})
+    );
+    let frames = s["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 3);
+    let times: Vec<f64> = frames.iter().map(|f| f["time"].as_f64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|t| (t[1] - t[0] - 0.1).abs() < 1e-6),
+        "consecutive frames of a 10 fps clip are 0.1 s apart: {times:?}"
+    );
+    for f in frames {
+        assert_eq!(png_size(&f["without"]), (192, 128));
+        assert_eq!(png_size(&f["with"]), (192, 128));
+    }
+    assert_eq!(frames[0]["with"], frames[0]["without"]);
+    assert!(frames[0]["flickerWith"].is_null());
+    assert!(frames[1..].iter().any(|f| f["with"] != f["without"]));
+    assert!(frames[1..]
+        .iter()
+        .all(|f| f["flickerWithout"].as_f64().unwrap() > 0.0));
+    let r = stabilised(json!(9));
+    assert_eq!(r.status().as_u16(), 400);
+    let problem: Value = r.json().unwrap();
+    assert_eq!(
+        (problem["code"].as_str(), problem["field"].as_str()),
+        (Some("invalid_settings"), Some("consecutive"))
+    );
 
     // Start with the final settings; a second start is refused.
     let r = server

@@ -7,7 +7,8 @@
 //! - [`flow`]: dense motion on the source's luma, and how well it explains the frame;
 //! - [`detail`]: the frame split into a cubic upscale of the source and the model's detail;
 //!   the detail blended with the moved previous detail where the motion is trusted; the finest
-//!   band's contrast given back.
+//!   band's contrast given back;
+//! - [`side_by_side`]: a few consecutive frames with and without it, for previews.
 //!
 //! Most of the source failing to match its previous frame is a scene cut: the frame is left as
 //! the model drew it and the history starts again. The state is one previous source frame
@@ -17,6 +18,7 @@ mod detail;
 mod flow;
 mod gather;
 mod plane;
+pub mod side_by_side;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -215,39 +215,52 @@ fn parse_showinfo(line: &str) -> Option<Report> {
     Some(Report::Pts(pts.parse().ok()?))
 }
 
-/// The frame at `seconds` (or the last one before the end), as 8-bit RGB.
-pub fn frame_at(
+/// Up to `count` consecutive frames from the one shown near `seconds` (at least one: past
+/// the last frame, the first instead of failing), as 8-bit RGB, each with its time in seconds.
+pub fn frames_at(
     path: &Path,
     info: &MediaInfo,
     seconds: f64,
-) -> Result<crate::image::Rgb8, PipelineError> {
-    let mut dec = Decoder::spawn(
-        path,
-        info,
-        RawFormat::Rgb24,
-        None,
-        Some(1),
-        Start::Near(seconds),
-    )?;
-    let frame = match dec.next_frame()? {
-        Some(f) => f,
-        // Past the last frame: take the first one instead of failing.
-        None => Decoder::spawn(
+    count: usize,
+) -> Result<Vec<(f64, crate::image::Rgb8)>, PipelineError> {
+    let count = count.max(1);
+    let read = |start: Start, from: f64| -> Result<Vec<(f64, crate::image::Rgb8)>, PipelineError> {
+        let mut dec = Decoder::spawn(
             path,
             info,
             RawFormat::Rgb24,
             None,
-            Some(1),
-            Start::Beginning,
-        )?
-        .next_frame()?
-        .ok_or_else(|| PipelineError::decode("the video has no decodable frames"))?,
+            Some(count as u64),
+            start,
+        )?;
+        let mut frames = Vec::with_capacity(count);
+        let mut first_pts = None;
+        while let Some(frame) = dec.next_frame()? {
+            let pts0 = *first_pts.get_or_insert(frame.pts);
+            let time = match dec.time_base() {
+                Some((num, den)) if den != 0 => {
+                    from + (frame.pts - pts0) as f64 * num as f64 / den as f64
+                }
+                _ => from,
+            };
+            let image = crate::image::Rgb8 {
+                width: info.video.width as usize,
+                height: info.video.height as usize,
+                pixels: frame.data,
+            };
+            frames.push((time, image));
+        }
+        Ok(frames)
     };
-    Ok(crate::image::Rgb8 {
-        width: info.video.width as usize,
-        height: info.video.height as usize,
-        pixels: frame.data,
-    })
+    let frames = read(Start::Near(seconds), seconds)?;
+    if !frames.is_empty() {
+        return Ok(frames);
+    }
+    let frames = read(Start::Beginning, 0.0)?;
+    if frames.is_empty() {
+        return Err(PipelineError::decode("the video has no decodable frames"));
+    }
+    Ok(frames)
 }
 
 #[cfg(test)]

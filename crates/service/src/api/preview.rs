@@ -14,6 +14,8 @@ use vsr_media::code::Code;
 use vsr_media::enhance::prepare;
 use vsr_media::image::{png_bytes, Rgb8};
 use vsr_media::settings::Settings;
+use vsr_media::temporal::side_by_side::{self, Window};
+use vsr_media::temporal::{Stabiliser, Temporal};
 
 use super::tasks::visible;
 use super::upload::check_settings;
@@ -52,15 +54,29 @@ pub async fn start(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PreviewRequest {
     /// Seconds into the video (default: the middle).
     time: Option<f64>,
     settings: Option<Value>,
+    /// With the temporal stabiliser on: how many consecutive frames to show with and without
+    /// it (default [`CONSECUTIVE`], 0 for none, at most [`MAX_CONSECUTIVE`]).
+    consecutive: Option<usize>,
 }
 
+/// Consecutive frames a preview shows with and without the stabiliser, unless asked otherwise:
+/// enough to see texture shimmer from one to the next.
+const CONSECUTIVE: usize = 4;
+/// The most a preview shows: each is a run of the models.
+const MAX_CONSECUTIVE: usize = 8;
+/// The largest window of the output the consecutive frames show (pixels): shimmer shows at
+/// full size, and a window keeps the preview's cost to a few model runs on small pictures.
+const CONSECUTIVE_WINDOW: (usize, usize) = (640, 360);
+
 /// `POST /api/preview/<id>`: one frame of the upload through the given settings, before and
-/// after, as PNG data URLs. Decoding is FFmpeg's (a child process); previews run one at a time.
+/// after, as PNG data URLs; with the temporal stabiliser on, also a window of a few
+/// consecutive frames from there, as the models drew them and as the stabiliser left them.
+/// Decoding is FFmpeg's (a child process); previews run one at a time.
 pub async fn preview(
     State(app): State<AppState>,
     Extension(owner): Extension<Owner>,
@@ -74,6 +90,20 @@ pub async fn preview(
     };
     let checked = check_settings(&app, settings, &task.input).await?;
     let time = frame_time(req.time, &task)?;
+    let consecutive = match (checked.settings.temporal_stability, req.consecutive) {
+        (Temporal::Off, _) => 0,
+        (_, None) => CONSECUTIVE,
+        (_, Some(n)) if n <= MAX_CONSECUTIVE => n,
+        (_, Some(n)) => {
+            return Err(Problem::bad_field(
+                Code::InvalidSettings,
+                "consecutive",
+                format!(
+                    "{n} consecutive frames asked for; a preview shows at most {MAX_CONSECUTIVE}"
+                ),
+            ))
+        }
+    };
     let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
     let _probe = app.probe_slot().await?;
     let started = Instant::now();
@@ -85,15 +115,25 @@ pub async fn preview(
     // Previews run in this process, so on the CPU: the GPU belongs to the workers.
     let options = app.config.run_options().map_err(Problem::internal)?;
     let limits = app.config.limits.clone();
-    let (before, after) = tokio::task::spawn_blocking(move || -> Result<(Rgb8, Rgb8), Problem> {
-        let frame = source_frame(&input, &limits, time)?;
+    let mode = settings.temporal_stability;
+    let (before, after, stabilised) = tokio::task::spawn_blocking(move || {
+        let frames = source_frames(&input, &limits, time, consecutive.max(1))?;
         let prepared =
             prepare(&settings, &base, DeviceRequest::Cpu, options).map_err(Problem::internal)?;
-        let out = prepared
-            .enhancer
-            .process(&frame.to_tensor())
+        let enhancer = &prepared.enhancer;
+        let before = &frames[0].1;
+        let after = enhancer
+            .process(&before.to_tensor())
             .map_err(Problem::internal)?;
-        Ok((frame, Rgb8::from_tensor(&out)))
+        let stabilised = match Stabiliser::new(mode) {
+            Some(stabiliser) if consecutive > 0 => Some(stabilised(
+                enhancer,
+                stabiliser,
+                &frames[..consecutive.min(frames.len())],
+            )?),
+            _ => None,
+        };
+        Ok::<_, Problem>((frames[0].1.clone(), Rgb8::from_tensor(&after), stabilised))
     })
     .await
     .map_err(Problem::internal)??;
@@ -102,7 +142,48 @@ pub async fn preview(
         seconds: (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
         models: checked.models,
         notes: checked.notes,
+        stabilised: stabilised.map(|frames| Stabilised {
+            temporal_stability: mode,
+            frames: frames.0,
+            window: frames.1,
+        }),
     }))
+}
+
+/// The centred window of `frames` through the models, with and without `stabiliser`, as the
+/// preview returns them (frames and the window in output pixels).
+fn stabilised(
+    enhancer: &vsr_media::enhance::Enhancer,
+    stabiliser: Stabiliser,
+    frames: &[(f64, Rgb8)],
+) -> Result<(Vec<StabilisedFrame>, OutputWindow), Problem> {
+    let first = &frames[0].1;
+    let scale = enhancer.scale();
+    let window = Window::centred(first.width, first.height, scale, CONSECUTIVE_WINDOW);
+    let tensors: Vec<_> = frames.iter().map(|(_, f)| f.to_tensor()).collect();
+    let pairs = side_by_side::consecutive(enhancer, stabiliser, &tensors, window)
+        .map_err(Problem::internal)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (i, pair) in pairs.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &pairs[p]);
+        let flicker = |pick: fn(&side_by_side::Pair) -> &vsr_runtime::Tensor| {
+            previous.map(|p| (side_by_side::flicker(p, pair, pick) * 100.0).round() / 100.0)
+        };
+        out.push(StabilisedFrame {
+            time: frames[i].0,
+            without: data_url(&Rgb8::from_tensor(&pair.without)),
+            with: data_url(&Rgb8::from_tensor(&pair.with)),
+            flicker_without: flicker(|p| &p.without),
+            flicker_with: flicker(|p| &p.with),
+        });
+    }
+    let window = OutputWindow {
+        x: window.x * scale,
+        y: window.y * scale,
+        width: window.width * scale,
+        height: window.height * scale,
+    };
+    Ok((out, window))
 }
 
 #[derive(Deserialize)]
@@ -190,6 +271,47 @@ pub struct Preview {
     pub seconds: f64,
     pub models: Vec<String>,
     pub notes: Vec<String>,
+    /// With the temporal stabiliser on: consecutive frames with and without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stabilised: Option<Stabilised>,
+}
+
+/// A window of consecutive output frames, as the models drew them and as the stabiliser left
+/// them (the first alike: it has no previous frame).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stabilised {
+    /// The setting that ran (`auto` or `strong`).
+    #[schema(value_type = String)]
+    pub temporal_stability: Temporal,
+    /// Where the window lies in the output frame.
+    pub window: OutputWindow,
+    pub frames: Vec<StabilisedFrame>,
+}
+
+/// A rectangle of the output frame, in output pixels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutputWindow {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// One of the consecutive frames.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StabilisedFrame {
+    /// Seconds into the video.
+    pub time: f64,
+    /// As the models drew it (PNG data URL).
+    pub without: String,
+    /// As the stabiliser left it (PNG data URL).
+    pub with: String,
+    /// Flicker: the mean change from the previous frame that the source does not show, in
+    /// levels of 255 (none for the first frame).
+    pub flicker_without: Option<f64>,
+    pub flicker_with: Option<f64>,
 }
 
 /// A frame before and after, as both the preview and the result comparison return it.
@@ -211,6 +333,16 @@ fn source_frame(
     limits: &vsr_media::video::Limits,
     time: f64,
 ) -> Result<Rgb8, Problem> {
+    Ok(source_frames(path, limits, time, 1)?.swap_remove(0).1)
+}
+
+/// Up to `count` consecutive frames of `path` from `time`, each with its time; one at least.
+fn source_frames(
+    path: &std::path::Path,
+    limits: &vsr_media::video::Limits,
+    time: f64,
+    count: usize,
+) -> Result<Vec<(f64, Rgb8)>, Problem> {
     let gone = || Problem::new(Code::Expired, "the video is no longer stored");
     if !path.exists() {
         return Err(gone());
@@ -220,7 +352,7 @@ fn source_frame(
         tracing::warn!(error = %e, "frame probe failed");
         Problem::new(e.code(), e.public_message())
     })?;
-    vsr_media::video::decode::frame_at(path, &info, time).map_err(|e| {
+    vsr_media::video::decode::frames_at(path, &info, time, count).map_err(|e| {
         tracing::warn!(error = %e, "frame decode failed");
         Problem::new(e.code(), e.public_message())
     })

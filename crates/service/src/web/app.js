@@ -599,6 +599,7 @@
     show($('#preview-compare'), false);
     show($('#preview-took'), false);
     show($('#preview-notes'), false);
+    stabilised.load(null);
     show($('#run-progress-wrap'), false);
     show($('#run-notes'), false);
     show($('#done-panel'), false);
@@ -1001,13 +1002,17 @@
       show($('#preview-compare'), true);
       previewCompare.setCaption(`Source ${fmtSize(r.width, r.height)} → ${fmtSize(r.outputWidth, r.outputHeight)} · frame at ${fmtTime(r.time)}`);
       const took = $('#preview-took');
-      took.textContent = `Took ${fmtNumber(r.seconds, 2)} s for one frame.`;
+      const windows = r.stabilised ? r.stabilised.frames.length : 0;
+      took.textContent = windows
+        ? `Took ${fmtNumber(r.seconds, 2)} s for one frame and a window of ${windows} in a row.`
+        : `Took ${fmtNumber(r.seconds, 2)} s for one frame.`;
       show(took, true);
       const ul = $('#preview-notes');
       ul.replaceChildren();
       if (Array.isArray(r.models) && r.models.length) ul.append(el('li', { text: `Models: ${r.models.join(' → ')}` }));
       for (const n of r.notes || []) ul.append(el('li', { text: sentence(n) }));
       show(ul, ul.children.length > 0);
+      await stabilised.load(r.stabilised);
       status.textContent = '';
     } catch (err) {
       status.textContent = '';
@@ -1205,6 +1210,81 @@
   let previewCompare;
   let resultCompare;
 
+  // ---------- consecutive frames with and without the stabiliser ----------
+
+  // Flipping through a few consecutive frames is what shows shimmer: texture that crawls
+  // without the stabiliser and holds still with it. It plays by itself unless the user asked
+  // for less motion.
+  function makeStabilised() {
+    const root = $('#stabilised');
+    const slider = $('#stabilised-frame');
+    const play = $('#stabilised-play');
+    const FRAME_MS = 250;
+    let frames = [];
+    let timer = 0;
+
+    function showFrame(i) {
+      const f = frames[i];
+      if (!f) return;
+      slider.value = String(i);
+      $('#stabilised-without').src = f.without;
+      $('#stabilised-with').src = f.with;
+      const label = `${i + 1} of ${frames.length} · ${fmtTime(f.time)}`;
+      $('#stabilised-frame-value').textContent = label;
+      slider.setAttribute('aria-valuetext', label);
+      root.dataset.frame = String(i);
+    }
+
+    function setPlaying(on) {
+      clearInterval(timer);
+      timer = 0;
+      if (on && frames.length > 1) {
+        timer = setInterval(() => showFrame((Number(slider.value) + 1) % frames.length), FRAME_MS);
+      }
+      play.textContent = timer ? 'Pause' : 'Play';
+      play.setAttribute('aria-pressed', timer ? 'true' : 'false');
+    }
+
+    function preload(src) {
+      return new Promise((resolve) => {
+        const img = new Image();
+        img.onload = img.onerror = () => resolve();
+        img.src = src;
+      });
+    }
+
+    play.addEventListener('click', () => setPlaying(!timer));
+    slider.addEventListener('input', () => {
+      setPlaying(false);
+      showFrame(Number(slider.value));
+    });
+
+    return {
+      // `s`: a preview's `stabilised` (null hides the section).
+      async load(s) {
+        setPlaying(false);
+        frames = s && Array.isArray(s.frames) ? s.frames : [];
+        show(root, frames.length > 0);
+        if (!frames.length) return;
+        await Promise.all(frames.flatMap((f) => [preload(f.without), preload(f.with)]));
+        const w = s.window;
+        $('#stabilised-where').textContent = `A ${fmtSize(w.width, w.height)} window of the output at full size, ${frames.length} frames in a row from ${fmtTime(frames[0].time)}. The first frame has no previous one and comes out the same.`;
+        $('#stabilised-with-caption').textContent = `With (${s.temporalStability})`;
+        slider.max = String(frames.length - 1);
+        const later = frames.slice(1);
+        const mean = (key) => later.reduce((a, f) => a + f[key], 0) / Math.max(later.length, 1);
+        $('#stabilised-change').textContent = later.length
+          ? `Flicker (change from one frame to the next that the source does not show), mean over the window: ${fmtNumber(mean('flickerWithout'), 2)} levels of 255 without, ${fmtNumber(mean('flickerWith'), 2)} with.`
+          : '';
+        showFrame(0);
+        const still = window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+        setPlaying(!still);
+      },
+    };
+  }
+
+  let stabilised;
+
   // ---------- task list ----------
 
   async function refreshTasks() {
@@ -1318,6 +1398,7 @@
   function init() {
     previewCompare = makeCompare($('#preview-compare'));
     resultCompare = makeCompare($('#result-compare'));
+    stabilised = makeStabilised();
     setupAuth();
     setupSettings();
     setupDropZone();

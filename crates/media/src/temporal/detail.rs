@@ -14,7 +14,7 @@
 //! floats, so the number of passes over it is the stabiliser's cost.
 
 use super::flow::Flow;
-use super::plane::{cubic_sample, cubic_weights, Plane};
+use super::plane::{box_sum_of, cubic_sample, cubic_weights, Plane};
 use rayon::prelude::*;
 use vsr_runtime::{dispatch, Isa, Tensor};
 
@@ -149,15 +149,14 @@ impl Blend<'_> {
                             .zip(&scratch.trust)
                             .zip(&scratch.moved)
                         {
-                            if *trust <= 0.0 {
-                                continue;
-                            }
+                            // No branch on the trust, so that the loop vectorises: an
+                            // untrusted pixel's weight is zero, and its (stale) moved
+                            // detail, finite, changes nothing.
                             let detail: [f32; 3] = std::array::from_fn(|c| px[c] - b[c]);
-                            let diff = detail
-                                .iter()
-                                .zip(moved)
-                                .map(|(a, m)| (a - m).abs())
-                                .fold(0.0, f32::max);
+                            let diff = (detail[0] - moved[0])
+                                .abs()
+                                .max((detail[1] - moved[1]).abs())
+                                .max((detail[2] - moved[2]).abs());
                             let agree = ((self.changed - diff) * fade).clamp(0.0, 1.0);
                             let weight = self.history * trust * agree;
                             for ((p, d), m) in px.iter_mut().zip(&detail).zip(moved) {
@@ -202,7 +201,7 @@ impl Row {
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-            use super::gather::{cubic_rgb, LANES};
+            use super::gather::{cubic, LANES};
             for (((moved, xs), ys), trust) in self
                 .moved
                 .chunks_exact_mut(LANES)
@@ -217,7 +216,7 @@ impl Row {
                 let (xs, ys) = (xs.try_into().expect("16"), ys.try_into().expect("16"));
                 // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole frame
                 // (the caller checked its size against this one's).
-                unsafe { cubic_rgb(data, w, h, xs, ys, moved.try_into().expect("16")) };
+                unsafe { cubic(data, w, h, xs, ys, moved.try_into().expect("16")) };
             }
         }
         dispatch!(isa, {
@@ -330,10 +329,13 @@ fn band_row(t: &Tensor, y: usize, column: &mut [f32], band: &mut [f32]) {
 /// The local energy of the finest band of an RGB frame, summed over the channels and a
 /// window: what [`restore_contrast`] compares.
 pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
-    let mut energy = vec![0.0; t.w * t.h];
-    energy.par_chunks_mut(t.w).enumerate().for_each_init(
+    box_sum_of(
+        isa,
+        t.w,
+        t.h,
+        ENERGY_RADIUS,
         || (vec![0.0; t.w * 3], vec![0.0; t.w * 3]),
-        |(column, band), (y, e)| {
+        |(column, band), y, e| {
             dispatch!(isa, {
                 band_row(t, y, column, band);
                 for (e, p) in e.iter_mut().zip(band.chunks_exact(3)) {
@@ -341,17 +343,19 @@ pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
                 }
             })
         },
-    );
-    Plane::new(t.w, t.h, energy).box_sum(ENERGY_RADIUS)
+    )
 }
 
 /// `frame` with its finest band given back (most of) the local energy it has in the model's
 /// frame (`drawn_energy`, from [`band_energy`]) where blending lowered it (never lowered),
-/// written over `buffer`.
+/// written over `buffer`. In the same pass `base` (the frame's cubic base) becomes the next
+/// frame's history: `frame`'s detail with the share `keep` of the contrast given back.
 pub fn restore_contrast(
     isa: Isa,
     frame: &Tensor,
     drawn_energy: &Plane,
+    base: &mut Tensor,
+    keep: f32,
     mut buffer: Vec<f32>,
 ) -> Tensor {
     const FLOOR: f32 = 1e-7;
@@ -360,31 +364,38 @@ pub fn restore_contrast(
     // Every value is written below: the buffer's old contents need no clearing.
     buffer.resize(frame.data.len(), 0.0);
     let mut out = Tensor::from_vec(frame.h, frame.w, 3, buffer);
-    out.data.par_chunks_mut(row).enumerate().for_each_init(
-        || (vec![0.0; row], vec![0.0; row]),
-        |(column, band), (y, dst)| {
-            let at = y * frame.w..(y + 1) * frame.w;
-            let (energy, drawn) = (&energy.data[at.clone()], &drawn_energy.data[at]);
-            let src = &frame.data[y * row..][..row];
-            dispatch!(isa, {
-                band_row(frame, y, column, band);
-                for ((((d, s), b), e), drawn) in dst
-                    .chunks_exact_mut(3)
-                    .zip(src.chunks_exact(3))
-                    .zip(band.chunks_exact(3))
-                    .zip(energy)
-                    .zip(drawn)
-                {
-                    let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
-                        .sqrt()
-                        .clamp(1.0, MAX_GAIN);
-                    for ((d, s), b) in d.iter_mut().zip(s).zip(b) {
-                        *d = s + (gain - 1.0) * b;
+    out.data
+        .par_chunks_mut(row)
+        .zip(base.data.par_chunks_mut(row))
+        .enumerate()
+        .for_each_init(
+            || (vec![0.0; row], vec![0.0; row]),
+            |(column, band), (y, (dst, history))| {
+                let at = y * frame.w..(y + 1) * frame.w;
+                let (energy, drawn) = (&energy.data[at.clone()], &drawn_energy.data[at]);
+                let src = &frame.data[y * row..][..row];
+                dispatch!(isa, {
+                    band_row(frame, y, column, band);
+                    for (((((d, h), s), b), e), drawn) in dst
+                        .chunks_exact_mut(3)
+                        .zip(history.chunks_exact_mut(3))
+                        .zip(src.chunks_exact(3))
+                        .zip(band.chunks_exact(3))
+                        .zip(energy)
+                        .zip(drawn)
+                    {
+                        let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
+                            .sqrt()
+                            .clamp(1.0, MAX_GAIN);
+                        for (((d, h), s), b) in d.iter_mut().zip(h).zip(s).zip(b) {
+                            let given = (gain - 1.0) * b;
+                            *d = s + given;
+                            *h = s + keep * given - *h;
+                        }
                     }
-                }
-            })
-        },
-    );
+                })
+            },
+        );
     out
 }
 
@@ -435,7 +446,15 @@ mod tests {
         };
         let (drawn, halved) = (checker(0.1), checker(0.05));
         let isa = Isa::detect();
-        let halved = restore_contrast(isa, &halved, &band_energy(isa, &drawn), Vec::new());
+        let mut base = Tensor::zeros(16, 16, 3);
+        let halved = restore_contrast(
+            isa,
+            &halved,
+            &band_energy(isa, &drawn),
+            &mut base,
+            0.5,
+            Vec::new(),
+        );
         // Up to the share of the energy given back (inside: the edges blur differently).
         let want = checker(0.1 * CONTRAST_TARGET.sqrt());
         let mut worst: f32 = 0.0;

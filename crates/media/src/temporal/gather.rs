@@ -1,11 +1,12 @@
-//! Catmull-Rom sampling of an RGB frame at sixteen positions at once with AVX-512: the
-//! motion-compensated warp is the stabiliser's heaviest pass (48 loads per output pixel).
+//! Catmull-Rom sampling of an interleaved image (RGB, or one channel) at sixteen positions at
+//! once with AVX-512: the motion-compensated warp is the stabiliser's heaviest pass (48 loads
+//! per output pixel), and the motion search samples the source's luma the same way.
 //!
 //! The motion is smooth, so sixteen neighbouring output pixels almost always sample sixteen
 //! neighbouring places: their taps then lie in one window of 5 x 20 pixels (each lane's four
 //! columns start at most one column later than its neighbour's shifted by one, and their rows
 //! at most one row apart). That window is read with plain contiguous loads on the interleaved
-//! RGB data, each lane's weights set to zero on the tap it does not use. Anything else (a
+//! data, each lane's weights set to zero on the tap it does not use. Anything else (a
 //! motion edge, the frame's borders) takes gathers from the places only the motion knows. The
 //! scalar [`cubic_sample`](super::plane::cubic_sample) is the reference and the fallback;
 //! all three agree up to the order of the sums.
@@ -13,7 +14,7 @@
 /// Pixels per call.
 pub const LANES: usize = 16;
 
-/// How [`cubic_rgb`] read its taps.
+/// How [`cubic`] read its taps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
     /// One window of contiguous rows: the common case.
@@ -22,24 +23,24 @@ pub enum Read {
     Gathered,
 }
 
-/// Samples the interleaved RGB `data` (`w` x `h`) at `(xs[l], ys[l])` for the sixteen lanes,
-/// into `out[lane]` (RGB), the edges repeated outwards.
+/// Samples the interleaved `data` (`w` x `h`, `C` channels) at `(xs[l], ys[l])` for the
+/// sixteen lanes, into `out[lane]`, the edges repeated outwards.
 ///
 /// # Safety
 /// The CPU must have AVX-512F (an [`vsr_runtime::Isa`] of level AVX-512 says so), and
-/// `data` must hold `w * h * 3` values with `w * h * 3` within `i32`.
+/// `data` must hold `w * h * C` values with `w * h * C` within `i32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn cubic_rgb(
+pub unsafe fn cubic<const C: usize>(
     data: &[f32],
     w: usize,
     h: usize,
     xs: &[f32; LANES],
     ys: &[f32; LANES],
-    out: &mut [[f32; 3]; LANES],
+    out: &mut [[f32; C]; LANES],
 ) -> Read {
     use std::arch::x86_64::*;
-    debug_assert!(data.len() >= w * h * 3 && w * h * 3 <= i32::MAX as usize);
+    debug_assert!(data.len() >= w * h * C && w * h * C <= i32::MAX as usize);
     // As the scalar sampler: clamp to two pixels outside (every tap on the edge there), so
     // the shifted coordinate is non-negative and truncation is the floor.
     let split = |v: __m512, limit: usize| {
@@ -90,14 +91,14 @@ pub unsafe fn cubic_rgb(
         return Read::Window;
     }
     let (columns, rows) = (taps(ix, w), taps(iy, h));
-    let three = _mm512_set1_epi32(3);
+    let channels = _mm512_set1_epi32(C as i32);
     let base = data.as_ptr();
-    let mut value = [_mm512_setzero_ps(); 3];
+    let mut value = [_mm512_setzero_ps(); C];
     for (row, wj) in rows.iter().zip(&wy) {
         let start = _mm512_mullo_epi32(*row, _mm512_set1_epi32(w as i32));
-        let mut line = [_mm512_setzero_ps(); 3];
+        let mut line = [_mm512_setzero_ps(); C];
         for (column, wi) in columns.iter().zip(&wx) {
-            let at = _mm512_mullo_epi32(_mm512_add_epi32(start, *column), three);
+            let at = _mm512_mullo_epi32(_mm512_add_epi32(start, *column), channels);
             for (channel, l) in line.iter_mut().enumerate() {
                 let index = _mm512_add_epi32(at, _mm512_set1_epi32(channel as i32));
                 // SAFETY: every index is a clamped pixel's channel, inside `data`.
@@ -109,26 +110,26 @@ pub unsafe fn cubic_rgb(
             *v = _mm512_fmadd_ps(*wj, *l, *v);
         }
     }
-    let mut lanes = [[0.0; LANES]; 3];
+    let mut lanes = [[0.0; LANES]; C];
     for (o, v) in lanes.iter_mut().zip(&value) {
         _mm512_storeu_ps(o.as_mut_ptr(), *v);
     }
     for (l, o) in out.iter_mut().enumerate() {
-        *o = [lanes[0][l], lanes[1][l], lanes[2][l]];
+        *o = std::array::from_fn(|c| lanes[c][l]);
     }
     Read::Gathered
 }
 
-/// The window path of [`cubic_rgb`], given each lane's first tap (`ix`, `iy`: floor + 2, as
+/// The window path of [`cubic`], given each lane's first tap (`ix`, `iy`: floor + 2, as
 /// there) and weights; `false`, with nothing written, where the lanes' taps do not fit one
 /// window inside the frame's columns (rows are clamped: every lane shares them).
 ///
 /// # Safety
-/// As [`cubic_rgb`].
+/// As [`cubic`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn window(
+unsafe fn window<const C: usize>(
     data: &[f32],
     w: usize,
     h: usize,
@@ -136,7 +137,7 @@ unsafe fn window(
     iy: std::arch::x86_64::__m512i,
     wx: &[std::arch::x86_64::__m512; 4],
     wy: &[std::arch::x86_64::__m512; 4],
-    out: &mut [[f32; 3]; LANES],
+    out: &mut [[f32; C]; LANES],
 ) -> bool {
     use std::arch::x86_64::*;
     let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -163,25 +164,25 @@ unsafe fn window(
     };
     let columns = five(wx, _mm512_cmpgt_epi32_mask(offset, _mm512_set1_epi32(left)));
     let rows = five(wy, _mm512_cmpgt_epi32_mask(iy, _mm512_set1_epi32(top)));
-    // A lane's weight on each of its three interleaved channels: the 48 values of sixteen RGB
-    // pixels are three vectors, element e of vector p belonging to pixel (16p + e) / 3.
-    let spread = |v: __m512| -> [__m512; 3] {
+    // A lane's weight on each of its C interleaved channels: the 16C values of sixteen
+    // pixels are C vectors, element e of vector p belonging to pixel (16p + e) / C.
+    let spread = |v: __m512| -> [__m512; C] {
         std::array::from_fn(|p| {
-            let index: [i32; LANES] = std::array::from_fn(|e| ((LANES * p + e) / 3) as i32);
+            let index: [i32; LANES] = std::array::from_fn(|e| ((LANES * p + e) / C) as i32);
             _mm512_permutexvar_ps(_mm512_loadu_si512(index.as_ptr().cast()), v)
         })
     };
     let columns = columns.map(spread);
     let base = data.as_ptr();
-    let mut value = [_mm512_setzero_ps(); 3];
+    let mut value = [_mm512_setzero_ps(); C];
     for (j, weight) in rows.iter().enumerate() {
         let row = (top - 3 + j as i32).clamp(0, h as i32 - 1) as usize;
         // SAFETY: the window's columns lie inside the frame (checked above), its rows clamped.
-        let start = base.add((row * w + first as usize) * 3);
-        let mut line = [_mm512_setzero_ps(); 3];
+        let start = base.add((row * w + first as usize) * C);
+        let mut line = [_mm512_setzero_ps(); C];
         for (k, column) in columns.iter().enumerate() {
             for (p, l) in line.iter_mut().enumerate() {
-                let v = _mm512_loadu_ps(start.add(3 * k + LANES * p));
+                let v = _mm512_loadu_ps(start.add(C * k + LANES * p));
                 *l = _mm512_fmadd_ps(column[p], v, *l);
             }
         }
@@ -201,15 +202,23 @@ mod tests {
     use super::*;
     use crate::temporal::plane::cubic_sample;
 
-    /// Samples with [`cubic_rgb`] and checks every lane against the scalar sampler; says
-    /// how the taps were read.
-    fn check(data: &[f32], w: usize, h: usize, xs: [f32; LANES], ys: [f32; LANES]) -> Read {
-        let mut out = [[0.0; 3]; LANES];
+    /// Samples an RGB and a one-channel frame with [`cubic`] and checks every lane against
+    /// the scalar sampler; says how the taps were read (alike for both).
+    fn check(w: usize, h: usize, xs: [f32; LANES], ys: [f32; LANES]) -> Read {
+        let rgb = channels::<3>(w, h, xs, ys);
+        assert_eq!(channels::<1>(w, h, xs, ys), rgb);
+        rgb
+    }
+
+    fn channels<const C: usize>(w: usize, h: usize, xs: [f32; LANES], ys: [f32; LANES]) -> Read {
+        let data = frame(w, h, C);
+        let data = &data[..];
+        let mut out = [[0.0; C]; LANES];
         // SAFETY: the callers detected AVX-512F; `data` is the whole frame.
-        let read = unsafe { cubic_rgb(data, w, h, &xs, &ys, &mut out) };
+        let read = unsafe { cubic(data, w, h, &xs, &ys, &mut out) };
         for l in 0..LANES {
-            let want: [f32; 3] = cubic_sample(data, w, h, xs[l], ys[l]);
-            for c in 0..3 {
+            let want: [f32; C] = cubic_sample(data, w, h, xs[l], ys[l]);
+            for c in 0..C {
                 assert!(
                     (out[l][c] - want[c]).abs() < 1e-5,
                     "{read:?} at {},{} channel {c}: {} vs {}",
@@ -223,8 +232,8 @@ mod tests {
         read
     }
 
-    fn frame(w: usize, h: usize) -> Vec<f32> {
-        (0..w * h * 3)
+    fn frame(w: usize, h: usize, channels: usize) -> Vec<f32> {
+        (0..w * h * channels)
             .map(|v| ((v * 37) % 101) as f32 / 101.0)
             .collect()
     }
@@ -237,11 +246,10 @@ mod tests {
             return;
         }
         let (w, h) = (23, 11);
-        let data = frame(w, h);
         for round in 0..8 {
             let xs = std::array::from_fn(|l| (l as f32 * 1.7 + round as f32 * 3.1) % 30.0 - 4.0);
             let ys = std::array::from_fn(|l| (l as f32 * 0.9 + round as f32 * 2.3) % 17.0 - 3.0);
-            assert_eq!(check(&data, w, h, xs, ys), Read::Gathered);
+            assert_eq!(check(w, h, xs, ys), Read::Gathered);
         }
     }
 
@@ -254,7 +262,6 @@ mod tests {
             return;
         }
         let (w, h) = (40, 9);
-        let data = frame(w, h);
         for (x0, y0) in [
             (5.0, 4.0),
             (3.02, 0.03),
@@ -264,11 +271,11 @@ mod tests {
         ] {
             let xs = std::array::from_fn(|l| x0 + l as f32 + 0.03 * (l as f32 * 1.3).sin());
             let ys = std::array::from_fn(|l| y0 + 0.02 * (l as f32 * 0.7).cos() - 0.01);
-            assert_eq!(check(&data, w, h, xs, ys), Read::Window, "{x0},{y0}");
+            assert_eq!(check(w, h, xs, ys), Read::Window, "{x0},{y0}");
         }
         for x0 in [0.5, 24.5] {
             let xs = std::array::from_fn(|l| x0 + l as f32);
-            assert_eq!(check(&data, w, h, xs, [4.0; LANES]), Read::Gathered, "{x0}");
+            assert_eq!(check(w, h, xs, [4.0; LANES]), Read::Gathered, "{x0}");
         }
     }
 }

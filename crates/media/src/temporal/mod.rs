@@ -167,17 +167,18 @@ impl Stabiliser {
             changed: self.changed,
         }
         .apply(&mut out, &base, &previous.detail);
-        // The previous detail is spent: its buffer takes the finished frame.
-        let frame = detail::restore_contrast(isa, &out, &drawn_energy, previous.detail.data);
-        // The history is the blended detail with most of the contrast given back: texture
-        // stays put over a still shot. It takes the base's buffer; the blended frame's is
-        // the next base's.
-        base.data
-            .par_iter_mut()
-            .zip(out.data.par_iter().zip(frame.data.par_iter()))
-            .for_each(|(b, (blended, restored))| {
-                *b = blended + HISTORY_CONTRAST * (restored - blended) - *b;
-            });
+        // The previous detail is spent: its buffer takes the finished frame. The history is
+        // the blended detail with most of the contrast given back (texture stays put over a
+        // still shot), made over the base in the same pass; the blended frame's buffer is the
+        // next base's.
+        let frame = detail::restore_contrast(
+            isa,
+            &out,
+            &drawn_energy,
+            &mut base,
+            HISTORY_CONTRAST,
+            previous.detail.data,
+        );
         self.spare = out.data;
         self.previous = Some(History { luma, detail: base });
         frame

@@ -2,7 +2,7 @@
 //! sampling, halving for a pyramid, and box sums over a square window.
 
 use rayon::prelude::*;
-use vsr_runtime::Tensor;
+use vsr_runtime::{dispatch, Isa, Tensor};
 
 /// A one-channel image, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,47 +68,84 @@ impl Plane {
         out
     }
 
-    /// The sum over the `(2r+1)^2` window around each pixel, the edges repeated outwards:
-    /// running sums along the rows, then a running row of sums moved down each band of rows,
-    /// so the cost does not grow with `r`, every pass reads memory in order, and the bands run
-    /// in parallel.
-    pub fn box_sum(&self, r: usize) -> Plane {
-        /// Rows per band: enough that starting each band's running sums (2r+1 rows) is cheap.
-        const BAND: usize = 32;
-        let (w, h) = (self.w, self.h);
-        let mut rows = vec![0.0; w * h];
-        rows.par_chunks_mut(w)
-            .zip(self.data.par_chunks(w))
-            .for_each(|(dst, src)| {
-                let at = |i: isize| src[i.clamp(0, w as isize - 1) as usize];
-                let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
-                for (x, d) in dst.iter_mut().enumerate() {
-                    *d = sum;
-                    sum += at((x + r + 1) as isize) - at(x as isize - r as isize);
+    /// The sum over the `(2r+1)^2` window around each pixel, the edges repeated outwards
+    /// ([`box_sum_of`] this plane's rows).
+    pub fn box_sum(&self, isa: Isa, r: usize) -> Plane {
+        let w = self.w;
+        box_sum_of(
+            isa,
+            w,
+            self.h,
+            r,
+            || (),
+            |_, y, row| row.copy_from_slice(&self.data[y * w..][..w]),
+        )
+    }
+}
+
+/// The sum over the `(2r+1)^2` window around each pixel of a `w x h` plane whose row `y`
+/// `row(scratch, y, out)` writes (`init` makes each thread's scratch), the edges repeated
+/// outwards. Rows are made where they are summed, so a plane made only to be summed (a
+/// product, an energy) is never stored whole. Bands of rows run in parallel; each sums its
+/// rows (and `r` either side) horizontally by adding `2r + 1` shifted copies, which
+/// vectorises where a running sum would be one long chain of dependent adds, then moves a
+/// running row of sums down the band, so the vertical cost does not grow with `r`.
+pub fn box_sum_of<S>(
+    isa: Isa,
+    w: usize,
+    h: usize,
+    r: usize,
+    init: impl Fn() -> S + Sync + Send,
+    row: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Plane {
+    /// Rows per band: enough that the `2r` extra rows each band sums are cheap.
+    const BAND: usize = 32;
+    let mut out = vec![0.0; w * h];
+    if w == 0 {
+        return Plane::new(w, h, out);
+    }
+    out.par_chunks_mut(BAND * w).enumerate().for_each_init(
+        || (init(), vec![0.0f32; w + 2 * r], Vec::new(), vec![0.0f32; w]),
+        |(scratch, padded, sums, running), (band, dst)| {
+            let n = dst.len() / w;
+            let first = band * BAND;
+            sums.resize((n + 2 * r) * w, 0.0);
+            dispatch!(isa, {
+                // Horizontal sums of rows first - r ..= first + n - 1 + r.
+                for (i, sum) in sums.chunks_exact_mut(w).enumerate() {
+                    let y = (first + i).saturating_sub(r).min(h - 1);
+                    row(scratch, y, &mut padded[r..r + w]);
+                    let (left, right) = (padded[r], padded[r + w - 1]);
+                    padded[..r].fill(left);
+                    padded[r + w..].fill(right);
+                    sum.copy_from_slice(&padded[..w]);
+                    for k in 1..=2 * r {
+                        for (s, v) in sum.iter_mut().zip(&padded[k..k + w]) {
+                            *s += v;
+                        }
+                    }
                 }
-            });
-        let row = |i: isize| &rows[i.clamp(0, h as isize - 1) as usize * w..][..w];
-        let mut out = vec![0.0; w * h];
-        out.par_chunks_mut(BAND * w)
-            .enumerate()
-            .for_each(|(band, dst)| {
-                let first = (band * BAND) as isize;
-                let mut sums = vec![0.0f32; w];
-                for i in first - r as isize..=first + r as isize {
-                    for (s, v) in sums.iter_mut().zip(row(i)) {
+                // Down the band: the first window's rows, then one row in and one out.
+                running.copy_from_slice(&sums[..w]);
+                for k in 1..=2 * r {
+                    for (s, v) in running.iter_mut().zip(&sums[k * w..][..w]) {
                         *s += v;
                     }
                 }
-                for (y, dst) in (first..).zip(dst.chunks_exact_mut(w)) {
-                    dst.copy_from_slice(&sums);
-                    let (entering, leaving) = (row(y + r as isize + 1), row(y - r as isize));
-                    for ((s, e), l) in sums.iter_mut().zip(entering).zip(leaving) {
-                        *s += e - l;
+                for (y, dst) in dst.chunks_exact_mut(w).enumerate() {
+                    dst.copy_from_slice(running);
+                    if y + 1 < n {
+                        let entering = &sums[(y + 2 * r + 1) * w..][..w];
+                        let leaving = &sums[y * w..][..w];
+                        for ((s, e), l) in running.iter_mut().zip(entering).zip(leaving) {
+                            *s += e - l;
+                        }
                     }
                 }
-            });
-        Plane::new(w, h, out)
-    }
+            })
+        },
+    );
+    Plane::new(w, h, out)
 }
 
 /// Catmull-Rom interpolation of `C` interleaved channels of a `w` x `h` image at a fractional
@@ -169,7 +206,7 @@ mod tests {
     fn box_sums_match_a_direct_sum() {
         for (w, h, r) in [(5, 4, 1), (9, 70, 3), (3, 40, 5)] {
             let p = Plane::new(w, h, (0..w * h).map(|v| (v * 7 % 11) as f32).collect());
-            let sums = p.box_sum(r);
+            let sums = p.box_sum(Isa::detect(), r);
             let r = r as isize;
             for y in 0..h as isize {
                 for x in 0..w as isize {

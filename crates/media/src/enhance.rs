@@ -228,6 +228,15 @@ impl Enhancer {
         Ok(out)
     }
 
+    /// Runs `f` on the last pass's worker threads (see [`vsr_runtime::plan::Plan::install`]).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.passes
+            .last()
+            .expect("one pass at least")
+            .plan()
+            .install(f)
+    }
+
     /// Returns a tensor from `process` so its memory serves the next frame.
     pub fn recycle(&self, t: Tensor) {
         self.passes

@@ -473,6 +473,13 @@ impl Plan {
         }
     }
 
+    /// Runs `f` on this plan's worker threads: parallel work done next to the model (the
+    /// temporal stabiliser) shares its threads instead of competing with them, as a second
+    /// pool would, each pool's idle workers spinning while the other's work.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
     /// Runs the model on a channels-last input.
     pub fn run(&self, input: Tensor) -> Result<Tensor, RunError> {
         // Check every shape first, so a bad input fails before any work is done.

@@ -127,18 +127,15 @@ impl Blend<'_> {
                         rows.0[y].mix_rows(plane, line);
                     }
                     let [trusts, dxs, dys] = &scratch.lines;
+                    columns.mix_line(self.isa, trusts, &mut scratch.trust);
+                    columns.mix_line(self.isa, dxs, &mut scratch.xs);
+                    columns.mix_line(self.isa, dys, &mut scratch.ys);
                     dispatch!(self.isa, {
-                        for (x, ((trust, at_x), at_y)) in scratch
-                            .trust
-                            .iter_mut()
-                            .zip(&mut scratch.xs)
-                            .zip(&mut scratch.ys)
-                            .enumerate()
+                        for (x, (at_x, at_y)) in
+                            scratch.xs.iter_mut().zip(&mut scratch.ys).enumerate()
                         {
-                            let across = columns.0[x];
-                            *trust = across.mix(trusts);
-                            *at_x = x as f32 + s * across.mix(dxs);
-                            *at_y = y as f32 + s * across.mix(dys);
+                            *at_x = x as f32 + s * *at_x;
+                            *at_y = y as f32 + s * *at_y;
                         }
                     });
                     scratch.warp(self.isa, previous);
@@ -280,6 +277,60 @@ impl Taps {
                 .collect(),
         )
     }
+
+    /// `line` (one value per source position of the axis) at every output position, into
+    /// `out`: sixteen at a time where the CPU has AVX-512, the rest one by one.
+    fn mix_line(&self, isa: Isa, line: &[f32], out: &mut [f32]) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa.level() == vsr_runtime::IsaLevel::Avx512 {
+            // SAFETY: the Isa says the CPU has AVX-512F.
+            done = unsafe { mix_line_avx512(&self.0, line, out) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
+        for (o, tap) in out[done..].iter_mut().zip(&self.0[done..]) {
+            *o = tap.mix(line);
+        }
+    }
+}
+
+/// [`Taps::mix_line`] sixteen outputs at a time, as far as it can; returns how far. Taps
+/// only move forward, by less than a source position per output, so sixteen outputs read
+/// at most seventeen consecutive values of `line`: two vectors loaded from the first lane's
+/// first tap and one permute per tap pick them.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn mix_line_avx512(taps: &[Tap], line: &[f32], out: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let mut done = 0;
+    for (chunk, out) in taps.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES)) {
+        let start = chunk[0].first;
+        if start + 2 * LANES > line.len() || chunk[LANES - 1].second >= start + 2 * LANES {
+            break;
+        }
+        let first: [i32; LANES] = std::array::from_fn(|l| (chunk[l].first - start) as i32);
+        let second: [i32; LANES] = std::array::from_fn(|l| (chunk[l].second - start) as i32);
+        let t: [f32; LANES] = std::array::from_fn(|l| chunk[l].t);
+        // SAFETY: `start + 32 <= line.len()`, checked above; `out` holds sixteen values.
+        let (low, high) = (
+            _mm512_loadu_ps(line.as_ptr().add(start)),
+            _mm512_loadu_ps(line.as_ptr().add(start + LANES)),
+        );
+        let a = _mm512_permutex2var_ps(low, _mm512_loadu_si512(first.as_ptr().cast()), high);
+        let b = _mm512_permutex2var_ps(low, _mm512_loadu_si512(second.as_ptr().cast()), high);
+        let mixed = _mm512_add_ps(
+            a,
+            _mm512_mul_ps(_mm512_loadu_ps(t.as_ptr()), _mm512_sub_ps(b, a)),
+        );
+        _mm512_storeu_ps(out.as_mut_ptr(), mixed);
+        done += LANES;
+    }
+    done
 }
 
 /// Radius of the window over which the finest band's energy is compared.

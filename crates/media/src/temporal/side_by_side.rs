@@ -79,7 +79,7 @@ pub fn consecutive(
         };
         let classic = cut(&lanczos3(&source, drawn.w, drawn.h));
         let without = cut(&drawn);
-        let with = cut(&stabiliser.apply(&source, drawn));
+        let with = cut(&enhancer.install(|| stabiliser.apply(&source, drawn)));
         pairs.push(Pair {
             without,
             with,

@@ -365,7 +365,9 @@ fn run_segments(
                                     s.reset();
                                     segment_now = Some(segment);
                                 }
-                                timed(&mut counts.stabiliser, || s.apply(&image, upscaled))
+                                timed(&mut counts.stabiliser, || {
+                                    job.enhancer.install(|| s.apply(&image, upscaled))
+                                })
                             }
                             None => upscaled,
                         };

@@ -20,7 +20,7 @@ REF_PY := $(REF_VENV)/bin/python
 # The reference implementation the golden fixtures come from.
 REF_PACKAGES := ncnn==1.0.20261020 numpy pillow
 
-.PHONY: serve test deps pg-deps s3-deps build models fixtures test-client web-deps media nvrtc lint bench clean
+.PHONY: serve test deps pg-deps s3-deps build models fixtures test-client web-deps media nvrtc lint bench bench-quality clean
 
 # The service on http://127.0.0.1:5000 (VSR_HOST/VSR_PORT, or a TOML file with VSR_CONFIG);
 # uploads, results and the task database go under ./vsr-data unless configured.
@@ -146,6 +146,18 @@ bench: build models $(REF_PY)
 		{ echo "==> installing $(PEER_PACKAGES) into $(REF_VENV) for the benchmark"; $(REF_PY) -m pip install --disable-pip-version-check -q $(PEER_PACKAGES); }
 	$(REF_PY) tools/bench_peers.py --models $(VSR_MODELS_DIR) --model realesr-animevideov3-x4 --width 480 --height 270 --threads 2 --rounds 7 --vsr $(VSR)
 	$(REF_PY) tools/bench_ncnn.py --models $(VSR_MODELS_DIR) --model realesrgan-x4plus --width 128 --height 128 --threads 2 --runs 3 --vsr $(VSR)
+
+# Temporal stability against Lanczos: each preset without and with the stabiliser, at 2x and
+# 4x, on Big Buck Bunny and the carphone clip (OpenCV's optical flow scores them: installed into
+# the reference venv here only). About ten minutes on two cores.
+QUALITY := $(REF_PY) tools/bench_quality.py --vsr $(VSR) --frames 60 --temporal auto
+bench-quality: build models media $(REF_PY)
+	@$(REF_PY) -c 'import cv2' 2>/dev/null && echo "==> opencv present for the quality benchmark" || \
+		{ echo "==> installing opencv-python-headless into $(REF_VENV) for the quality benchmark"; $(REF_PY) -m pip install --disable-pip-version-check -q opencv-python-headless; }
+	for scale in 2 4; do \
+		$(QUALITY) --clip $(VSR_TEST_MEDIA)/bigbuckbunny.mp4 --crop 640x272 --scale $$scale && \
+		$(QUALITY) --clip $(VSR_TEST_MEDIA)/carphone_pristine.mp4 --crop 176x144 --scale $$scale || exit 1; \
+	done
 
 clean:
 	cargo clean

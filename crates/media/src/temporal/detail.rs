@@ -484,6 +484,21 @@ mod tests {
         }
     }
 
+    /// Widening a line to output columns sixteen at a time gives what each tap gives alone,
+    /// at every scale, up to the edges.
+    #[test]
+    fn lines_widen_as_their_taps_mix() {
+        for (scale, sources) in [(1, 40), (2, 37), (3, 21), (4, 60), (4, 3)] {
+            let line: Vec<f32> = (0..sources).map(|v| ((v * 7) % 5) as f32).collect();
+            let taps = Taps::new(scale * sources, scale, sources);
+            let mut out = vec![0.0; scale * sources];
+            taps.mix_line(Isa::detect(), &line, &mut out);
+            for (x, (o, tap)) in out.iter().zip(&taps.0).enumerate() {
+                assert!((o - tap.mix(&line)).abs() < 1e-5, "scale {scale}, column {x}");
+            }
+        }
+    }
+
     #[test]
     fn restoring_contrast_undoes_a_halving() {
         let checker = |amplitude: f32| {

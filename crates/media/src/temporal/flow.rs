@@ -58,18 +58,22 @@ impl Flow {
         (self.dx.bilinear(x, y), self.dy.bilinear(x, y))
     }
 
-    /// This field at another level's size, the vectors scaled with it.
+    /// This field at another level's size, the vectors scaled with it; in parallel over rows.
     fn resized(&self, w: usize, h: usize) -> Flow {
-        let (sx, sy) = (self.dx.w as f32 / w as f32, self.dx.h as f32 / h as f32);
+        let (sx, sy) = (self.dx.w as f32 / w as f32, self.dy.h as f32 / h as f32);
         let mut out = Flow::zeros(w, h);
-        for y in 0..h {
-            for x in 0..w {
-                let (fx, fy) = ((x as f32 + 0.5) * sx - 0.5, (y as f32 + 0.5) * sy - 0.5);
-                let (dx, dy) = self.at(fx, fy);
-                out.dx.data[y * w + x] = dx / sx;
-                out.dy.data[y * w + x] = dy / sy;
-            }
-        }
+        out.dx
+            .data
+            .par_chunks_mut(w)
+            .zip(out.dy.data.par_chunks_mut(w))
+            .enumerate()
+            .for_each(|(y, (dxs, dys))| {
+                let fy = (y as f32 + 0.5) * sy - 0.5;
+                for (x, (dx, dy)) in dxs.iter_mut().zip(dys).enumerate() {
+                    let (mx, my) = self.at((x as f32 + 0.5) * sx - 0.5, fy);
+                    (*dx, *dy) = (mx / sx, my / sy);
+                }
+            });
         out
     }
 

@@ -267,3 +267,4 @@ mod tests {
         assert!(worst < 0.05, "{worst}");
     }
 }
+

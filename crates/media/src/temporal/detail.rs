@@ -15,6 +15,7 @@
 
 use super::flow::Flow;
 use super::plane::{box_sum_of, cubic_sample, cubic_weights, Plane};
+use super::taps::Taps;
 use rayon::prelude::*;
 use vsr_runtime::{dispatch, Isa, Tensor};
 
@@ -110,8 +111,9 @@ impl Blend<'_> {
         let (w, s) = (frame.w, self.scale as f32);
         let fade = 2.0 / self.changed;
         // Where each output column and row falls between source pixels, once.
-        let columns = Taps::new(w, self.scale, self.trust.w);
-        let rows = Taps::new(frame.h, self.scale, self.trust.h);
+        let at = |o| source_position(o, self.scale);
+        let columns = Taps::at(w, self.trust.w, at);
+        let rows = Taps::at(frame.h, self.trust.h, at);
         frame
             .data
             .par_chunks_mut(w * 3)
@@ -229,108 +231,6 @@ impl Row {
             }
         })
     }
-}
-
-/// The two source pixels an output pixel falls between along one axis, and how far past the
-/// first ([`source_position`]), the edges repeated.
-#[derive(Debug, Clone, Copy)]
-struct Tap {
-    first: usize,
-    second: usize,
-    t: f32,
-}
-
-impl Tap {
-    /// `line` at this position (a column tap): its two values mixed.
-    #[inline(always)]
-    fn mix(self, line: &[f32]) -> f32 {
-        line[self.first] + self.t * (line[self.second] - line[self.first])
-    }
-
-    /// `plane`'s two rows at this position (a row tap) mixed into `line`: with [`Tap::mix`]
-    /// along it, bilinear sampling at one row's cost per output row.
-    fn mix_rows(self, plane: &Plane, line: &mut [f32]) {
-        let row = |r: usize| &plane.data[r * plane.w..][..plane.w];
-        for ((l, a), b) in line.iter_mut().zip(row(self.first)).zip(row(self.second)) {
-            *l = a + self.t * (b - a);
-        }
-    }
-}
-
-/// One [`Tap`] per output position along an axis.
-struct Taps(Vec<Tap>);
-
-impl Taps {
-    fn new(outputs: usize, scale: usize, sources: usize) -> Taps {
-        let last = sources.saturating_sub(1) as f32;
-        Taps(
-            (0..outputs)
-                .map(|o| {
-                    let at = source_position(o, scale).clamp(0.0, last);
-                    let first = at as usize;
-                    Tap {
-                        first,
-                        second: (first + 1).min(sources - 1),
-                        t: at - first as f32,
-                    }
-                })
-                .collect(),
-        )
-    }
-
-    /// `line` (one value per source position of the axis) at every output position, into
-    /// `out`: sixteen at a time where the CPU has AVX-512, the rest one by one.
-    fn mix_line(&self, isa: Isa, line: &[f32], out: &mut [f32]) {
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-            // SAFETY: the Isa says the CPU has AVX-512F.
-            done = unsafe { mix_line_avx512(&self.0, line, out) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = isa;
-        for (o, tap) in out[done..].iter_mut().zip(&self.0[done..]) {
-            *o = tap.mix(line);
-        }
-    }
-}
-
-/// [`Taps::mix_line`] sixteen outputs at a time, as far as it can; returns how far. Taps
-/// only move forward, by less than a source position per output, so sixteen outputs read
-/// at most seventeen consecutive values of `line`: two vectors loaded from the first lane's
-/// first tap and one permute per tap pick them.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn mix_line_avx512(taps: &[Tap], line: &[f32], out: &mut [f32]) -> usize {
-    use std::arch::x86_64::*;
-    const LANES: usize = 16;
-    let mut done = 0;
-    for (chunk, out) in taps.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES)) {
-        let start = chunk[0].first;
-        if start + 2 * LANES > line.len() || chunk[LANES - 1].second >= start + 2 * LANES {
-            break;
-        }
-        let first: [i32; LANES] = std::array::from_fn(|l| (chunk[l].first - start) as i32);
-        let second: [i32; LANES] = std::array::from_fn(|l| (chunk[l].second - start) as i32);
-        let t: [f32; LANES] = std::array::from_fn(|l| chunk[l].t);
-        // SAFETY: `start + 32 <= line.len()`, checked above; `out` holds sixteen values.
-        let (low, high) = (
-            _mm512_loadu_ps(line.as_ptr().add(start)),
-            _mm512_loadu_ps(line.as_ptr().add(start + LANES)),
-        );
-        let a = _mm512_permutex2var_ps(low, _mm512_loadu_si512(first.as_ptr().cast()), high);
-        let b = _mm512_permutex2var_ps(low, _mm512_loadu_si512(second.as_ptr().cast()), high);
-        let mixed = _mm512_add_ps(
-            a,
-            _mm512_mul_ps(_mm512_loadu_ps(t.as_ptr()), _mm512_sub_ps(b, a)),
-        );
-        _mm512_storeu_ps(out.as_mut_ptr(), mixed);
-        done += LANES;
-    }
-    done
 }
 
 /// Radius of the window over which the finest band's energy is compared.
@@ -481,21 +381,6 @@ mod tests {
             let want = 0.1 + 0.05 * ((x as f32 + 0.5) / 2.0 - 0.5);
             let got = up.data[(5 * 16 + x) * 3];
             assert!((got - want).abs() < 1e-5, "{x}: {got} vs {want}");
-        }
-    }
-
-    /// Widening a line to output columns sixteen at a time gives what each tap gives alone,
-    /// at every scale, up to the edges.
-    #[test]
-    fn lines_widen_as_their_taps_mix() {
-        for (scale, sources) in [(1, 40), (2, 37), (3, 21), (4, 60), (4, 3)] {
-            let line: Vec<f32> = (0..sources).map(|v| ((v * 7) % 5) as f32).collect();
-            let taps = Taps::new(scale * sources, scale, sources);
-            let mut out = vec![0.0; scale * sources];
-            taps.mix_line(Isa::detect(), &line, &mut out);
-            for (x, (o, tap)) in out.iter().zip(&taps.0).enumerate() {
-                assert!((o - tap.mix(&line)).abs() < 1e-5, "scale {scale}, column {x}");
-            }
         }
     }
 

@@ -17,6 +17,7 @@ use vsr_runtime::{dispatch, Isa};
 #[cfg(target_arch = "x86_64")]
 use super::gather::{cubic, LANES};
 use super::plane::{box_sum_of, Plane};
+use super::taps::Taps;
 
 /// Pyramid levels, at most (fewer for small frames).
 const LEVELS: usize = 4;
@@ -53,27 +54,29 @@ impl Flow {
         }
     }
 
-    /// The motion at a fractional position of the field.
-    pub fn at(&self, x: f32, y: f32) -> (f32, f32) {
-        (self.dx.bilinear(x, y), self.dy.bilinear(x, y))
-    }
-
-    /// This field at another level's size, the vectors scaled with it; in parallel over rows.
-    fn resized(&self, w: usize, h: usize) -> Flow {
-        let (sx, sy) = (self.dx.w as f32 / w as f32, self.dy.h as f32 / h as f32);
+    /// This field at another level's size, the vectors scaled with it: bilinear, by taps
+    /// worked out once per axis, in parallel over rows.
+    fn resized(&self, isa: Isa, w: usize, h: usize) -> Flow {
+        let (from_w, from_h) = (self.dx.w, self.dx.h);
+        let (sx, sy) = (from_w as f32 / w as f32, from_h as f32 / h as f32);
+        let columns = Taps::at(w, from_w, |x| (x as f32 + 0.5) * sx - 0.5);
+        let rows = Taps::at(h, from_h, |y| (y as f32 + 0.5) * sy - 0.5);
         let mut out = Flow::zeros(w, h);
         out.dx
             .data
             .par_chunks_mut(w)
             .zip(out.dy.data.par_chunks_mut(w))
             .enumerate()
-            .for_each(|(y, (dxs, dys))| {
-                let fy = (y as f32 + 0.5) * sy - 0.5;
-                for (x, (dx, dy)) in dxs.iter_mut().zip(dys).enumerate() {
-                    let (mx, my) = self.at((x as f32 + 0.5) * sx - 0.5, fy);
-                    (*dx, *dy) = (mx / sx, my / sy);
-                }
-            });
+            .for_each_init(
+                || vec![0.0; from_w],
+                |line, (y, (dxs, dys))| {
+                    for (plane, out, scale) in [(&self.dx, dxs, sx), (&self.dy, dys, sy)] {
+                        rows.0[y].mix_rows(plane, line);
+                        columns.mix_line(isa, line, out);
+                        out.iter_mut().for_each(|v| *v /= scale);
+                    }
+                },
+            );
         out
     }
 
@@ -148,7 +151,7 @@ pub fn backward(isa: Isa, previous: &Plane, current: &Plane) -> Flow {
     let mut flow = Flow::zeros(coarsest.w, coarsest.h);
     for (level, (prev, cur)) in previous.iter().zip(&current).enumerate().rev() {
         if flow.dx.w != cur.w || flow.dx.h != cur.h {
-            flow = flow.resized(cur.w, cur.h);
+            flow = flow.resized(isa, cur.w, cur.h);
         }
         let confidence = refine(isa, prev, cur, &mut flow, MAX_MOTION / (1 << level) as f32);
         // Spread estimates from textured windows into ambiguous ones (flat regions, the
@@ -191,17 +194,30 @@ fn product_sum(isa: Isa, a: &Plane, b: &[f32], r: usize) -> Plane {
 /// Gauss-Newton steps on one level.
 fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f32) -> Plane {
     let (w, h) = (current.w, current.h);
+    // Central differences, one-sided at the edges.
     let gradient = |horizontal: bool| {
         let mut g = Plane::zeros(w, h);
         g.data.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-            for (x, g) in row.iter_mut().enumerate() {
-                let (a, b) = if horizontal {
-                    (y * w + x.saturating_sub(1), y * w + (x + 1).min(w - 1))
+            let line = |r: usize| &current.data[r * w..][..w];
+            dispatch!(isa, {
+                if horizontal {
+                    let line = line(y);
+                    if w > 1 {
+                        for ((g, before), after) in
+                            row[1..w - 1].iter_mut().zip(line).zip(&line[2..])
+                        {
+                            *g = 0.5 * (after - before);
+                        }
+                        row[0] = 0.5 * (line[1] - line[0]);
+                        row[w - 1] = 0.5 * (line[w - 1] - line[w - 2]);
+                    }
                 } else {
-                    (y.saturating_sub(1) * w + x, (y + 1).min(h - 1) * w + x)
-                };
-                *g = 0.5 * (current.data[b] - current.data[a]);
-            }
+                    let (up, down) = (line(y.saturating_sub(1)), line((y + 1).min(h - 1)));
+                    for ((g, u), d) in row.iter_mut().zip(up).zip(down) {
+                        *g = 0.5 * (d - u);
+                    }
+                }
+            })
         });
         g
     };
@@ -218,16 +234,33 @@ fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f
         let by = product(&gy, &error);
         flow.dx
             .data
-            .par_iter_mut()
-            .zip(flow.dy.data.par_iter_mut())
+            .par_chunks_mut(w)
+            .zip(flow.dy.data.par_chunks_mut(w))
             .enumerate()
-            .for_each(|(i, (dx, dy))| {
-                let (a, b, d) = (sxx.data[i] + damping, sxy.data[i], syy.data[i] + damping);
-                let det = a * d - b * b;
-                let step_x = -(d * bx.data[i] - b * by.data[i]) / det;
-                let step_y = -(a * by.data[i] - b * bx.data[i]) / det;
-                *dx = (*dx + step_x.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
-                *dy = (*dy + step_y.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+            .for_each(|(y, (dxs, dys))| {
+                let at = y * w..(y + 1) * w;
+                let (sxx, sxy, syy) = (
+                    &sxx.data[at.clone()],
+                    &sxy.data[at.clone()],
+                    &syy.data[at.clone()],
+                );
+                let (bx, by) = (&bx.data[at.clone()], &by.data[at]);
+                dispatch!(isa, {
+                    for ((((dx, dy), (a, b)), d), (ex, ey)) in dxs
+                        .iter_mut()
+                        .zip(dys.iter_mut())
+                        .zip(sxx.iter().zip(sxy))
+                        .zip(syy)
+                        .zip(bx.iter().zip(by))
+                    {
+                        let (a, b, d) = (a + damping, *b, d + damping);
+                        let det = a * d - b * b;
+                        let step_x = -(d * ex - b * ey) / det;
+                        let step_y = -(a * ey - b * ex) / det;
+                        *dx = (*dx + step_x.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+                        *dy = (*dy + step_y.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+                    }
+                })
             });
     }
     // The smaller eigenvalue of each window's gradient matrix: large only where the window
@@ -273,7 +306,7 @@ mod tests {
             let mut errors = Vec::new();
             for y in 12..52 {
                 for x in 12..84 {
-                    let (dx, dy) = flow.at(x as f32, y as f32);
+                    let (dx, dy) = (flow.dx.data[y * 96 + x], flow.dy.data[y * 96 + x]);
                     errors.push((dx - sx).abs().max((dy - sy).abs()));
                 }
             }

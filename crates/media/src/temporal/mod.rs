@@ -19,6 +19,7 @@ mod flow;
 mod gather;
 mod plane;
 pub mod side_by_side;
+mod taps;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

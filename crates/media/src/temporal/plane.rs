@@ -1,4 +1,4 @@
-//! One-channel float images and the few filters the stabiliser needs on them: bilinear
+//! One-channel float images and the few filters the stabiliser needs on them: cubic
 //! sampling, halving for a pyramid, and box sums over a square window.
 
 use rayon::prelude::*;
@@ -29,20 +29,6 @@ impl Plane {
             .zip(t.data.par_chunks_exact(3))
             .for_each(|(y, p)| *y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]);
         Plane::new(t.w, t.h, data)
-    }
-
-    /// The value at a fractional position, the edges repeated outwards.
-    pub fn bilinear(&self, x: f32, y: f32) -> f32 {
-        let x = x.clamp(0.0, (self.w - 1) as f32);
-        let y = y.clamp(0.0, (self.h - 1) as f32);
-        let (x0, y0) = (x as usize, y as usize);
-        let (x1, y1) = ((x0 + 1).min(self.w - 1), (y0 + 1).min(self.h - 1));
-        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let row0 = &self.data[y0 * self.w..];
-        let row1 = &self.data[y1 * self.w..];
-        let top = row0[x0] + fx * (row0[x1] - row0[x0]);
-        let bottom = row1[x0] + fx * (row1[x1] - row1[x0]);
-        top + fy * (bottom - top)
     }
 
     /// The value at a fractional position by Catmull-Rom interpolation (sharper than
@@ -250,12 +236,5 @@ mod tests {
             let got = p.cubic(x, y);
             assert!((got - want).abs() < 1e-4, "at {x},{y}: {got} vs {want}");
         }
-    }
-
-    #[test]
-    fn bilinear_interpolates_and_clamps() {
-        let p = Plane::new(2, 2, vec![0.0, 1.0, 2.0, 3.0]);
-        assert_eq!(p.bilinear(0.5, 0.5), 1.5);
-        assert_eq!(p.bilinear(-3.0, 9.0), 2.0);
     }
 }

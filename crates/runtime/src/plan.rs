@@ -474,8 +474,8 @@ impl Plan {
     }
 
     /// Runs `f` on this plan's worker threads: parallel work done next to the model (the
-    /// temporal stabiliser) shares its threads instead of competing with them, as a second
-    /// pool would, each pool's idle workers spinning while the other's work.
+    /// temporal stabiliser) shares its threads instead of competing with them as a second
+    /// pool's would (one pool's idle workers spin a while as the other's start).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }

@@ -268,4 +268,3 @@ mod tests {
         assert!(worst < 0.05, "{worst}");
     }
 }
-

@@ -90,11 +90,8 @@ pub async fn preview(
     };
     let checked = check_settings(&app, settings, &task.input).await?;
     let time = frame_time(req.time, &task)?;
-    let consecutive = match (checked.settings.temporal_stability, req.consecutive) {
-        (Temporal::Off, _) => 0,
-        (_, None) => CONSECUTIVE,
-        (_, Some(n)) if n <= MAX_CONSECUTIVE => n,
-        (_, Some(n)) => {
+    let consecutive = match (req.consecutive, checked.settings.temporal_stability) {
+        (Some(n), _) if n > MAX_CONSECUTIVE => {
             return Err(Problem::bad_field(
                 Code::InvalidSettings,
                 "consecutive",
@@ -103,6 +100,8 @@ pub async fn preview(
                 ),
             ))
         }
+        (_, Temporal::Off) => 0,
+        (n, _) => n.unwrap_or(CONSECUTIVE),
     };
     let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
     let _probe = app.probe_slot().await?;

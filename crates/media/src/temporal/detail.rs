@@ -126,7 +126,7 @@ impl Blend<'_> {
                     // trust, and where its previous self was.
                     let planes = [self.trust, &self.flow.dx, &self.flow.dy];
                     for (line, plane) in scratch.lines.iter_mut().zip(planes) {
-                        rows.0[y].mix_rows(plane, line);
+                        rows.tap(y).mix_rows(plane, line);
                     }
                     let [trusts, dxs, dys] = &scratch.lines;
                     columns.mix_line(self.isa, trusts, &mut scratch.trust);

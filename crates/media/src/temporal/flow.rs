@@ -71,7 +71,7 @@ impl Flow {
                 || vec![0.0; from_w],
                 |line, (y, (dxs, dys))| {
                     for (plane, out, scale) in [(&self.dx, dxs, sx), (&self.dy, dys, sy)] {
-                        rows.0[y].mix_rows(plane, line);
+                        rows.tap(y).mix_rows(plane, line);
                         columns.mix_line(isa, line, out);
                         out.iter_mut().for_each(|v| *v /= scale);
                     }

@@ -61,6 +61,7 @@ pub fn consecutive(
     frames: &[Tensor],
     window: Window,
 ) -> Result<Vec<Pair>, RunError> {
+    let scale = enhancer.scale();
     let mut pairs = Vec::with_capacity(frames.len());
     for frame in frames {
         let x0 = window.x.saturating_sub(MARGIN);
@@ -70,7 +71,6 @@ pub fn consecutive(
         let mut source = Tensor::zeros(y1 - y0, x1 - x0, frame.c);
         source.copy_region((0, 0), frame, (y0, x0), y1 - y0, x1 - x0);
         let drawn = enhancer.process(&source)?;
-        let scale = enhancer.scale();
         let cut = |t: &Tensor| {
             let mut out = Tensor::zeros(window.height * scale, window.width * scale, t.c);
             let from = ((window.y - y0) * scale, (window.x - x0) * scale);

@@ -35,81 +35,119 @@ impl Tap {
 }
 
 /// One [`Tap`] per output position along an axis.
-pub struct Taps(pub Vec<Tap>);
+pub struct Taps {
+    taps: Vec<Tap>,
+    /// The length of the axis of sources: what every line mixed has.
+    sources: usize,
+    /// The leading outputs in groups of sixteen, as [`mix_line_avx512`] reads them.
+    #[cfg(target_arch = "x86_64")]
+    lanes: Vec<Lanes>,
+}
+
+/// Sixteen consecutive outputs' taps as vector operands: their values lie in the 32 sources
+/// from `start` on, picked by index.
+#[cfg(target_arch = "x86_64")]
+struct Lanes {
+    start: usize,
+    first: [i32; LANES],
+    second: [i32; LANES],
+    t: [f32; LANES],
+}
+
+/// Outputs per vector.
+#[cfg(target_arch = "x86_64")]
+const LANES: usize = 16;
 
 impl Taps {
     /// Taps for `outputs` positions over `sources`, output `o` falling at source position
     /// `position(o)` (pixel centres at whole numbers; clamped to the axis).
     pub fn at(outputs: usize, sources: usize, position: impl Fn(usize) -> f32) -> Taps {
         let last = sources.saturating_sub(1) as f32;
-        Taps(
-            (0..outputs)
-                .map(|o| {
-                    let at = position(o).clamp(0.0, last);
-                    let first = at as usize;
-                    Tap {
-                        first,
-                        second: (first + 1).min(sources - 1),
-                        t: at - first as f32,
-                    }
+        let taps: Vec<Tap> = (0..outputs)
+            .map(|o| {
+                let at = position(o).clamp(0.0, last);
+                let first = at as usize;
+                Tap {
+                    first,
+                    second: (first + 1).min(sources - 1),
+                    t: at - first as f32,
+                }
+            })
+            .collect();
+        // Taps only move forward, by less than a source per output, so sixteen outputs read at
+        // most seventeen consecutive sources: two vectors from the first lane's first tap hold
+        // them, up to where the axis has no 32 sources left.
+        #[cfg(target_arch = "x86_64")]
+        let lanes = taps
+            .chunks_exact(LANES)
+            .map_while(|chunk| {
+                let start = chunk[0].first;
+                let fits =
+                    start + 2 * LANES <= sources && chunk[LANES - 1].second < start + 2 * LANES;
+                fits.then(|| Lanes {
+                    start,
+                    first: std::array::from_fn(|l| (chunk[l].first - start) as i32),
+                    second: std::array::from_fn(|l| (chunk[l].second - start) as i32),
+                    t: std::array::from_fn(|l| chunk[l].t),
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        Taps {
+            taps,
+            sources,
+            #[cfg(target_arch = "x86_64")]
+            lanes,
+        }
+    }
+
+    /// The tap of output `o`.
+    pub fn tap(&self, o: usize) -> Tap {
+        self.taps[o]
     }
 
     /// `line` (one value per source position of the axis) at every output position, into
     /// `out`: sixteen at a time where the CPU has AVX-512, the rest one by one.
     pub fn mix_line(&self, isa: Isa, line: &[f32], out: &mut [f32]) {
+        assert!(line.len() >= self.sources && out.len() >= self.taps.len());
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-            // SAFETY: the Isa says the CPU has AVX-512F.
-            done = unsafe { mix_line_avx512(&self.0, line, out) };
+            // SAFETY: the Isa says the CPU has AVX-512F; `line` holds the axis's sources and
+            // `out` its outputs (asserted above).
+            unsafe { mix_line_avx512(&self.lanes, line, out) };
+            done = self.lanes.len() * LANES;
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = isa;
-        for (o, tap) in out[done..].iter_mut().zip(&self.0[done..]) {
+        for (o, tap) in out[done..].iter_mut().zip(&self.taps[done..]) {
             *o = tap.mix(line);
         }
     }
 }
 
-/// [`Taps::mix_line`] sixteen outputs at a time, as far as it can; returns how far. Taps
-/// only move forward, by less than a source position per output, so sixteen outputs read
-/// at most seventeen consecutive values of `line`: two vectors loaded from the first lane's
-/// first tap and one permute per tap pick them.
+/// [`Taps::mix_line`] for the outputs `lanes` covers, sixteen at a time: two loads and one
+/// permute per tap.
 ///
 /// # Safety
-/// The CPU must have AVX-512F.
+/// The CPU must have AVX-512F; every lane group's 32 sources from `start` lie in `line`, and
+/// `out` has sixteen outputs per group.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn mix_line_avx512(taps: &[Tap], line: &[f32], out: &mut [f32]) -> usize {
+unsafe fn mix_line_avx512(lanes: &[Lanes], line: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
-    const LANES: usize = 16;
-    let mut done = 0;
-    for (chunk, out) in taps.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES)) {
-        let start = chunk[0].first;
-        if start + 2 * LANES > line.len() || chunk[LANES - 1].second >= start + 2 * LANES {
-            break;
-        }
-        let first: [i32; LANES] = std::array::from_fn(|l| (chunk[l].first - start) as i32);
-        let second: [i32; LANES] = std::array::from_fn(|l| (chunk[l].second - start) as i32);
-        let t: [f32; LANES] = std::array::from_fn(|l| chunk[l].t);
-        // SAFETY: `start + 32 <= line.len()`, checked above; `out` holds sixteen values.
-        let (low, high) = (
-            _mm512_loadu_ps(line.as_ptr().add(start)),
-            _mm512_loadu_ps(line.as_ptr().add(start + LANES)),
+    for (group, out) in lanes.iter().zip(out.chunks_exact_mut(LANES)) {
+        let source = line.as_ptr().add(group.start);
+        let (low, high) = (_mm512_loadu_ps(source), _mm512_loadu_ps(source.add(LANES)));
+        let pick = |index: &[i32; LANES]| {
+            _mm512_permutex2var_ps(low, _mm512_loadu_si512(index.as_ptr().cast()), high)
+        };
+        let (a, b) = (pick(&group.first), pick(&group.second));
+        let t = _mm512_loadu_ps(group.t.as_ptr());
+        _mm512_storeu_ps(
+            out.as_mut_ptr(),
+            _mm512_add_ps(a, _mm512_mul_ps(t, _mm512_sub_ps(b, a))),
         );
-        let a = _mm512_permutex2var_ps(low, _mm512_loadu_si512(first.as_ptr().cast()), high);
-        let b = _mm512_permutex2var_ps(low, _mm512_loadu_si512(second.as_ptr().cast()), high);
-        let mixed = _mm512_add_ps(
-            a,
-            _mm512_mul_ps(_mm512_loadu_ps(t.as_ptr()), _mm512_sub_ps(b, a)),
-        );
-        _mm512_storeu_ps(out.as_mut_ptr(), mixed);
-        done += LANES;
     }
-    done
 }
 
 #[cfg(test)]
@@ -127,9 +165,9 @@ mod tests {
             });
             let mut out = vec![0.0; scale * sources];
             taps.mix_line(Isa::detect(), &line, &mut out);
-            for (x, (o, tap)) in out.iter().zip(&taps.0).enumerate() {
+            for (x, o) in out.iter().enumerate() {
                 assert!(
-                    (o - tap.mix(&line)).abs() < 1e-5,
+                    (o - taps.tap(x).mix(&line)).abs() < 1e-5,
                     "scale {scale}, column {x}"
                 );
             }

@@ -114,25 +114,18 @@ pub async fn preview(
     // Previews run in this process, so on the CPU: the GPU belongs to the workers.
     let options = app.config.run_options().map_err(Problem::internal)?;
     let limits = app.config.limits.clone();
-    let mode = settings.temporal_stability;
     let (before, after, stabilised) = tokio::task::spawn_blocking(move || {
-        let frames = source_frames(&input, &limits, time, consecutive.max(1))?;
+        let mut frames = source_frames(&input, &limits, time, consecutive.max(1))?;
         let prepared =
             prepare(&settings, &base, DeviceRequest::Cpu, options).map_err(Problem::internal)?;
         let enhancer = &prepared.enhancer;
-        let before = &frames[0].1;
         let after = enhancer
-            .process(&before.to_tensor())
+            .process(&frames[0].1.to_tensor())
             .map_err(Problem::internal)?;
-        let stabilised = match Stabiliser::new(mode) {
-            Some(stabiliser) if consecutive > 0 => Some(stabilised(
-                enhancer,
-                stabiliser,
-                &frames[..consecutive.min(frames.len())],
-            )?),
-            _ => None,
-        };
-        Ok::<_, Problem>((frames[0].1.clone(), Rgb8::from_tensor(&after), stabilised))
+        let shown = &frames[..consecutive.min(frames.len())];
+        let stabilised = stabilised(enhancer, settings.temporal_stability, shown)?;
+        let before = frames.swap_remove(0).1;
+        Ok::<_, Problem>((before, Rgb8::from_tensor(&after), stabilised))
     })
     .await
     .map_err(Problem::internal)??;
@@ -141,48 +134,48 @@ pub async fn preview(
         seconds: (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
         models: checked.models,
         notes: checked.notes,
-        stabilised: stabilised.map(|frames| Stabilised {
-            temporal_stability: mode,
-            frames: frames.0,
-            window: frames.1,
-        }),
+        stabilised,
     }))
 }
 
-/// The centred window of `frames` through the models, with and without `stabiliser`, as the
-/// preview returns them (frames and the window in output pixels).
+/// The centred window of `frames` through the models, as drawn and stabilised with `mode`,
+/// as the preview returns them; none with the stabiliser off or no frames asked for.
 fn stabilised(
     enhancer: &vsr_media::enhance::Enhancer,
-    stabiliser: Stabiliser,
+    mode: Temporal,
     frames: &[(f64, Rgb8)],
-) -> Result<(Vec<StabilisedFrame>, OutputWindow), Problem> {
-    let first = &frames[0].1;
+) -> Result<Option<Stabilised>, Problem> {
+    let (Some(stabiliser), Some((_, first))) = (Stabiliser::new(mode), frames.first()) else {
+        return Ok(None);
+    };
     let scale = enhancer.scale();
     let window = Window::centred(first.width, first.height, scale, CONSECUTIVE_WINDOW);
     let tensors: Vec<_> = frames.iter().map(|(_, f)| f.to_tensor()).collect();
     let pairs = side_by_side::consecutive(enhancer, stabiliser, &tensors, window)
         .map_err(Problem::internal)?;
-    let mut out = Vec::with_capacity(pairs.len());
-    for (i, pair) in pairs.iter().enumerate() {
+    let shown = pairs.iter().enumerate().map(|(i, pair)| {
         let previous = i.checked_sub(1).map(|p| &pairs[p]);
         let flicker = |pick: fn(&side_by_side::Pair) -> &vsr_runtime::Tensor| {
             previous.map(|p| (side_by_side::flicker(p, pair, pick) * 100.0).round() / 100.0)
         };
-        out.push(StabilisedFrame {
+        StabilisedFrame {
             time: frames[i].0,
             without: data_url(&Rgb8::from_tensor(&pair.without)),
             with: data_url(&Rgb8::from_tensor(&pair.with)),
             flicker_without: flicker(|p| &p.without),
             flicker_with: flicker(|p| &p.with),
-        });
-    }
-    let window = OutputWindow {
-        x: window.x * scale,
-        y: window.y * scale,
-        width: window.width * scale,
-        height: window.height * scale,
-    };
-    Ok((out, window))
+        }
+    });
+    Ok(Some(Stabilised {
+        temporal_stability: mode,
+        window: OutputWindow {
+            x: window.x * scale,
+            y: window.y * scale,
+            width: window.width * scale,
+            height: window.height * scale,
+        },
+        frames: shown.collect(),
+    }))
 }
 
 #[derive(Deserialize)]

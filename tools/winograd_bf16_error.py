@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Why the CPU path has no bf16 mode: the rounding error of one 64 -> 64 3x3 convolution layer
+when its matrix products take bf16 operands (8 significant bits) with f32-or-better sums, for
+each Winograd variant and for direct convolution, relative to the layer's output spread.
+
+Winograd's transforms have large coefficients (F(6x6,3x3): up to 5.25 in B, 32 in A) whose
+terms cancel: a rounding error of 2^-9 of a transformed value becomes a much larger error of
+the small output. The script checks each transform exactly (in f64) first, then rounds the
+transformed kernels U and inputs V (or, for direct convolution, the kernels and inputs) to
+bf16 as `vcvtneps2bf16` does (nearest, ties to even).
+
+Usage: python3 tools/winograd_bf16_error.py   (needs numpy; the reference venv has it)
+"""
+import numpy as np
+
+CHANNELS, TILES = 64, 48
+
+
+def bf16(x):
+    """x rounded to the nearest bf16 (ties to even), back as float64."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+# (B^T, G, A^T, outputs per side). F(6x6,3x3) as crates/runtime/src/ops/winograd.rs has it
+# (points 0, +-1, +-2, +-1/2, the +-1/2 rows scaled by 32 as in ncnn's winograd63).
+VARIANTS = {
+    "F(6x6,3x3)": (
+        [[1, 0, -5.25, 0, 5.25, 0, -1, 0], [0, 1, 1, -4.25, -4.25, 1, 1, 0],
+         [0, -1, 1, 4.25, -4.25, -1, 1, 0], [0, .5, .25, -2.5, -1.25, 2, 1, 0],
+         [0, -.5, .25, 2.5, -1.25, -2, 1, 0], [0, 2, 4, -2.5, -5, .5, 1, 0],
+         [0, -2, 4, 2.5, -5, -.5, 1, 0], [0, -1, 0, 5.25, 0, -5.25, 0, 1]],
+        [[1, 0, 0], [-2 / 9, -2 / 9, -2 / 9], [-2 / 9, 2 / 9, -2 / 9],
+         [1 / 90, 1 / 45, 2 / 45], [1 / 90, -1 / 45, 2 / 45], [1 / 45, 1 / 90, 1 / 180],
+         [1 / 45, -1 / 90, 1 / 180], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 32, 32, 0], [0, 1, -1, 2, -2, 16, -16, 0], [0, 1, 1, 4, 4, 8, 8, 0],
+         [0, 1, -1, 8, -8, 4, -4, 0], [0, 1, 1, 16, 16, 2, 2, 0], [0, 1, -1, 32, -32, 1, -1, 1]],
+        6,
+    ),
+    "F(4x4,3x3)": (
+        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+        4,
+    ),
+    "F(2x2,3x3)": (
+        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]],
+        2,
+    ),
+}
+
+
+def layer(rng, m):
+    """Input patches (ReLU-like activations) and He-scaled kernels for m x m output tiles."""
+    d = rng.standard_normal((TILES, CHANNELS, m + 2, m + 2))
+    d = np.maximum(d, 0) + 0.1 * d
+    w = rng.standard_normal((CHANNELS, CHANNELS, 3, 3)) * np.sqrt(2 / (9 * CHANNELS))
+    return d, w
+
+
+def direct(d, w, m):
+    out = np.zeros((TILES, CHANNELS, m, m))
+    for ky in range(3):
+        for kx in range(3):
+            out += np.einsum("tiyx,oi->toyx", d[:, :, ky:ky + m, kx:kx + m], w[:, :, ky, kx])
+    return out
+
+
+def winograd(d, w, variant, rounded):
+    bt, g, at, _ = (np.array(x, dtype=float) if i < 3 else x for i, x in enumerate(variant))
+    u = np.einsum("rk,oikl,cl->oirc", g, w, g)
+    v = np.einsum("rk,tikl,cl->tirc", bt, d, bt)
+    if rounded:
+        u, v = bf16(u), bf16(v)
+    return np.einsum("ir,torc,jc->toij", at, np.einsum("tirc,oirc->torc", v, u), at)
+
+
+def report(name, got, want):
+    e = got - want
+    print(f"{name:24} rms {np.sqrt((e ** 2).mean()) / want.std():.2e}  "
+          f"worst {np.abs(e).max() / want.std():.2e}  (of the output's standard deviation)")
+
+
+def main():
+    rng = np.random.default_rng(1)
+    print(f"one {CHANNELS} -> {CHANNELS} 3x3 layer, bf16 operands:")
+    for name, variant in VARIANTS.items():
+        d, w = layer(rng, variant[3])
+        want = direct(d, w, variant[3])
+        exact = winograd(d, w, variant, rounded=False)
+        assert np.abs(exact - want).max() < 1e-9 * np.abs(want).max(), f"{name} transforms"
+        report(name, winograd(d, w, variant, rounded=True), want)
+    d, w = layer(rng, 6)
+    report("direct", direct(bf16(d), bf16(w), 6), direct(d, w, 6))
+
+
+if __name__ == "__main__":
+    main()

@@ -216,9 +216,10 @@ impl Winograd {
                         prefetch.issue(pos, 64);
                     }
                     crate::dispatch!(isa, {
+                        let mut tmp = [[ZERO; 8]; 6];
                         for t in 0..count {
                             let tile = first + t;
-                            self.output_transform(m, t, bt, n_pad, tile_out);
+                            self.output_transform(m, t, bt, n_pad, &mut tmp, tile_out);
                             math::bias_activation(tile_out, n_pad, Some(&self.bias), &self.act);
                             let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
                             for dy in 0..6.min(oh - y0) {
@@ -258,7 +259,10 @@ impl Winograd {
         v: &mut [f32],
     ) {
         let (h, w, c) = (input.h as isize, input.w as isize, self.in_c);
+        // Zeroed once: every use below writes all of them first (zeroing them per tile was a
+        // `memset` call per tile and lane group, 3% of a frame).
         let mut patch = [[ZERO; 8]; 8];
+        let mut tmp = [[ZERO; 8]; 8];
         for t in 0..count {
             let tile = first + t;
             let y0 = (tile / tiles_w * 6) as isize - self.pad.top as isize;
@@ -289,7 +293,6 @@ impl Winograd {
                     }
                 }
                 // Rows then columns: patch -> BT d -> (BT d) B.
-                let mut tmp = [[ZERO; 8]; 8];
                 for dy in 0..8 {
                     let r = bt_1d(&patch[dy]);
                     for i in 0..8 {
@@ -309,11 +312,20 @@ impl Winograd {
 
     /// Transforms tile `t` of `M` back into a 6x6 patch of `n_pad` channels.
     #[inline(always)]
-    fn output_transform(&self, m: &[f32], t: usize, bt: usize, n_pad: usize, out: &mut [f32]) {
+    /// `tmp` is scratch, written before it is read: the caller zeroes it once per block
+    /// rather than this per tile.
+    fn output_transform(
+        &self,
+        m: &[f32],
+        t: usize,
+        bt: usize,
+        n_pad: usize,
+        tmp: &mut [[Lanes; 8]; 6],
+        out: &mut [f32],
+    ) {
+        let mut r = [ZERO; 8];
         for c0 in (0..n_pad).step_by(LANES) {
-            let mut tmp = [[ZERO; 8]; 6];
             for row in 0..8 {
-                let mut r = [ZERO; 8];
                 for (col, rv) in r.iter_mut().enumerate() {
                     let at = ((row * 8 + col) * bt + t) * n_pad + c0;
                     rv.copy_from_slice(&m[at..at + LANES]);

@@ -25,66 +25,109 @@ fn source_position(o: usize, scale: usize) -> f32 {
     (o as f32 + 0.5) / scale as f32 - 0.5
 }
 
-/// `source` (RGB) enlarged `scale` times by separable cubic interpolation, pixel centres
-/// aligned ([`source_position`]), written over
-/// `buffer` (an earlier frame's), with `rows` holding the source's rows widened (kept by
-/// the caller between frames too): a steady run allocates nothing.
-pub fn base(
+/// A frame's cubic base: `source` (RGB) enlarged `scale` times by separable cubic
+/// interpolation, pixel centres aligned ([`source_position`]), made a row at a time where a
+/// pass needs it. The source's rows are widened once per frame; an output row is then four of
+/// them mixed, from cache, which costs less than writing a frame of base (25 MB at 1080p) and
+/// reading it back in every pass that uses it.
+pub struct Base<'a> {
     isa: Isa,
-    source: &Tensor,
-    scale: usize,
-    rows: &mut Vec<f32>,
-    mut buffer: Vec<f32>,
-) -> Tensor {
-    let (w, h) = (source.w, source.h);
-    // One set of taps per output phase: the first tap's offset and the weights.
-    let taps: Vec<(isize, [f32; 4])> = (0..scale)
-        .map(|phase| {
-            let at = source_position(phase, scale);
-            let first = at.floor();
-            (first as isize - 1, cubic_weights(at - first))
-        })
-        .collect();
-    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-    // Rows first: h rows of scale * w pixels, every value written (no clearing needed).
-    let wide = scale * w;
-    rows.resize(h * wide * 3, 0.0);
-    rows.par_chunks_mut(wide * 3)
-        .zip(source.data.par_chunks(w * 3))
-        .for_each(|(row, src)| {
-            dispatch!(isa, {
-                for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    let (offset, weights) = taps[x % scale];
-                    let first = (x / scale) as isize + offset;
-                    let mut sum = [0.0f32; 3];
-                    for (k, weight) in weights.iter().enumerate() {
-                        let s = clamp(first + k as isize, w) * 3;
-                        for (p, v) in sum.iter_mut().zip(&src[s..s + 3]) {
-                            *p += weight * v;
+    /// The source's `h` rows widened to `wide` pixels (RGB).
+    rows: &'a [f32],
+    /// One set of taps per output phase: the first tap's offset and the weights.
+    taps: Vec<(isize, [f32; 4])>,
+    /// Source rows.
+    h: usize,
+    /// Output pixels per row.
+    wide: usize,
+}
+
+impl<'a> Base<'a> {
+    /// Widens `source`'s rows into `rows` (the caller keeps it between frames: a steady run
+    /// allocates nothing).
+    pub fn new(isa: Isa, source: &Tensor, scale: usize, rows: &'a mut Vec<f32>) -> Base<'a> {
+        let (w, h) = (source.w, source.h);
+        let taps: Vec<(isize, [f32; 4])> = (0..scale)
+            .map(|phase| {
+                let at = source_position(phase, scale);
+                let first = at.floor();
+                (first as isize - 1, cubic_weights(at - first))
+            })
+            .collect();
+        // h rows of scale * w pixels, every value written (no clearing needed).
+        let wide = scale * w;
+        rows.resize(h * wide * 3, 0.0);
+        rows.par_chunks_mut(wide * 3)
+            .zip(source.data.par_chunks(w * 3))
+            .for_each(|(row, src)| {
+                dispatch!(isa, {
+                    for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                        let (offset, weights) = taps[x % scale];
+                        let first = (x / scale) as isize + offset;
+                        let mut sum = [0.0f32; 3];
+                        for (k, weight) in weights.iter().enumerate() {
+                            let s = clamp(first + k as isize, w) * 3;
+                            for (p, v) in sum.iter_mut().zip(&src[s..s + 3]) {
+                                *p += weight * v;
+                            }
                         }
+                        px.copy_from_slice(&sum);
                     }
-                    px.copy_from_slice(&sum);
-                }
-            })
-        });
-    // Every value is written below: the buffer's old contents need no clearing.
-    buffer.resize(scale * h * wide * 3, 0.0);
-    let mut out = Tensor::from_vec(scale * h, wide, 3, buffer);
-    out.data
-        .par_chunks_mut(wide * 3)
-        .enumerate()
-        .for_each(|(y, row)| {
-            let (offset, weights) = taps[y % scale];
-            let first = (y / scale) as isize + offset;
-            let src = |k: isize| &rows[clamp(first + k, h) * wide * 3..][..wide * 3];
-            let (a, b, c, d) = (src(0), src(1), src(2), src(3));
-            dispatch!(isa, {
-                for ((((o, a), b), c), d) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
-                    *o = weights[0] * a + weights[1] * b + weights[2] * c + weights[3] * d;
-                }
-            })
-        });
-    out
+                })
+            });
+        Base {
+            isa,
+            rows,
+            taps,
+            h,
+            wide,
+        }
+    }
+
+    /// Output row `y` of the base (`wide * 3` values) into `out`.
+    pub fn row(&self, y: usize, out: &mut [f32]) {
+        let scale = self.taps.len();
+        let (offset, weights) = self.taps[y % scale];
+        let first = (y / scale) as isize + offset;
+        let len = self.wide * 3;
+        let src = |k: isize| &self.rows[clamp(first + k, self.h) * len..][..len];
+        let (a, b, c, d) = (src(0), src(1), src(2), src(3));
+        dispatch!(self.isa, {
+            for ((((o, a), b), c), d) in out.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+                *o = weights[0] * a + weights[1] * b + weights[2] * c + weights[3] * d;
+            }
+        })
+    }
+
+    /// `frame`'s detail (the frame minus this base), written over `buffer`.
+    pub fn detail_of(&self, frame: &Tensor, mut buffer: Vec<f32>) -> Tensor {
+        let row = frame.w * 3;
+        // Every value is written below: the buffer's old contents need no clearing.
+        buffer.resize(frame.data.len(), 0.0);
+        let mut detail = Tensor::from_vec(frame.h, frame.w, 3, buffer);
+        detail
+            .data
+            .par_chunks_mut(row)
+            .zip(frame.data.par_chunks(row))
+            .enumerate()
+            .for_each_init(
+                || vec![0.0; row],
+                |base, (y, (d, f))| {
+                    self.row(y, base);
+                    dispatch!(self.isa, {
+                        for ((d, f), b) in d.iter_mut().zip(f).zip(&*base) {
+                            *d = f - b;
+                        }
+                    })
+                },
+            );
+        detail
+    }
+}
+
+/// `i` clamped to `0..n`: the edge repeated outwards.
+fn clamp(i: isize, n: usize) -> usize {
+    i.clamp(0, n as isize - 1) as usize
 }
 
 /// How the previous detail is blended into the current frame.
@@ -107,64 +150,59 @@ pub struct Blend<'a> {
 impl Blend<'_> {
     /// Blends `previous` (a detail layer, moved by the flow) into the detail of `frame`
     /// (`frame` minus `base`), in place: the base stays as it is.
-    pub fn apply(&self, frame: &mut Tensor, base: &Tensor, previous: &Tensor) {
+    pub fn apply(&self, frame: &mut Tensor, base: &Base, previous: &Tensor) {
         let (w, s) = (frame.w, self.scale as f32);
         let fade = 2.0 / self.changed;
         // Where each output column and row falls between source pixels, once.
         let at = |o| source_position(o, self.scale);
         let columns = Taps::at(w, self.trust.w, at);
         let rows = Taps::at(frame.h, self.trust.h, at);
-        frame
-            .data
-            .par_chunks_mut(w * 3)
-            .zip(base.data.par_chunks(w * 3))
-            .enumerate()
-            .for_each_init(
-                || Row::new(w, self.trust.w),
-                |scratch, (y, (row, base_row))| {
-                    // The source-sized planes at this row's height, then per pixel: the
-                    // trust, and where its previous self was.
-                    let planes = [self.trust, &self.flow.dx, &self.flow.dy];
-                    for (line, plane) in scratch.lines.iter_mut().zip(planes) {
-                        rows.tap(y).mix_rows(plane, line);
+        frame.data.par_chunks_mut(w * 3).enumerate().for_each_init(
+            || Row::new(w, self.trust.w),
+            |scratch, (y, row)| {
+                // The source-sized planes at this row's height, then per pixel: the
+                // trust, and where its previous self was.
+                let planes = [self.trust, &self.flow.dx, &self.flow.dy];
+                for (line, plane) in scratch.lines.iter_mut().zip(planes) {
+                    rows.tap(y).mix_rows(plane, line);
+                }
+                let [trusts, dxs, dys] = &scratch.lines;
+                columns.mix_line(self.isa, trusts, &mut scratch.trust);
+                columns.mix_line(self.isa, dxs, &mut scratch.xs);
+                columns.mix_line(self.isa, dys, &mut scratch.ys);
+                dispatch!(self.isa, {
+                    for (x, (at_x, at_y)) in scratch.xs.iter_mut().zip(&mut scratch.ys).enumerate()
+                    {
+                        *at_x = x as f32 + s * *at_x;
+                        *at_y = y as f32 + s * *at_y;
                     }
-                    let [trusts, dxs, dys] = &scratch.lines;
-                    columns.mix_line(self.isa, trusts, &mut scratch.trust);
-                    columns.mix_line(self.isa, dxs, &mut scratch.xs);
-                    columns.mix_line(self.isa, dys, &mut scratch.ys);
-                    dispatch!(self.isa, {
-                        for (x, (at_x, at_y)) in
-                            scratch.xs.iter_mut().zip(&mut scratch.ys).enumerate()
-                        {
-                            *at_x = x as f32 + s * *at_x;
-                            *at_y = y as f32 + s * *at_y;
+                });
+                scratch.warp(self.isa, previous);
+                base.row(y, &mut scratch.base);
+                dispatch!(self.isa, {
+                    for (((px, b), trust), moved) in row
+                        .chunks_exact_mut(3)
+                        .zip(scratch.base.chunks_exact(3))
+                        .zip(&scratch.trust)
+                        .zip(&scratch.moved)
+                    {
+                        // No branch on the trust, so that the loop vectorises: an
+                        // untrusted pixel's weight is zero, and its (stale) moved
+                        // detail, finite, changes nothing.
+                        let detail: [f32; 3] = std::array::from_fn(|c| px[c] - b[c]);
+                        let diff = (detail[0] - moved[0])
+                            .abs()
+                            .max((detail[1] - moved[1]).abs())
+                            .max((detail[2] - moved[2]).abs());
+                        let agree = ((self.changed - diff) * fade).clamp(0.0, 1.0);
+                        let weight = self.history * trust * agree;
+                        for ((p, d), m) in px.iter_mut().zip(&detail).zip(moved) {
+                            *p += weight * (m - d);
                         }
-                    });
-                    scratch.warp(self.isa, previous);
-                    dispatch!(self.isa, {
-                        for (((px, b), trust), moved) in row
-                            .chunks_exact_mut(3)
-                            .zip(base_row.chunks_exact(3))
-                            .zip(&scratch.trust)
-                            .zip(&scratch.moved)
-                        {
-                            // No branch on the trust, so that the loop vectorises: an
-                            // untrusted pixel's weight is zero, and its (stale) moved
-                            // detail, finite, changes nothing.
-                            let detail: [f32; 3] = std::array::from_fn(|c| px[c] - b[c]);
-                            let diff = (detail[0] - moved[0])
-                                .abs()
-                                .max((detail[1] - moved[1]).abs())
-                                .max((detail[2] - moved[2]).abs());
-                            let agree = ((self.changed - diff) * fade).clamp(0.0, 1.0);
-                            let weight = self.history * trust * agree;
-                            for ((p, d), m) in px.iter_mut().zip(&detail).zip(moved) {
-                                *p += weight * (m - d);
-                            }
-                        }
-                    })
-                },
-            );
+                    }
+                })
+            },
+        );
     }
 }
 
@@ -179,6 +217,8 @@ struct Row {
     ys: Vec<f32>,
     /// Per pixel, the previous detail there.
     moved: Vec<[f32; 3]>,
+    /// The base's row (RGB).
+    base: Vec<f32>,
 }
 
 impl Row {
@@ -189,6 +229,7 @@ impl Row {
             xs: vec![0.0; w],
             ys: vec![0.0; w],
             moved: vec![[0.0; 3]; w],
+            base: vec![0.0; w * 3],
         }
     }
 
@@ -299,55 +340,62 @@ pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
 
 /// `frame` with its finest band given back (most of) the local energy it has in the model's
 /// frame (`drawn_energy`, from [`band_energy`]) where blending lowered it (never lowered),
-/// written over `buffer`. In the same pass `base` (the frame's cubic base) becomes the next
-/// frame's history: `frame`'s detail with the share `keep` of the contrast given back.
+/// written over `buffer`. In the same pass, over `history_buffer`, the next frame's history:
+/// `frame`'s detail over `base` with the share `keep` of the contrast given back.
+/// Returns the frame and the history.
 pub fn restore_contrast(
     isa: Isa,
     frame: &Tensor,
     drawn_energy: &Plane,
-    base: &mut Tensor,
+    base: &Base,
     keep: f32,
     mut buffer: Vec<f32>,
-) -> Tensor {
+    mut history_buffer: Vec<f32>,
+) -> (Tensor, Tensor) {
     const FLOOR: f32 = 1e-7;
     let energy = band_energy(isa, frame);
     let row = frame.w * 3;
     // Every value is written below: the buffer's old contents need no clearing.
     buffer.resize(frame.data.len(), 0.0);
+    history_buffer.resize(frame.data.len(), 0.0);
     let mut out = Tensor::from_vec(frame.h, frame.w, 3, buffer);
+    let mut history = Tensor::from_vec(frame.h, frame.w, 3, history_buffer);
     out.data
         .par_chunks_mut(row)
-        .zip(base.data.par_chunks_mut(row))
+        .zip(history.data.par_chunks_mut(row))
         .enumerate()
         .for_each_init(
-            || (vec![0.0; row], vec![0.0; row]),
-            |(column, band), (y, (dst, history))| {
+            || (vec![0.0; row], vec![0.0; row], vec![0.0; row]),
+            |(column, band, base_row), (y, (dst, history))| {
                 let at = y * frame.w..(y + 1) * frame.w;
                 let (energy, drawn) = (&energy.data[at.clone()], &drawn_energy.data[at]);
                 let src = &frame.data[y * row..][..row];
+                base.row(y, base_row);
                 dispatch!(isa, {
                     band_row(frame, y, column, band);
-                    for (((((d, h), s), b), e), drawn) in dst
+                    for ((((((d, h), s), b), e), drawn), base) in dst
                         .chunks_exact_mut(3)
                         .zip(history.chunks_exact_mut(3))
                         .zip(src.chunks_exact(3))
                         .zip(band.chunks_exact(3))
                         .zip(energy)
                         .zip(drawn)
+                        .zip(base_row.chunks_exact(3))
                     {
                         let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
                             .sqrt()
                             .clamp(1.0, MAX_GAIN);
-                        for (((d, h), s), b) in d.iter_mut().zip(h).zip(s).zip(b) {
+                        for ((((d, h), s), b), base) in d.iter_mut().zip(h).zip(s).zip(b).zip(base)
+                        {
                             let given = (gain - 1.0) * b;
                             *d = s + given;
-                            *h = s + keep * given - *h;
+                            *h = s + keep * given - base;
                         }
                     }
                 })
             },
         );
-    out
+    (out, history)
 }
 
 #[cfg(test)]
@@ -368,20 +416,30 @@ mod tests {
     /// Buffers left dirty by earlier (larger) frames are written over, not added to.
     #[test]
     fn cubic_base_keeps_linear_content() {
-        let up = base(
+        let mut rows = vec![9.0; 1000];
+        let base = Base::new(
             Isa::detect(),
             &grey(8, 6, |x, _| 0.1 + 0.05 * x as f32),
             2,
-            &mut vec![9.0; 1000],
-            vec![7.0; 5000],
+            &mut rows,
         );
-        assert_eq!((up.w, up.h), (16, 12));
-        // Inside, a ramp stays a ramp: pixel x samples source (x + 1/2) / 2 - 1/2.
-        for x in 3..12 {
-            let want = 0.1 + 0.05 * ((x as f32 + 0.5) / 2.0 - 0.5);
-            let got = up.data[(5 * 16 + x) * 3];
-            assert!((got - want).abs() < 1e-5, "{x}: {got} vs {want}");
+        let mut row = vec![7.0; 16 * 3];
+        for y in 0..12 {
+            base.row(y, &mut row);
+            // Inside, a ramp stays a ramp: pixel x samples source (x + 1/2) / 2 - 1/2.
+            for x in 3..12 {
+                let want = 0.1 + 0.05 * ((x as f32 + 0.5) / 2.0 - 0.5);
+                let got = row[x * 3];
+                assert!((got - want).abs() < 1e-5, "{y}, {x}: {got} vs {want}");
+            }
         }
+        // A frame's detail is what lies over the base: the base itself has none.
+        let flat = grey(16, 12, |x, _| 0.1 + 0.05 * ((x as f32 + 0.5) / 2.0 - 0.5));
+        let detail = base.detail_of(&flat, vec![5.0; 10]);
+        assert_eq!((detail.w, detail.h), (16, 12));
+        assert!(detail.data[(5 * 16 + 3) * 3..(5 * 16 + 12) * 3]
+            .iter()
+            .all(|d| d.abs() < 1e-5));
     }
 
     #[test]
@@ -397,13 +455,15 @@ mod tests {
         };
         let (drawn, halved) = (checker(0.1), checker(0.05));
         let isa = Isa::detect();
-        let mut base = Tensor::zeros(16, 16, 3);
-        let halved = restore_contrast(
+        let mut rows = Vec::new();
+        let base = Base::new(isa, &Tensor::zeros(8, 8, 3), 2, &mut rows);
+        let (halved, _) = restore_contrast(
             isa,
             &halved,
             &band_energy(isa, &drawn),
-            &mut base,
+            &base,
             0.5,
+            Vec::new(),
             Vec::new(),
         );
         // Up to the share of the energy given back (inside: the edges blur differently).

@@ -21,7 +21,6 @@ mod plane;
 pub mod side_by_side;
 mod taps;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use vsr_runtime::{Isa, Tensor};
 
@@ -81,7 +80,7 @@ pub struct Stabiliser {
     /// Detail difference from which a pixel counts as new content.
     changed: f32,
     previous: Option<History>,
-    /// A frame-sized buffer from an earlier frame, for the next cubic base.
+    /// A frame-sized buffer from an earlier frame, for the next history.
     spare: Vec<f32>,
     /// The cubic base's intermediate (the source's rows widened), kept between frames.
     base_rows: Vec<f32>,
@@ -123,13 +122,7 @@ impl Stabiliser {
         }
         let isa = self.isa;
         let luma = Plane::luma(source);
-        let mut base = detail::base(
-            isa,
-            source,
-            scale,
-            &mut self.base_rows,
-            std::mem::take(&mut self.spare),
-        );
+        let base = detail::Base::new(isa, source, scale, &mut self.base_rows);
         let previous = self.previous.take().filter(|p| {
             (p.luma.w, p.luma.h, p.detail.w, p.detail.h) == (luma.w, luma.h, out.w, out.h)
         });
@@ -142,11 +135,8 @@ impl Stabiliser {
         });
         let (Some(previous), Some((flow, residual))) = (previous, flow) else {
             // The first frame, or a cut: the frame as drawn, and its detail is the history.
-            base.data
-                .par_iter_mut()
-                .zip(out.data.par_iter())
-                .for_each(|(b, o)| *b = o - *b);
-            self.previous = Some(History { luma, detail: base });
+            let detail = base.detail_of(&out, std::mem::take(&mut self.spare));
+            self.previous = Some(History { luma, detail });
             return out;
         };
         let trust = Plane::new(
@@ -170,18 +160,19 @@ impl Stabiliser {
         .apply(&mut out, &base, &previous.detail);
         // The previous detail is spent: its buffer takes the finished frame. The history is
         // the blended detail with most of the contrast given back (texture stays put over a
-        // still shot), made over the base in the same pass; the blended frame's buffer is the
-        // next base's.
-        let frame = detail::restore_contrast(
+        // still shot), made in the same pass; the blended frame's buffer is the next
+        // history's.
+        let (frame, detail) = detail::restore_contrast(
             isa,
             &out,
             &drawn_energy,
-            &mut base,
+            &base,
             HISTORY_CONTRAST,
             previous.detail.data,
+            std::mem::take(&mut self.spare),
         );
         self.spare = out.data;
-        self.previous = Some(History { luma, detail: base });
+        self.previous = Some(History { luma, detail });
         frame
     }
 }

@@ -319,13 +319,14 @@ fn band_row(t: &Tensor, y: usize, column: &mut [f32], band: &mut [f32]) {
 }
 
 /// The local energy of the finest band of an RGB frame, summed over the channels and a
-/// window: what [`restore_contrast`] compares.
-pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
+/// window: what [`restore_contrast`] compares. Written over `into` (a buffer to reuse).
+pub fn band_energy(isa: Isa, t: &Tensor, into: Vec<f32>) -> Plane {
     box_sum_of(
         isa,
         t.w,
         t.h,
         ENERGY_RADIUS,
+        into,
         || (vec![0.0; t.w * 3], vec![0.0; t.w * 3]),
         |(column, band), y, e| {
             dispatch!(isa, {
@@ -339,21 +340,19 @@ pub fn band_energy(isa: Isa, t: &Tensor) -> Plane {
 }
 
 /// `frame` with its finest band given back (most of) the local energy it has in the model's
-/// frame (`drawn_energy`, from [`band_energy`]) where blending lowered it (never lowered),
-/// written over `buffer`. In the same pass, over `history_buffer`, the next frame's history:
-/// `frame`'s detail over `base` with the share `keep` of the contrast given back.
-/// Returns the frame and the history.
+/// frame where blending lowered it (never lowered); `energies` are the frame's and the
+/// drawn frame's, from [`band_energy`]. In the same pass, the next frame's history: `frame`'s
+/// detail over `base` with the share `keep` of the contrast given back. Both are written over
+/// `buffers`; returns the frame and the history.
 pub fn restore_contrast(
     isa: Isa,
     frame: &Tensor,
-    drawn_energy: &Plane,
+    [energy, drawn_energy]: [&Plane; 2],
     base: &Base,
     keep: f32,
-    mut buffer: Vec<f32>,
-    mut history_buffer: Vec<f32>,
+    [mut buffer, mut history_buffer]: [Vec<f32>; 2],
 ) -> (Tensor, Tensor) {
     const FLOOR: f32 = 1e-7;
-    let energy = band_energy(isa, frame);
     let row = frame.w * 3;
     // Every value is written below: the buffer's old contents need no clearing.
     buffer.resize(frame.data.len(), 0.0);
@@ -460,11 +459,13 @@ mod tests {
         let (halved, _) = restore_contrast(
             isa,
             &halved,
-            &band_energy(isa, &drawn),
+            [
+                &band_energy(isa, &halved, vec![3.0; 7]),
+                &band_energy(isa, &drawn, Vec::new()),
+            ],
             &base,
             0.5,
-            Vec::new(),
-            Vec::new(),
+            [Vec::new(), Vec::new()],
         );
         // Up to the share of the energy given back (inside: the edges blur differently).
         let want = checker(0.1 * CONTRAST_TARGET.sqrt());

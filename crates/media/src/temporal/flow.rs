@@ -179,6 +179,7 @@ fn product_sum(isa: Isa, a: &Plane, b: &[f32], r: usize) -> Plane {
         w,
         a.h,
         r,
+        Vec::new(),
         || (),
         |_, y, row| {
             let at = y * w..(y + 1) * w;

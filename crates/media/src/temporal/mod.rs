@@ -84,6 +84,8 @@ pub struct Stabiliser {
     spare: Vec<f32>,
     /// The cubic base's intermediate (the source's rows widened), kept between frames.
     base_rows: Vec<f32>,
+    /// The drawn and the blended frame's band energies' buffers, kept between frames.
+    energies: [Vec<f32>; 2],
 }
 
 impl Stabiliser {
@@ -97,6 +99,7 @@ impl Stabiliser {
             previous: None,
             spare: Vec::new(),
             base_rows: Vec::new(),
+            energies: Default::default(),
         })
     }
 
@@ -148,7 +151,8 @@ impl Stabiliser {
                 .map(|r| ((CHANGED_SOURCE - r) / (0.5 * CHANGED_SOURCE)).clamp(0.0, 1.0))
                 .collect(),
         );
-        let drawn_energy = detail::band_energy(isa, &out);
+        let [drawn_buffer, energy_buffer] = std::mem::take(&mut self.energies);
+        let drawn_energy = detail::band_energy(isa, &out, drawn_buffer);
         detail::Blend {
             isa,
             flow: &flow,
@@ -162,16 +166,17 @@ impl Stabiliser {
         // the blended detail with most of the contrast given back (texture stays put over a
         // still shot), made in the same pass; the blended frame's buffer is the next
         // history's.
+        let energy = detail::band_energy(isa, &out, energy_buffer);
         let (frame, detail) = detail::restore_contrast(
             isa,
             &out,
-            &drawn_energy,
+            [&energy, &drawn_energy],
             &base,
             HISTORY_CONTRAST,
-            previous.detail.data,
-            std::mem::take(&mut self.spare),
+            [previous.detail.data, std::mem::take(&mut self.spare)],
         );
         self.spare = out.data;
+        self.energies = [drawn_energy.data, energy.data];
         self.previous = Some(History { luma, detail });
         frame
     }

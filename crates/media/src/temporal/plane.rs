@@ -63,6 +63,7 @@ impl Plane {
             w,
             self.h,
             r,
+            Vec::new(),
             || (),
             |_, y, row| row.copy_from_slice(&self.data[y * w..][..w]),
         )
@@ -76,17 +77,22 @@ impl Plane {
 /// rows (and `r` either side) horizontally by adding `2r + 1` shifted copies, which
 /// vectorises where a running sum would be one long chain of dependent adds, then moves a
 /// running row of sums down the band, so the vertical cost does not grow with `r`.
+/// The sums are written over `into` (an earlier plane's buffer, or empty): a frame-sized plane
+/// made anew every frame costs its page faults and zeroing every time.
 pub fn box_sum_of<S>(
     isa: Isa,
     w: usize,
     h: usize,
     r: usize,
+    mut into: Vec<f32>,
     init: impl Fn() -> S + Sync + Send,
     row: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Plane {
     /// Rows per band: enough that the `2r` extra rows each band sums are cheap.
     const BAND: usize = 32;
-    let mut out = vec![0.0; w * h];
+    // Every value is written below: the buffer's old contents need no clearing.
+    into.resize(w * h, 0.0);
+    let mut out = into;
     if w == 0 {
         return Plane::new(w, h, out);
     }

@@ -8,6 +8,7 @@ use crate::graph::{Activation, ConvSpec, Graph, Op};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
+use crate::ops::dense::DenseBlock;
 use crate::ops::reduce::{self, InnerProduct};
 use crate::ops::winograd::Winograd;
 use crate::ops::{elementwise, layout};
@@ -20,6 +21,8 @@ enum Prepared {
     Winograd(Winograd),
     Im2col(Im2colConv),
     Deconv(Deconv),
+    /// Convolutions and the concatenations between them, run in one buffer.
+    DenseBlock(DenseBlock),
     InnerProduct(InnerProduct),
     Layer(Op),
 }
@@ -40,6 +43,8 @@ struct Step {
 enum Work {
     PerOutput(u64),
     PerInput(u64),
+    /// Per output pixel, whatever its channels (a dense block's convolutions).
+    PerPixel(u64),
     /// Data movement and element-wise arithmetic, not counted.
     Negligible,
 }
@@ -250,6 +255,7 @@ impl Plan {
             });
         }
 
+        let steps = fuse_dense_blocks(steps, output, value_count, isa);
         let mut last_use = vec![0usize; value_count];
         for (i, s) in steps.iter().enumerate() {
             for &v in &s.inputs {
@@ -341,21 +347,33 @@ impl Plan {
             let step_macs = match step.work {
                 Work::PerOutput(m) => m * out.len() as u64,
                 Work::PerInput(m) => m * ins[0].len() as u64,
+                Work::PerPixel(m) => m * (out.h * out.w) as u64,
                 Work::Negligible => 0,
             };
             macs += step_macs;
             let gemm_flops = match &step.op {
                 // One GEMM per transform position over every 6x6 output tile.
-                Prepared::Winograd(w) => {
-                    let tiles = out.h.div_ceil(6) * out.w.div_ceil(6);
-                    2.0 * 64.0 * (tiles * w.in_channels() * w.out_channels()) as f64
-                }
+                Prepared::Winograd(w) => winograd_flops(w, out.h, out.w),
+                Prepared::DenseBlock(b) => b
+                    .convs()
+                    .iter()
+                    .map(|w| winograd_flops(w, out.h, out.w))
+                    .sum(),
                 _ => 2.0 * step_macs as f64,
             };
-            on_step(StepCost {
-                gemm_flops,
-                bytes: 4 * (ins.iter().map(Shape::len).sum::<usize>() + out.len()) as u64,
-            });
+            let bytes = match &step.op {
+                // The input copied in, then each convolution's prefix read and window written.
+                Prepared::DenseBlock(b) => {
+                    let per_pixel: usize = 2 * b.in_channels()
+                        + b.convs()
+                            .iter()
+                            .map(|w| w.in_channels() + w.out_channels())
+                            .sum::<usize>();
+                    4 * (out.h * out.w * per_pixel) as u64
+                }
+                _ => 4 * (ins.iter().map(Shape::len).sum::<usize>() + out.len()) as u64,
+            };
+            on_step(StepCost { gemm_flops, bytes });
             live += out.len() * 4;
             peak = peak.max(live + scratch);
             shapes[step.output] = Some(out);
@@ -389,6 +407,11 @@ impl Plan {
             Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::DenseBlock(_) if a.dims != 3 => Err(err("expects an image".into())),
+            Prepared::DenseBlock(b) => {
+                // Padding 1 all round (checked when planned) keeps sizes; 3x3 needs 1 pixel.
+                image(b.convs()[0].out_shape(a.h, a.w), b.out_channels())
+            }
             Prepared::InnerProduct(ip) => {
                 if ip.inputs() != a.len() {
                     return Err(err(format!(
@@ -624,13 +647,14 @@ impl Plan {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
             Prepared::Deconv(op) => op.run(ins[0], out, threads),
+            Prepared::DenseBlock(b) => b.run(ins[0], out, threads),
             Prepared::InnerProduct(ip) => *out = ip.run(ins[0]),
             Prepared::Layer(Op::BinaryOp { kind, .. }) => {
                 elementwise::binary(self.isa, *kind, ins[0], ins[1], out)
             }
             Prepared::Layer(Op::Concat { axis }) => {
                 let ax = layout::concat_axis(*axis, ins[0].dims).expect("checked by out_shape");
-                layout::concat(ins, ax, out)
+                layout::concat(ins, ax, out, self.isa, threads)
             }
             Prepared::Layer(Op::Crop(spec)) => {
                 let r = layout::crop_region(spec, ins[0].shape(), ins.get(1).map(|t| t.shape()))
@@ -656,11 +680,118 @@ impl Plan {
     }
 }
 
+/// One GEMM per transform position over every 6x6 output tile.
+fn winograd_flops(w: &Winograd, out_h: usize, out_w: usize) -> f64 {
+    let tiles = out_h.div_ceil(6) * out_w.div_ceil(6);
+    2.0 * 64.0 * (tiles * w.in_channels() * w.out_channels()) as f64
+}
+
+/// Finds dense blocks among the steps (see [`DenseBlock`]: a convolution of `x`, the
+/// concatenation `[x, y_1]`, a convolution of that, `[x, y_1, y_2]`, ...) and replaces each with
+/// one step at its last concatenation. A block is taken only when nothing outside it reads
+/// its convolutions' outputs or its inner concatenations, so no value anyone needs disappears.
+fn fuse_dense_blocks(steps: Vec<Step>, output: usize, value_count: usize, isa: Isa) -> Vec<Step> {
+    let mut readers = vec![Vec::new(); value_count];
+    for (i, s) in steps.iter().enumerate() {
+        for &v in &s.inputs {
+            readers[v].push(i);
+        }
+    }
+    let channel_concat = |s: &Step| matches!(s.op, Prepared::Layer(Op::Concat { axis: 0 }));
+    let winograd = |i: usize| match &steps[i].op {
+        Prepared::Winograd(w) => Some(w),
+        _ => None,
+    };
+    // (convolutions, concatenations) of each block, as step indices.
+    let mut blocks: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+    let mut taken = vec![false; steps.len()];
+    for first in 0..steps.len() {
+        if taken[first] || winograd(first).is_none() {
+            continue;
+        }
+        let mut values = vec![steps[first].inputs[0], steps[first].output];
+        let (mut convs, mut concats) = (vec![first], Vec::new());
+        while let Some(&c) = readers[values[values.len() - 1]]
+            .iter()
+            .find(|&&r| channel_concat(&steps[r]) && steps[r].inputs == values)
+        {
+            concats.push(c);
+            let cat = steps[c].output;
+            match readers[cat].as_slice() {
+                &[r] if winograd(r).is_some() && cat != output && !taken[r] => {
+                    convs.push(r);
+                    values.push(steps[r].output);
+                }
+                _ => break,
+            }
+        }
+        // A convolution after the last concatenation (the block's own output layer) stays.
+        convs.truncate(concats.len());
+        let inner = concats.len().saturating_sub(1);
+        let private = convs.iter().all(|&k| {
+            let v = steps[k].output;
+            v != output && readers[v].iter().all(|r| concats.contains(r))
+        }) && concats[..inner].iter().all(|&c| steps[c].output != output);
+        let ops: Vec<&Winograd> = convs.iter().filter_map(|&k| winograd(k)).collect();
+        if concats.len() >= 2 && private && DenseBlock::fits(&ops) {
+            for &k in convs.iter().chain(&concats) {
+                taken[k] = true;
+            }
+            blocks.push((convs, concats));
+        }
+    }
+    if blocks.is_empty() {
+        return steps;
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    let mut block_at = vec![None; slots.len()];
+    for (b, (_, concats)) in blocks.iter().enumerate() {
+        block_at[concats[concats.len() - 1]] = Some(b);
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    for i in 0..slots.len() {
+        if let Some(b) = block_at[i] {
+            let (convs, _) = &blocks[b];
+            let last = slots[i].take().expect("each step is used once");
+            let mut input = 0;
+            let mut macs_per_pixel = 0;
+            let ops: Vec<Winograd> = convs
+                .iter()
+                .enumerate()
+                .map(|(n, &k)| {
+                    let step = slots[k].take().expect("each step is used once");
+                    if n == 0 {
+                        input = step.inputs[0];
+                    }
+                    match step.op {
+                        Prepared::Winograd(w) => {
+                            macs_per_pixel += (w.in_channels() * 9 * w.out_channels()) as u64;
+                            w
+                        }
+                        _ => unreachable!("checked to be a convolution"),
+                    }
+                })
+                .collect();
+            out.push(Step {
+                name: last.name,
+                op: Prepared::DenseBlock(DenseBlock::new(ops, isa)),
+                inputs: vec![input],
+                output: last.output,
+                work: Work::PerPixel(macs_per_pixel),
+            });
+        } else if !taken[i] {
+            out.push(slots[i].take().expect("each step is used once"));
+        }
+    }
+    out
+}
+
 fn op_in_c(op: &Prepared) -> Option<usize> {
     match op {
         Prepared::Winograd(w) => Some(w.in_channels()),
         Prepared::Im2col(c) => Some(c.in_channels()),
         Prepared::Deconv(d) => Some(d.in_channels()),
+        Prepared::DenseBlock(b) => Some(b.in_channels()),
         _ => None,
     }
 }
@@ -670,6 +801,7 @@ fn op_out_c(op: &Prepared) -> usize {
         Prepared::Winograd(w) => w.out_channels(),
         Prepared::Im2col(c) => c.out_channels(),
         Prepared::Deconv(d) => d.out_channels(),
+        Prepared::DenseBlock(b) => b.out_channels(),
         _ => 0,
     }
 }

@@ -2,6 +2,8 @@
 //! (Interp), all on channels-last tensors.
 
 use crate::graph::{CropSpec, InterpMode};
+use crate::kernels::Isa;
+use crate::ops::copy_channels;
 use crate::tensor::{Shape, Tensor};
 
 /// A crop as ranges on (h, w, c).
@@ -156,17 +158,30 @@ pub fn concat_shape(inputs: &[Shape], axis: usize) -> Option<Shape> {
     })
 }
 
-pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor) {
+/// Joins `inputs` along `axis` into `out`.
+///
+/// Along channels, each output pixel is written once, whole, from every input's channels in
+/// turn, rows spread over `threads`: the output streams through the cache once, where one
+/// pass per input (each copying a few hundred bytes per pixel with a `memcpy` call) wrote
+/// every output line once per input. In realesrgan-x4plus the dense blocks' 276 concats were
+/// a quarter of the frame that way.
+pub fn concat(inputs: &[&Tensor], axis: usize, out: &mut Tensor, isa: Isa, threads: usize) {
     match axis {
         0 => {
-            let oc = out.c;
-            let mut c0 = 0;
-            for t in inputs {
-                for (p, src) in t.data.chunks_exact(t.c).enumerate() {
-                    out.data[p * oc + c0..p * oc + c0 + t.c].copy_from_slice(src);
-                }
-                c0 += t.c;
-            }
+            let (oc, ow) = (out.c, out.w);
+            crate::ops::par_chunks(&mut out.data, ow * oc, threads, |y, row| {
+                crate::dispatch!(isa, {
+                    for (x, dst) in row.chunks_exact_mut(oc).enumerate() {
+                        let p = y * ow + x;
+                        let mut c0 = 0;
+                        for t in inputs {
+                            let src = &t.data[p * t.c..(p + 1) * t.c];
+                            copy_channels(src, &mut dst[c0..c0 + t.c]);
+                            c0 += t.c;
+                        }
+                    }
+                })
+            });
         }
         1 => {
             let mut at = 0;

@@ -3,27 +3,15 @@
 
 pub mod conv;
 pub mod deconv;
+pub mod dense;
 pub mod elementwise;
 pub mod layout;
 pub mod reduce;
 mod scratch;
 pub mod winograd;
 
+use crate::kernels::LANES;
 use rayon::prelude::*;
-
-/// A raw pointer that worker threads may share because each writes a disjoint region.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub *mut f32);
-// SAFETY: users guarantee disjoint writes (documented at each use).
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    /// Going through a method makes closures capture the wrapper, not the bare pointer.
-    pub fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Runs `f(thread, threads)` on `threads` workers of the current pool.
 pub(crate) fn par_for_each_thread(threads: usize, f: impl Fn(usize, usize) + Sync) {
@@ -51,5 +39,22 @@ pub(crate) fn par_chunks(
         data.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// Copies `dst.len()` channels in whole lane vectors (a call to memcpy per pixel costs more
+/// than the copy).
+#[inline(always)]
+pub(crate) fn copy_channels(src: &[f32], dst: &mut [f32]) {
+    let done = dst.len() / LANES * LANES;
+    let mut chunks = dst.chunks_exact_mut(LANES);
+    for (i, d) in (&mut chunks).enumerate() {
+        let s: &[f32; LANES] = src[i * LANES..(i + 1) * LANES]
+            .try_into()
+            .expect("whole lanes");
+        d.copy_from_slice(s);
+    }
+    for (d, s) in chunks.into_remainder().iter_mut().zip(&src[done..]) {
+        *d = *s;
     }
 }

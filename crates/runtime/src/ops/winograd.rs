@@ -12,7 +12,7 @@ use super::scratch::with_scratch;
 use crate::graph::{Activation, ConvSpec, Padding};
 use crate::kernels::gemm::{gemm, PackedB};
 use crate::kernels::{math, Isa, LANES};
-use crate::ops::{par_for_each_thread, SyncPtr};
+use crate::ops::{copy_channels, par_for_each_thread};
 use crate::tensor::Tensor;
 
 type Lanes = [f32; LANES];
@@ -116,6 +116,12 @@ impl Winograd {
         self.in_c
     }
 
+    /// Whether the output has the input's size (padding 1 on every side), as a convolution
+    /// in a dense block must.
+    pub fn keeps_size(&self) -> bool {
+        self.pad.top + self.pad.bottom == 2 && self.pad.left + self.pad.right == 2
+    }
+
     pub fn out_channels(&self) -> usize {
         self.out_c
     }
@@ -152,14 +158,67 @@ impl Winograd {
                 && self.out_shape(input.h, input.w) == Some((output.h, output.w)),
             "winograd output buffer does not fit the input"
         );
-        let (oh, ow) = (output.h, output.w);
+        let src = Pixels {
+            ptr: input.data.as_ptr() as *mut f32,
+            h: input.h,
+            w: input.w,
+            stride: input.c,
+            offset: 0,
+        };
+        let dst = Pixels {
+            ptr: output.data.as_mut_ptr(),
+            h: output.h,
+            w: output.w,
+            stride: output.c,
+            offset: 0,
+        };
+        // SAFETY: two separate, exclusively borrowed tensors of the checked sizes.
+        unsafe { self.run_pixels(src, dst, threads) }
+    }
+
+    /// Runs within one buffer, as a dense block does: reads channels `0..in_c` of every pixel
+    /// of `buf` and writes its output to channels `at..at + out_c` of the same pixels (a
+    /// same-size convolution), so that the block's concatenations cost no copies.
+    pub fn run_within(&self, buf: &mut Tensor, at: usize, threads: usize) {
+        assert!(
+            self.in_c <= at
+                && at + self.out_c <= buf.c
+                && buf.h.checked_mul(buf.w).and_then(|p| p.checked_mul(buf.c))
+                    == Some(buf.data.len())
+                && self.out_shape(buf.h, buf.w) == Some((buf.h, buf.w)),
+            "winograd window {at}+{} does not fit a {}-channel {}x{} buffer after {} inputs",
+            self.out_c,
+            buf.c,
+            buf.w,
+            buf.h,
+            self.in_c
+        );
+        let ptr = buf.data.as_mut_ptr();
+        let at_offset = |offset| Pixels {
+            ptr,
+            h: buf.h,
+            w: buf.w,
+            stride: buf.c,
+            offset,
+        };
+        // SAFETY: the channels read (`0..in_c`) and written (`at..`) are disjoint, checked
+        // above, and the buffer is borrowed exclusively for the call.
+        unsafe { self.run_pixels(at_offset(0), at_offset(at), threads) }
+    }
+
+    /// # Safety
+    /// `src` must hold `in_c` readable channels and `dst` `out_c` writable ones at every pixel
+    /// of their sizes, `dst` of the output size for `src`'s, and nothing else may write the
+    /// channels read or touch the channels written during the call.
+    unsafe fn run_pixels(&self, src: Pixels, dst: Pixels, threads: usize) {
+        debug_assert_eq!(self.out_shape(src.h, src.w), Some((dst.h, dst.w)));
+        let (oh, ow) = (dst.h, dst.w);
         let tiles_w = ow.div_ceil(6);
         let tiles = oh.div_ceil(6) * tiles_w;
         let bt = self.block_tiles();
         let blocks = tiles.div_ceil(bt);
         let cin_p = self.in_c.next_multiple_of(LANES);
         let n_pad = self.u[0].padded_n();
-        let out_ptr = SyncPtr(output.data.as_mut_ptr());
         let isa = self.isa;
         par_for_each_thread(threads.min(blocks), |thread, nthreads| {
             let (v_len, m_len) = (64 * bt * cin_p, 64 * bt * n_pad);
@@ -170,7 +229,7 @@ impl Winograd {
                     let first = block * bt;
                     let count = bt.min(tiles - first);
                     crate::dispatch!(isa, {
-                        self.input_transform(input, first, count, tiles_w, bt, cin_p, v)
+                        self.input_transform(&src, first, count, tiles_w, bt, cin_p, v)
                     });
                     // The GEMMs are compute-bound and the transforms memory-bound: while the
                     // GEMMs run, pull in this block's output rows and the next block's input rows.
@@ -179,29 +238,28 @@ impl Winograd {
                         h: oh,
                         w: ow,
                         c: self.out_c,
+                        stride: dst.stride,
+                        offset: dst.offset,
                         tiles_w,
                         size: 6,
                         top: 0,
                         left: 0,
                     };
-                    prefetch.add_tiles(out_ptr.get(), &out_grid, first, count);
+                    prefetch.add_tiles(dst.ptr, &out_grid, first, count);
                     let next = block + nthreads;
                     if next < blocks {
                         let in_grid = TileGrid {
-                            h: input.h,
-                            w: input.w,
+                            h: src.h,
+                            w: src.w,
                             c: self.in_c,
+                            stride: src.stride,
+                            offset: src.offset,
                             tiles_w,
                             size: 8,
                             top: self.pad.top,
                             left: self.pad.left,
                         };
-                        prefetch.add_tiles(
-                            input.data.as_ptr(),
-                            &in_grid,
-                            next * bt,
-                            bt.min(tiles - next * bt),
-                        );
+                        prefetch.add_tiles(src.ptr, &in_grid, next * bt, bt.min(tiles - next * bt));
                     }
                     for pos in 0..64 {
                         gemm(
@@ -224,18 +282,11 @@ impl Winograd {
                             let (y0, x0) = (tile / tiles_w * 6, tile % tiles_w * 6);
                             for dy in 0..6.min(oh - y0) {
                                 for dx in 0..6.min(ow - x0) {
-                                    let src = &tile_out[(dy * 6 + dx) * n_pad..][..n_pad];
-                                    // SAFETY: each tile writes only its own output pixels, each
-                                    // `out_c` wide, inside the output tensor.
-                                    let dst = unsafe {
-                                        std::slice::from_raw_parts_mut(
-                                            out_ptr
-                                                .get()
-                                                .add(((y0 + dy) * ow + x0 + dx) * self.out_c),
-                                            self.out_c,
-                                        )
-                                    };
-                                    copy_channels(src, dst);
+                                    let from = &tile_out[(dy * 6 + dx) * n_pad..][..n_pad];
+                                    // SAFETY: each tile writes only its own output pixels'
+                                    // `out_c` channels of the window, inside the buffer.
+                                    let to = unsafe { dst.channels(y0 + dy, x0 + dx, self.out_c) };
+                                    copy_channels(from, to);
                                 }
                             }
                         }
@@ -250,7 +301,7 @@ impl Winograd {
     #[allow(clippy::too_many_arguments)]
     fn input_transform(
         &self,
-        input: &Tensor,
+        input: &Pixels,
         first: usize,
         count: usize,
         tiles_w: usize,
@@ -273,10 +324,11 @@ impl Winograd {
                 if inside && lanes == LANES {
                     // Most tiles: whole lane vectors, no border checks.
                     for (dy, row) in patch.iter_mut().enumerate() {
-                        let start = ((y0 + dy as isize) * w + x0) as usize * c + c0;
-                        let src = &input.data[start..start + 7 * c + LANES];
+                        let y = (y0 + dy as isize) as usize;
                         for (dx, px) in row.iter_mut().enumerate() {
-                            *px = src[dx * c..dx * c + LANES].try_into().expect("lane vector");
+                            // SAFETY: the tile lies inside the input, `c0 + LANES <= in_c`.
+                            let from = unsafe { input.read(y, x0 as usize + dx, c0, LANES) };
+                            *px = from.try_into().expect("lane vector");
                         }
                     }
                 } else {
@@ -286,8 +338,9 @@ impl Winograd {
                             let x = x0 + dx as isize;
                             *px = ZERO;
                             if y >= 0 && y < h && x >= 0 && x < w {
-                                let at = (y * w + x) as usize * c + c0;
-                                px[..lanes].copy_from_slice(&input.data[at..at + lanes]);
+                                // SAFETY: (y, x) checked inside, `c0 + lanes <= in_c`.
+                                let from = unsafe { input.read(y as usize, x as usize, c0, lanes) };
+                                px[..lanes].copy_from_slice(from);
                             }
                         }
                     }
@@ -345,12 +398,62 @@ impl Winograd {
     }
 }
 
+/// A channels-last buffer as a convolution sees it: `stride` values per pixel, of which it
+/// uses the channels from `offset` on (all of a plain tensor; a window of a dense block's).
+#[derive(Clone, Copy)]
+struct Pixels {
+    ptr: *mut f32,
+    h: usize,
+    w: usize,
+    stride: usize,
+    offset: usize,
+}
+
+// SAFETY: shared by the worker threads, which read channels no one writes and write disjoint
+// tiles (`Winograd::run_pixels`'s contract).
+unsafe impl Send for Pixels {}
+unsafe impl Sync for Pixels {}
+
+impl Pixels {
+    /// Channels `c0..c0 + n` of the window at pixel (`y`, `x`), to read.
+    ///
+    /// # Safety
+    /// The pixel must lie inside, the channels inside the window, and no one may write them
+    /// while the slice lives.
+    #[inline(always)]
+    unsafe fn read(&self, y: usize, x: usize, c0: usize, n: usize) -> &[f32] {
+        debug_assert!(y < self.h && x < self.w && self.offset + c0 + n <= self.stride);
+        std::slice::from_raw_parts(
+            self.ptr
+                .add((y * self.w + x) * self.stride + self.offset + c0),
+            n,
+        )
+    }
+
+    /// The window's first `n` channels at pixel (`y`, `x`), to write.
+    ///
+    /// # Safety
+    /// As [`Pixels::read`], and no one else may touch them while the slice lives.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn channels(&self, y: usize, x: usize, n: usize) -> &mut [f32] {
+        debug_assert!(y < self.h && x < self.w && self.offset + n <= self.stride);
+        std::slice::from_raw_parts_mut(
+            self.ptr.add((y * self.w + x) * self.stride + self.offset),
+            n,
+        )
+    }
+}
+
 /// Where the tiles of a block lie in a channels-last tensor: tile `t` covers `size` rows and
 /// columns from (`t / tiles_w * 6 - top`, `t % tiles_w * 6 - left`).
 struct TileGrid {
     h: usize,
     w: usize,
+    /// Channels used of each pixel's `stride`, from `offset` on.
     c: usize,
+    stride: usize,
+    offset: usize,
     tiles_w: usize,
     size: usize,
     top: usize,
@@ -375,9 +478,19 @@ impl Prefetch {
                 continue;
             }
             for y in y0.max(0)..(y0 + grid.size as isize).min(grid.h as isize) {
-                let start = (y as usize * grid.w + x0) * grid.c;
-                let addr = base.wrapping_add(start) as usize;
-                self.segments.push((addr, (x1 as usize - x0) * grid.c * 4));
+                let at = |x: usize| {
+                    let start = (y as usize * grid.w + x) * grid.stride + grid.offset;
+                    base.wrapping_add(start) as usize
+                };
+                if grid.c == grid.stride {
+                    self.segments
+                        .push((at(x0), (x1 as usize - x0) * grid.c * 4));
+                } else {
+                    // A window of wider pixels: only the channels used.
+                    for x in x0..x1 as usize {
+                        self.segments.push((at(x), grid.c * 4));
+                    }
+                }
             }
         }
     }
@@ -403,23 +516,6 @@ fn prefetch_l2(addr: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
-}
-
-/// Copies `dst.len()` channels in whole lane vectors (a call to memcpy per pixel costs more
-/// than the copy).
-#[inline(always)]
-fn copy_channels(src: &[f32], dst: &mut [f32]) {
-    let done = dst.len() / LANES * LANES;
-    let mut chunks = dst.chunks_exact_mut(LANES);
-    for (i, d) in (&mut chunks).enumerate() {
-        let s: &Lanes = src[i * LANES..(i + 1) * LANES]
-            .try_into()
-            .expect("whole lanes");
-        d.copy_from_slice(s);
-    }
-    for (d, s) in chunks.into_remainder().iter_mut().zip(&src[done..]) {
-        *d = *s;
-    }
 }
 
 /// `B^T r` for one line of 8 lane vectors.

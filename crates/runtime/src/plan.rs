@@ -563,7 +563,7 @@ impl Plan {
                     out.data.copy_from_slice(&refs[0].data);
                     self.exec_in_place(step, out, &refs[1..])
                 } else {
-                    self.exec(step, &refs, &mut out);
+                    self.exec(step, &refs, &mut out, &mut pool);
                     out
                 }
             };
@@ -641,12 +641,16 @@ impl Plan {
         t
     }
 
-    fn exec(&self, step: &Step, ins: &[&Tensor], out: &mut Tensor) {
+    fn exec(&self, step: &Step, ins: &[&Tensor], out: &mut Tensor, pool: &mut BufferPool) {
         let threads = self.threads;
         match &step.op {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
-            Prepared::Deconv(op) => op.run(ins[0], out, threads),
+            Prepared::Deconv(op) => {
+                let mut taps = pool.take(op.scratch_bytes(ins[0].h, ins[0].w) / 4);
+                op.run_with(ins[0], out, &mut taps, threads);
+                pool.give(taps);
+            }
             Prepared::DenseBlock(b) => b.run(ins[0], out, threads),
             Prepared::InnerProduct(ip) => *out = ip.run(ins[0]),
             Prepared::Layer(Op::BinaryOp { kind, .. }) => {

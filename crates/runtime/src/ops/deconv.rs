@@ -72,11 +72,19 @@ impl Deconv {
     }
 
     pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
+        let mut taps = vec![0.0f32; self.scratch_bytes(input.h, input.w) / 4];
+        self.run_with(input, output, &mut taps, threads);
+    }
+
+    /// [`Deconv::run`] with the taps in `taps` (any contents, [`Deconv::scratch_bytes`] long:
+    /// the GEMM writes all of it), so that a plan can hand the same buffer to every run
+    /// instead of a fresh, page-faulting one of tens of megabytes each time.
+    pub fn run_with(&self, input: &Tensor, output: &mut Tensor, taps: &mut [f32], threads: usize) {
         let (h, w, isa) = (input.h, input.w, self.isa);
         let n = self.b.n;
         let in_c = self.b.k;
-        let mut taps = vec![0.0f32; h * w * n];
-        par_chunks(&mut taps, BLOCK_PIXELS * n, threads, |block, out| {
+        assert_eq!(taps.len(), h * w * n, "deconvolution scratch does not fit");
+        par_chunks(taps, BLOCK_PIXELS * n, threads, |block, out| {
             let p0 = block * BLOCK_PIXELS;
             gemm(
                 isa,

@@ -295,8 +295,10 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
     }
 
     // Kills at seeded random moments, each of a worker running a task (as the workers list
-    // says). No task loses its worker more than twice: three deaths in a row fail a task by
-    // design (`worker_crashed`), which is not what this test is about.
+    // says). Three deaths in a row fail a task by design (`worker_crashed`), which is not what
+    // this test is about, so each task is aimed at once only: the list is as old as the last
+    // heartbeat, and a worker that has just moved on to another task takes that one's kill,
+    // which with two aimed per task once made a third death (a CI failure on 2026-12-03).
     let mut seed: u64 = 0x5eed_c1a5;
     let mut next = || {
         seed ^= seed << 13;
@@ -319,7 +321,7 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
             .unwrap()
             .iter()
             .filter_map(|w| Some((w["pid"].as_u64()? as u32, w["task"].as_str()?.to_string())))
-            .filter(|(_, task)| hits.get(task).copied().unwrap_or(0) < 2)
+            .filter(|(_, task)| !hits.contains_key(task))
             .collect();
         let Some(pos) = (!busy.is_empty()).then(|| (next() % busy.len() as u64) as usize) else {
             continue;

@@ -38,7 +38,7 @@ pub enum Activation {
     PRelu(Vec<f32>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Padding {
     pub left: usize,
     pub right: usize,

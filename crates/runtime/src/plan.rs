@@ -4,11 +4,12 @@
 //! activations, and [`Plan::peak_bytes`] can predict it for any input size without running.
 
 use crate::error::RunError;
-use crate::graph::{Activation, ConvSpec, Graph, Op};
+use crate::graph::{Activation, BinaryKind, ConvSpec, CropSpec, Graph, Op};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
 use crate::ops::dense::DenseBlock;
+use crate::ops::narrow::NarrowConv;
 use crate::ops::reduce::{self, InnerProduct};
 use crate::ops::winograd::Winograd;
 use crate::ops::{elementwise, layout};
@@ -20,7 +21,12 @@ use crate::tensor::{Shape, Tensor};
 enum Prepared {
     Winograd(Winograd),
     Im2col(Im2colConv),
+    /// A convolution to a few output channels.
+    Narrow(NarrowConv),
     Deconv(Deconv),
+    /// A direct deconvolution plus a crop of its second input (a U-Net's skip connection):
+    /// `Deconvolution`, `Crop` and `Add` in one pass.
+    DeconvAddCrop(Deconv, CropSpec),
     /// Convolutions and the concatenations between them, run in one buffer.
     DenseBlock(DenseBlock),
     InnerProduct(InnerProduct),
@@ -223,8 +229,11 @@ impl Plan {
                 Op::Convolution(s) => {
                     let s = with_act(s);
                     // Every 3x3 stride-1 convolution, even with 3 input channels: its
-                    // transforms still cost less than gathering 27-wide im2col rows.
-                    if Winograd::supports(&s) {
+                    // transforms still cost less than gathering 27-wide im2col rows. But not
+                    // to a few output channels, where its GEMM would be mostly padding.
+                    if NarrowConv::supports(&s, isa) {
+                        Prepared::Narrow(NarrowConv::new(&s, isa))
+                    } else if Winograd::supports(&s) {
                         Prepared::Winograd(
                             Winograd::new(&s, isa).with_block_tiles(tuning.winograd_tiles),
                         )
@@ -256,6 +265,7 @@ impl Plan {
         }
 
         let steps = fuse_dense_blocks(steps, output, value_count, isa);
+        let steps = fuse_skip_additions(steps, output, value_count);
         let mut last_use = vec![0usize; value_count];
         for (i, s) in steps.iter().enumerate() {
             for &v in &s.inputs {
@@ -405,8 +415,20 @@ impl Plan {
         }
         match &step.op {
             Prepared::Winograd(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
-            Prepared::Im2col(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::Im2col(op) => image(op.geometry().out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::Narrow(op) => image(op.geometry().out_shape(a.h, a.w), op_out_c(&step.op)),
             Prepared::Deconv(op) => image(op.out_shape(a.h, a.w), op_out_c(&step.op)),
+            Prepared::DeconvAddCrop(op, crop) => {
+                let out = image(op.out_shape(a.h, a.w), op.out_channels())?;
+                let r = layout::crop_region(crop, ins[1], None);
+                match r {
+                    Some(r) if (r.h, r.w, r.ch) == (out.h, out.w, out.c) => Ok(out),
+                    _ => Err(err(format!(
+                        "skip connection from {}x{}x{} does not match {}x{}x{}",
+                        ins[1].w, ins[1].h, ins[1].c, out.w, out.h, out.c
+                    ))),
+                }
+            }
             Prepared::DenseBlock(_) if a.dims != 3 => Err(err("expects an image".into())),
             Prepared::DenseBlock(b) => {
                 // Padding 1 all round (checked when planned) keeps sizes; 3x3 needs 1 pixel.
@@ -646,10 +668,15 @@ impl Plan {
         match &step.op {
             Prepared::Winograd(op) => op.run(ins[0], out, threads),
             Prepared::Im2col(op) => op.run(ins[0], out, threads),
+            Prepared::Narrow(op) => op.run(ins[0], out, threads),
             Prepared::Deconv(op) => {
                 let mut taps = pool.take(op.scratch_bytes(ins[0].h, ins[0].w) / 4);
                 op.run_with(ins[0], out, &mut taps, threads);
                 pool.give(taps);
+            }
+            Prepared::DeconvAddCrop(op, crop) => {
+                let r = layout::crop_region(crop, ins[1].shape(), None).expect("checked");
+                op.run_adding(ins[0], out, ins[1], r, threads)
             }
             Prepared::DenseBlock(b) => b.run(ins[0], out, threads),
             Prepared::InnerProduct(ip) => *out = ip.run(ins[0]),
@@ -790,11 +817,78 @@ fn fuse_dense_blocks(steps: Vec<Step>, output: usize, value_count: usize, isa: I
     out
 }
 
+/// Finds `Add(Crop(skip), Deconvolution(x))` (either order), the deconvolution a direct one
+/// and the crop one of `skip` alone, where nothing else reads the crop or the deconvolution,
+/// and replaces the three with one [`Prepared::DeconvAddCrop`] step at the addition.
+fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> Vec<Step> {
+    let mut readers = vec![Vec::new(); value_count];
+    let mut producer = vec![usize::MAX; value_count];
+    for (i, s) in steps.iter().enumerate() {
+        for &v in &s.inputs {
+            readers[v].push(i);
+        }
+        producer[s.output] = i;
+    }
+    let private_to = |v: usize, add: usize| v != output && readers[v] == [add];
+    // (deconvolution, crop) step indices for each addition fused.
+    let mut fused: Vec<Option<(usize, usize)>> = vec![None; steps.len()];
+    let mut taken = vec![false; steps.len()];
+    for (add, step) in steps.iter().enumerate() {
+        let is_add = matches!(
+            step.op,
+            Prepared::Layer(Op::BinaryOp {
+                kind: BinaryKind::Add,
+                scalar: None
+            })
+        );
+        if !is_add || step.inputs.len() != 2 || step.inputs[0] == step.inputs[1] {
+            continue;
+        }
+        for (crop_v, deconv_v) in [(0, 1), (1, 0)].map(|(a, b)| (step.inputs[a], step.inputs[b])) {
+            let (Some(&d), Some(&c)) = (producer.get(deconv_v), producer.get(crop_v)) else {
+                continue;
+            };
+            let direct = matches!(steps.get(d), Some(Step { op: Prepared::Deconv(op), .. }) if op.is_direct());
+            let crop = matches!(steps.get(c), Some(Step { op: Prepared::Layer(Op::Crop(_)), inputs, .. }) if inputs.len() == 1);
+            if direct && crop && private_to(deconv_v, add) && private_to(crop_v, add) {
+                fused[add] = Some((d, c));
+                taken[d] = true;
+                taken[c] = true;
+                break;
+            }
+        }
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for i in 0..slots.len() {
+        if let Some((d, c)) = fused[i] {
+            let add = slots[i].take().expect("each step is used once");
+            let deconv = slots[d].take().expect("each step is used once");
+            let crop = slots[c].take().expect("each step is used once");
+            let (Prepared::Deconv(op), Prepared::Layer(Op::Crop(spec))) = (deconv.op, crop.op)
+            else {
+                unreachable!("checked to be a deconvolution and a crop");
+            };
+            out.push(Step {
+                name: deconv.name,
+                op: Prepared::DeconvAddCrop(op, spec),
+                inputs: vec![deconv.inputs[0], crop.inputs[0]],
+                output: add.output,
+                work: deconv.work,
+            });
+        } else if !taken[i] {
+            out.push(slots[i].take().expect("each step is used once"));
+        }
+    }
+    out
+}
+
 fn op_in_c(op: &Prepared) -> Option<usize> {
     match op {
         Prepared::Winograd(w) => Some(w.in_channels()),
-        Prepared::Im2col(c) => Some(c.in_channels()),
-        Prepared::Deconv(d) => Some(d.in_channels()),
+        Prepared::Im2col(c) => Some(c.geometry().in_c),
+        Prepared::Narrow(c) => Some(c.geometry().in_c),
+        Prepared::Deconv(d) | Prepared::DeconvAddCrop(d, _) => Some(d.in_channels()),
         Prepared::DenseBlock(b) => Some(b.in_channels()),
         _ => None,
     }
@@ -803,8 +897,9 @@ fn op_in_c(op: &Prepared) -> Option<usize> {
 fn op_out_c(op: &Prepared) -> usize {
     match op {
         Prepared::Winograd(w) => w.out_channels(),
-        Prepared::Im2col(c) => c.out_channels(),
-        Prepared::Deconv(d) => d.out_channels(),
+        Prepared::Im2col(c) => c.geometry().out_c,
+        Prepared::Narrow(c) => c.geometry().out_c,
+        Prepared::Deconv(d) | Prepared::DeconvAddCrop(d, _) => d.out_channels(),
         Prepared::DenseBlock(b) => b.out_channels(),
         _ => 0,
     }

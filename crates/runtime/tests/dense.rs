@@ -2,20 +2,13 @@
 //! in ESRGAN's RRDB) run as one step in one buffer: the plan must find them and give exactly
 //! what the layers give one by one.
 
+mod common;
+
+use common::weights;
 use vsr_runtime::graph::Op;
 use vsr_runtime::ops::conv::Im2colConv;
 use vsr_runtime::ops::layout;
 use vsr_runtime::{Graph, Isa, Plan, Tensor};
-
-/// An fp32-tagged block of `n` varied weights, then `biases` varied biases: every channel
-/// different, so a channel read or written at the wrong offset shows.
-fn weights(n: usize, biases: usize, seed: usize) -> Vec<u8> {
-    let mut b = 0u32.to_le_bytes().to_vec();
-    let value = |i: usize| ((i * 37 + seed * 11) % 101) as f32 / 500.0 - 0.1;
-    b.extend((0..n).flat_map(|i| value(i).to_le_bytes()));
-    b.extend((0..biases).flat_map(|i| (value(i + 7) * 0.5).to_le_bytes()));
-    b
-}
 
 /// `x` (3 channels) -> y1 = conv(x) -> y2 = conv([x, y1]) -> y3 = conv([x, y1, y2]) ->
 /// out = conv([x, y1, y2, y3]), LeakyReLU after the inner three.
@@ -50,8 +43,8 @@ fn layer_by_layer(graph: &Graph, x: &Tensor) -> Tensor {
         })
         .collect();
     let run = |conv: &Im2colConv, input: &Tensor| {
-        let (h, w) = conv.out_shape(input.h, input.w).expect("fits");
-        let mut out = Tensor::zeros(h, w, conv.out_channels());
+        let (h, w) = conv.geometry().out_shape(input.h, input.w).expect("fits");
+        let mut out = Tensor::zeros(h, w, conv.geometry().out_c);
         conv.run(input, &mut out, 1);
         out
     };

@@ -12,15 +12,61 @@ use crate::tensor::Tensor;
 /// Output pixels per GEMM block.
 const BLOCK_PIXELS: usize = 96;
 
+/// A convolution's shape apart from its weights: channels, and where its kernel reads (size,
+/// stride, dilation, zero padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    pub dil: (usize, usize),
+    pub pad: Padding,
+}
+
+impl Geometry {
+    pub fn of(spec: &ConvSpec) -> Self {
+        Geometry {
+            in_c: spec.in_c,
+            out_c: spec.out_c,
+            kh: spec.kh,
+            kw: spec.kw,
+            stride: (spec.stride_h, spec.stride_w),
+            dil: (spec.dil_h, spec.dil_w),
+            pad: spec.pad,
+        }
+    }
+
+    /// Output (rows, columns) for an `h x w` input; `None` if the kernel does not fit.
+    pub fn out_shape(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let ext_h = self.dil.0 * (self.kh - 1) + 1;
+        let ext_w = self.dil.1 * (self.kw - 1) + 1;
+        let oh = (h + self.pad.top + self.pad.bottom).checked_sub(ext_h)? / self.stride.0 + 1;
+        let ow = (w + self.pad.left + self.pad.right).checked_sub(ext_w)? / self.stride.1 + 1;
+        Some((oh, ow))
+    }
+
+    /// The input row tap `ky` of output row `oy` reads, if inside an input `h` rows high.
+    #[inline(always)]
+    pub fn row(&self, oy: usize, ky: usize, h: usize) -> Option<usize> {
+        (oy * self.stride.0 + ky * self.dil.0)
+            .checked_sub(self.pad.top)
+            .filter(|&y| y < h)
+    }
+
+    /// The input column tap `kx` of output column `ox` reads, if inside an input `w` wide.
+    #[inline(always)]
+    pub fn col(&self, ox: usize, kx: usize, w: usize) -> Option<usize> {
+        (ox * self.stride.1 + kx * self.dil.1)
+            .checked_sub(self.pad.left)
+            .filter(|&x| x < w)
+    }
+}
+
 #[derive(Debug)]
 pub struct Im2colConv {
-    in_c: usize,
-    out_c: usize,
-    kh: usize,
-    kw: usize,
-    stride: (usize, usize),
-    dil: (usize, usize),
-    pad: Padding,
+    geometry: Geometry,
     /// `[(ky, kx, c)][o]`, matching the gathered row order.
     b: PackedB,
     bias: Vec<f32>,
@@ -37,13 +83,7 @@ impl Im2colConv {
             spec.weights[((o * in_c + c) * kh + tap / kw) * kw + tap % kw]
         });
         Im2colConv {
-            in_c,
-            out_c: spec.out_c,
-            kh,
-            kw,
-            stride: (spec.stride_h, spec.stride_w),
-            dil: (spec.dil_h, spec.dil_w),
-            pad: spec.pad,
+            geometry: Geometry::of(spec),
             b,
             bias: spec.bias.clone(),
             act: spec.act.clone(),
@@ -51,37 +91,17 @@ impl Im2colConv {
         }
     }
 
-    pub fn in_channels(&self) -> usize {
-        self.in_c
-    }
-
-    pub fn out_channels(&self) -> usize {
-        self.out_c
-    }
-
-    pub fn out_shape(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let ext_h = self.dil.0 * (self.kh - 1) + 1;
-        let ext_w = self.dil.1 * (self.kw - 1) + 1;
-        let oh = (h + self.pad.top + self.pad.bottom).checked_sub(ext_h)? / self.stride.0 + 1;
-        let ow = (w + self.pad.left + self.pad.right).checked_sub(ext_w)? / self.stride.1 + 1;
-        Some((oh, ow))
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.stride == (1, 1)
-            && self.pad
-                == Padding {
-                    left: 0,
-                    right: 0,
-                    top: 0,
-                    bottom: 0,
-                }
+        let w = &self.geometry;
+        (w.kh, w.kw, w.stride, w.pad) == (1, 1, (1, 1), Padding::default())
     }
 
     pub fn run(&self, input: &Tensor, output: &mut Tensor, threads: usize) {
-        let (ow, out_c, isa) = (output.w, self.out_c, self.isa);
+        let (ow, out_c, isa) = (output.w, self.geometry.out_c, self.isa);
         let k = self.b.k;
         let pointwise = self.is_pointwise();
         par_chunks(
@@ -111,17 +131,17 @@ impl Im2colConv {
     /// Copies the receptive field of output pixel (`oy`, `ox`) into `row`, zeros outside.
     #[inline(always)]
     fn gather(&self, oy: usize, ox: usize, input: &Tensor, row: &mut [f32]) {
-        let c = self.in_c;
-        for ky in 0..self.kh {
-            let y = (oy * self.stride.0 + ky * self.dil.0) as isize - self.pad.top as isize;
-            for kx in 0..self.kw {
-                let x = (ox * self.stride.1 + kx * self.dil.1) as isize - self.pad.left as isize;
-                let dst = &mut row[(ky * self.kw + kx) * c..][..c];
-                if y < 0 || x < 0 || y >= input.h as isize || x >= input.w as isize {
-                    dst.fill(0.0);
-                } else {
-                    let at = (y as usize * input.w + x as usize) * c;
-                    dst.copy_from_slice(&input.data[at..at + c]);
+        let (c, win) = (self.geometry.in_c, &self.geometry);
+        for ky in 0..win.kh {
+            let y = win.row(oy, ky, input.h);
+            for kx in 0..win.kw {
+                let dst = &mut row[(ky * win.kw + kx) * c..][..c];
+                match (y, win.col(ox, kx, input.w)) {
+                    (Some(y), Some(x)) => {
+                        let at = (y * input.w + x) * c;
+                        dst.copy_from_slice(&input.data[at..at + c]);
+                    }
+                    _ => dst.fill(0.0),
                 }
             }
         }

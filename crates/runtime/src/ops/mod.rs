@@ -6,8 +6,11 @@ pub mod deconv;
 pub mod dense;
 pub mod elementwise;
 pub mod layout;
+pub mod narrow;
 pub mod reduce;
 mod scratch;
+#[cfg(test)]
+mod testing;
 pub mod winograd;
 
 use crate::kernels::LANES;

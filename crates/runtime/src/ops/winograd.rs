@@ -569,36 +569,9 @@ fn at_1d(r: &[Lanes; 8]) -> [Lanes; 6] {
 mod tests {
     use super::*;
     use crate::ops::conv::Im2colConv;
-
-    fn spec(in_c: usize, out_c: usize, pad: usize, act: Activation) -> ConvSpec {
-        let n = out_c * in_c * 9;
-        ConvSpec {
-            out_c,
-            in_c,
-            kh: 3,
-            kw: 3,
-            stride_h: 1,
-            stride_w: 1,
-            dil_h: 1,
-            dil_w: 1,
-            pad: Padding {
-                left: pad,
-                right: pad,
-                top: pad,
-                bottom: pad,
-            },
-            out_pad_right: 0,
-            out_pad_bottom: 0,
-            weights: (0..n)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 150.0)
-                .collect(),
-            bias: (0..out_c).map(|o| o as f32 * 0.01 - 0.1).collect(),
-            act,
-        }
-    }
+    use crate::ops::testing::{input, spec};
 
     /// Winograd against direct convolution (im2col), across channel tails, borders and ISAs.
-    /// F(6x6,3x3) trades some precision for speed: about 2e-5 relative here, as in ncnn.
     /// F(6x6,3x3) trades some precision for speed: about 2e-5 relative here, as in ncnn.
     #[test]
     fn matches_direct_convolution() {
@@ -611,19 +584,12 @@ mod tests {
                 (8, 33, 0, 9, 9),
             ] {
                 let act = Activation::PRelu((0..out_c).map(|o| 0.05 * o as f32).collect());
-                let s = spec(in_c, out_c, pad, act);
-                let input = Tensor::from_vec(
-                    h,
-                    w,
-                    in_c,
-                    (0..h * w * in_c)
-                        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
-                        .collect(),
-                );
+                let s = spec(in_c, out_c, 3, 1, pad, act);
+                let input = input(h, w, in_c);
                 let wino = Winograd::new(&s, isa);
                 let direct = Im2colConv::new(&s, isa);
                 let (oh, ow) = wino.out_shape(h, w).unwrap();
-                assert_eq!(Some((oh, ow)), direct.out_shape(h, w));
+                assert_eq!(Some((oh, ow)), direct.geometry().out_shape(h, w));
                 let mut a = Tensor::zeros(oh, ow, out_c);
                 let mut b = Tensor::zeros(oh, ow, out_c);
                 wino.run(&input, &mut a, 2);

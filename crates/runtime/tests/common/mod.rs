@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: fixture and model locations.
+//! Helpers shared by the integration tests: fixture and model locations, weights for graphs
+//! built in a test.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -138,4 +139,14 @@ pub fn compare(
         }
     }
     (worst, worst_ill, ill)
+}
+
+/// An fp32-tagged block of `n` varied weights, then `biases` varied biases: every channel
+/// different, so a channel read or written at the wrong offset shows.
+pub fn weights(n: usize, biases: usize, seed: usize) -> Vec<u8> {
+    let mut b = 0u32.to_le_bytes().to_vec();
+    let value = |i: usize| ((i * 37 + seed * 11) % 101) as f32 / 500.0 - 0.1;
+    b.extend((0..n).flat_map(|i| value(i).to_le_bytes()));
+    b.extend((0..biases).flat_map(|i| (value(i + 7) * 0.5).to_le_bytes()));
+    b
 }

@@ -4,11 +4,17 @@ inference thread: how well segments share one video between workers (`--tasks 1`
 default), or how a set of tasks spreads over them (`--tasks N`).
 
     tools/bench_workers.py --vsr target/release/vsr --workers 1 2 [--tasks N --seconds S]
+                           [--core-each]
 
 Generates a clip (testsrc2, 10 fps, a keyframe every second; 60 s by default), sends it
 `--tasks` times to a fresh server per worker count (5 s segments), and prints
 `workers=N seconds=S` for each (the first task's startedAt -> the last one's finishedAt),
 then `ratio=` (the last count's time over the first's).
+
+With `--core-each`, worker i and everything it starts (FFmpeg, ffprobe) are confined to CPU i
+(`taskset`), as on machines of one core each. Without it, one worker on a machine of two cores
+runs its FFmpeg work on the core its model leaves idle, which two workers cannot: the ratio
+then measures that spare core as much as the queue.
 """
 import argparse
 import datetime
@@ -57,7 +63,19 @@ def seconds(iso_from, iso_to):
     return (parse(iso_to) - parse(iso_from)).total_seconds()
 
 
-def run(vsr, clip, workers, settings, tasks):
+def worker_pids(server, workers):
+    """The server's worker processes, once all have started."""
+    for _ in range(200):
+        out = subprocess.run(["ps", "--ppid", str(server.pid), "-o", "pid=,args="],
+                             capture_output=True, text=True, check=True).stdout
+        pids = [int(line.split()[0]) for line in out.splitlines() if " worker" in line]
+        if len(pids) == workers:
+            return pids
+        time.sleep(0.1)
+    raise RuntimeError(f"{workers} workers did not start")
+
+
+def run(vsr, clip, workers, settings, tasks, core_each):
     port = free_port()
     data = tempfile.mkdtemp()
     env = dict(os.environ, VSR_THREADS="1", VSR_SEGMENT_SECONDS="5",
@@ -72,6 +90,10 @@ def run(vsr, clip, workers, settings, tasks):
                 break
             except OSError:
                 time.sleep(0.1)
+        if core_each:
+            for cpu, pid in enumerate(worker_pids(server, workers)):
+                subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)],
+                               stdout=subprocess.DEVNULL, check=True)
         ids = [upload(port, clip, settings) for _ in range(tasks)]
         ended = []
         for task in ids:
@@ -97,6 +119,8 @@ def main():
     ap.add_argument("--size", default="128x72")
     ap.add_argument("--tasks", type=int, default=1)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--core-each", action="store_true",
+                    help="confine worker i and its children to CPU i")
     args = ap.parse_args()
     clip = os.path.join(tempfile.mkdtemp(), "long.mp4")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
@@ -105,7 +129,7 @@ def main():
     settings = {"scale": 2, "quality": "fast"}
     times = []
     for n in args.workers:
-        t = run(args.vsr, clip, n, settings, args.tasks)
+        t = run(args.vsr, clip, n, settings, args.tasks, args.core_each)
         times.append(t)
         print(f"workers={n} seconds={t:.1f}", flush=True)
     print(f"ratio={times[-1] / times[0]:.3f}")

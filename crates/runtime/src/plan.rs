@@ -848,8 +848,14 @@ fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> V
             let (Some(&d), Some(&c)) = (producer.get(deconv_v), producer.get(crop_v)) else {
                 continue;
             };
-            let direct = matches!(steps.get(d), Some(Step { op: Prepared::Deconv(op), .. }) if op.is_direct());
-            let crop = matches!(steps.get(c), Some(Step { op: Prepared::Layer(Op::Crop(_)), inputs, .. }) if inputs.len() == 1);
+            let direct = match steps.get(d).map(|s| &s.op) {
+                Some(Prepared::Deconv(op)) => op.is_direct(),
+                _ => false,
+            };
+            let crop = match steps.get(c) {
+                Some(s) => matches!(s.op, Prepared::Layer(Op::Crop(_))) && s.inputs.len() == 1,
+                None => false,
+            };
             if direct && crop && private_to(deconv_v, add) && private_to(crop_v, add) {
                 fused[add] = Some((d, c));
                 taken[d] = true;

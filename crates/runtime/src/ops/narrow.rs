@@ -79,8 +79,9 @@ impl NarrowConv {
         );
         let (ow, out_c, isa) = (output.w, self.geometry.out_c, self.isa);
         par_chunks(&mut output.data, ow * out_c, threads, |oy, row| {
-            // SAFETY: `new` took an AVX-512 `Isa` (one the CPU has); the rows are bounded by
-            // the slices they index.
+            // SAFETY: `new` took an AVX-512 `Isa`, which exists only where the CPU has it.
+            // Every vector load reads inside a bounds-checked slice (`in_c` input floats, a
+            // multiple of the vector width, or a tap's `O * in_c` weights).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 match out_c {

@@ -845,9 +845,8 @@ fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> V
             continue;
         }
         for (crop_v, deconv_v) in [(0, 1), (1, 0)].map(|(a, b)| (step.inputs[a], step.inputs[b])) {
-            let (Some(&d), Some(&c)) = (producer.get(deconv_v), producer.get(crop_v)) else {
-                continue;
-            };
+            // A value no step produces (the input, a constant) has `usize::MAX`: no step there.
+            let (d, c) = (producer[deconv_v], producer[crop_v]);
             let direct = match steps.get(d).map(|s| &s.op) {
                 Some(Prepared::Deconv(op)) => op.is_direct(),
                 _ => false,

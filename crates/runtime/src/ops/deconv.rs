@@ -19,8 +19,18 @@ use crate::tensor::Tensor;
 
 const BLOCK_PIXELS: usize = 96;
 
+/// The weights, packed for the way a deconvolution runs.
+#[derive(Debug)]
+enum Packed {
+    /// `[c][(ky, kx, o)]`: every tap of a pixel in one GEMM row, gathered afterwards.
+    Gathered(PackedB),
+    /// `[ky][c][(kx, o)]`, one matrix per kernel row, for [`Deconv::is_direct`] ones.
+    Direct(Vec<PackedB>),
+}
+
 #[derive(Debug)]
 pub struct Deconv {
+    in_c: usize,
     out_c: usize,
     kh: usize,
     kw: usize,
@@ -28,10 +38,7 @@ pub struct Deconv {
     dil: (usize, usize),
     pad: Padding,
     out_pad: (usize, usize),
-    /// `[c][(ky, kx, o)]`.
-    b: PackedB,
-    /// Where [`Deconv::is_direct`]: `[ky][c][(kx, o)]`, one matrix per kernel row.
-    rows: Vec<PackedB>,
+    packed: Packed,
     bias: Vec<f32>,
     act: Activation,
     isa: Isa,
@@ -40,48 +47,57 @@ pub struct Deconv {
 impl Deconv {
     pub fn new(spec: &ConvSpec, isa: Isa) -> Self {
         let (kh, kw, in_c, out_c) = (spec.kh, spec.kw, spec.in_c, spec.out_c);
-        let b = PackedB::new(isa, in_c, kh * kw * out_c, |c, col| {
-            let (tap, o) = (col / out_c, col % out_c);
-            spec.weights[((o * in_c + c) * kh + tap / kw) * kw + tap % kw]
-        });
-        let mut deconv = Deconv {
+        let (stride, dil) = ((spec.stride_h, spec.stride_w), (spec.dil_h, spec.dil_w));
+        let out_pad = (spec.out_pad_bottom, spec.out_pad_right);
+        // Each output pixel takes exactly one tap, in the order the GEMM writes them: kernel
+        // as large as the stride, no dilation, padding or output padding.
+        let direct = stride == (kh, kw)
+            && dil == (1, 1)
+            && spec.pad == Padding::default()
+            && out_pad == (0, 0);
+        let weight = |c: usize, ky: usize, kx: usize, o: usize| {
+            spec.weights[((o * in_c + c) * kh + ky) * kw + kx]
+        };
+        let packed = if direct {
+            Packed::Direct(
+                (0..kh)
+                    .map(|ky| {
+                        PackedB::new(isa, in_c, kw * out_c, |c, col| {
+                            weight(c, ky, col / out_c, col % out_c)
+                        })
+                    })
+                    .collect(),
+            )
+        } else {
+            Packed::Gathered(PackedB::new(isa, in_c, kh * kw * out_c, |c, col| {
+                let (tap, o) = (col / out_c, col % out_c);
+                weight(c, tap / kw, tap % kw, o)
+            }))
+        };
+        Deconv {
+            in_c,
             out_c,
             kh,
             kw,
-            stride: (spec.stride_h, spec.stride_w),
-            dil: (spec.dil_h, spec.dil_w),
+            stride,
+            dil,
             pad: spec.pad,
-            out_pad: (spec.out_pad_bottom, spec.out_pad_right),
-            b,
-            rows: Vec::new(),
+            out_pad,
+            packed,
             bias: spec.bias.clone(),
             act: spec.act.clone(),
             isa,
-        };
-        if deconv.is_direct() {
-            deconv.rows = (0..kh)
-                .map(|ky| {
-                    PackedB::new(isa, in_c, kw * out_c, |c, col| {
-                        let (kx, o) = (col / out_c, col % out_c);
-                        spec.weights[((o * in_c + c) * kh + ky) * kw + kx]
-                    })
-                })
-                .collect();
         }
-        deconv
     }
 
-    /// Whether each output pixel takes exactly one tap, in the order the GEMM writes them:
-    /// kernel as large as the stride, no dilation, padding or output padding.
+    /// Whether each output pixel takes exactly one tap, so that the GEMM writes the output
+    /// rows directly (and can add a skip connection as it goes).
     pub(crate) fn is_direct(&self) -> bool {
-        self.stride == (self.kh, self.kw)
-            && self.dil == (1, 1)
-            && self.pad == Padding::default()
-            && self.out_pad == (0, 0)
+        matches!(self.packed, Packed::Direct(_))
     }
 
     pub fn in_channels(&self) -> usize {
-        self.b.k
+        self.in_c
     }
 
     pub fn out_channels(&self) -> usize {
@@ -100,10 +116,9 @@ impl Deconv {
 
     /// Bytes of scratch for an `h x w` input.
     pub fn scratch_bytes(&self, h: usize, w: usize) -> usize {
-        if self.is_direct() {
-            0
-        } else {
-            h * w * self.b.n * 4
+        match &self.packed {
+            Packed::Gathered(b) => h * w * b.n * 4,
+            Packed::Direct(_) => 0,
         }
     }
 
@@ -116,12 +131,12 @@ impl Deconv {
     /// the GEMM writes all of it), so that a plan can hand the same buffer to every run
     /// instead of a fresh, page-faulting one of tens of megabytes each time.
     pub fn run_with(&self, input: &Tensor, output: &mut Tensor, taps: &mut [f32], threads: usize) {
-        if self.is_direct() {
-            return self.run_direct(input, output, None, threads);
-        }
+        let b = match &self.packed {
+            Packed::Gathered(b) => b,
+            Packed::Direct(rows) => return self.run_direct(rows, input, output, None, threads),
+        };
         let (h, w, isa) = (input.h, input.w, self.isa);
-        let n = self.b.n;
-        let in_c = self.b.k;
+        let (n, in_c) = (b.n, self.in_c);
         assert_eq!(taps.len(), h * w * n, "deconvolution scratch does not fit");
         par_chunks(taps, BLOCK_PIXELS * n, threads, |block, out| {
             let p0 = block * BLOCK_PIXELS;
@@ -130,7 +145,7 @@ impl Deconv {
                 out.len() / n,
                 &input.data[p0 * in_c..],
                 in_c,
-                &self.b,
+                b,
                 out,
                 n,
             );
@@ -176,16 +191,17 @@ impl Deconv {
 
     /// Output row `oy` is kernel row `oy % kh` of input row `oy / kh`: one GEMM of the input
     /// row's pixels by that kernel row's weights, whose `kw * out_c` columns a pixel are its
-    /// `kw` output pixels side by side.
-    /// With `skip`, the region of that tensor is added to the output after the activation.
+    /// `kw` output pixels side by side (`rows`, one matrix per kernel row). With `skip`, the
+    /// region of that tensor is added to the output after the activation.
     fn run_direct(
         &self,
+        rows: &[PackedB],
         input: &Tensor,
         output: &mut Tensor,
         skip: Option<(&Tensor, CropRegion)>,
         threads: usize,
     ) {
-        let (w, in_c, out_c, isa) = (input.w, self.b.k, self.out_c, self.isa);
+        let (w, in_c, out_c, isa) = (input.w, self.in_c, self.out_c, self.isa);
         assert_eq!(
             (output.h, output.w, output.c),
             (input.h * self.kh, w * self.kw, out_c),
@@ -202,7 +218,7 @@ impl Deconv {
                 w,
                 &input.data[iy * w * in_c..],
                 in_c,
-                &self.rows[ky],
+                &rows[ky],
                 row,
                 n,
             );
@@ -231,8 +247,10 @@ impl Deconv {
         region: CropRegion,
         threads: usize,
     ) {
-        assert!(self.is_direct(), "only direct deconvolutions add a skip");
-        self.run_direct(input, output, Some((skip, region)), threads);
+        let Packed::Direct(rows) = &self.packed else {
+            panic!("only direct deconvolutions add a skip");
+        };
+        self.run_direct(rows, input, output, Some((skip, region)), threads);
     }
 }
 

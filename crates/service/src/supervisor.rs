@@ -90,7 +90,8 @@ fn worker_config(config: &ServiceConfig, device: DeviceRequest) -> String {
 /// A worker died: the task it was running resumes, or fails after too many deaths.
 async fn fail_tasks_of(app: &AppState, worker: WorkerId) {
     let tasks = app.store.running_on(worker).await.unwrap_or_default();
-    after_deaths(app.store.as_ref(), &app.files, &app.config, tasks).await;
+    let held = tasks.into_iter().map(|id| (id, worker)).collect();
+    after_deaths(app.store.as_ref(), &app.files, &app.config, held).await;
 }
 
 /// Tasks whose worker vanished without a trace (its machine off, the network cut): once
@@ -103,12 +104,12 @@ pub async fn reclaim_lapsed(store: &dyn TaskStore, files: &Files, config: &Servi
     }
 }
 
-/// Each task's worker died: it resumes, or fails after too many deaths.
+/// Each task's worker (the one beside it) died: it resumes, or fails after too many deaths.
 async fn after_deaths(
     store: &dyn TaskStore,
     files: &Files,
     config: &ServiceConfig,
-    tasks: Vec<TaskId>,
+    held: Vec<(TaskId, WorkerId)>,
 ) {
     let ended = |status, error| Outcome {
         status,
@@ -125,8 +126,9 @@ async fn after_deaths(
         }),
     );
     let cancelled = ended(Status::Cancelled, None);
-    for id in tasks {
-        match store.crashed(&id, &failed, &cancelled).await {
+    for (id, dead) in held {
+        let lease = config.lease_from_now();
+        match store.crashed(&id, dead, lease, &failed, &cancelled).await {
             Ok(AfterCrash::Requeued) => {
                 tracing::warn!(task = %id, "its worker died; the task resumes")
             }

@@ -237,7 +237,6 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
     tracing::info!(input = %task.input_key, models = ?task.models, "task started");
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
-    let fetched = fetch(&worker.files, &task).await;
     // With an object store, finished segments are sent as they come: another machine
     // resumes from them if this one vanishes.
     let saver = (!worker.files.in_place()).then(|| {
@@ -251,23 +250,47 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             }
         })
     });
-    let blocking = spawn_job(worker, &task, &cancel, fetched, move |job, cancel| {
-        Ok(pipeline::run(
-            job,
-            &mut |p| {
-                tx.send_replace(Some(p.clone()));
-            },
-            cancel,
-        )?)
-    });
-    tokio::pin!(blocking);
+    // Fetching the files and storing the result are part of the work, under the lease the
+    // reports below renew: a slow store must not pass for a dead worker.
+    let work = async {
+        let fetched = fetch(&worker.files, &task).await;
+        let job = spawn_job(worker, &task, &cancel, fetched, move |job, cancel| {
+            Ok(pipeline::run(
+                job,
+                &mut |p| {
+                    tx.send_replace(Some(p.clone()));
+                },
+                cancel,
+            )?)
+        });
+        let summary = job.await.unwrap_or_else(|e| {
+            Err(Failure::private(
+                Code::WorkerPanicked,
+                "the worker failed unexpectedly",
+                e,
+            ))
+        })?;
+        if let Some(saver) = &saver {
+            saver.abort();
+        }
+        // The result goes to storage before the task is recorded complete.
+        match worker.files.store_output(&task).await {
+            Ok(bytes) => Ok((summary, bytes)),
+            Err(e) => Err(Failure::private(
+                e.code(),
+                "the result could not be stored; try again later",
+                e,
+            )),
+        }
+    };
+    tokio::pin!(work);
     let mut stop_asked: Option<std::time::Instant> = None;
     let result = loop {
         if stop_asked.is_some_and(|t| t.elapsed() > HARD_STOP) {
             hard_stop(worker, &task).await;
         }
         tokio::select! {
-            r = &mut blocking => break r.unwrap_or_else(|e| Err(Failure::private(Code::WorkerPanicked, "the worker failed unexpectedly", e))),
+            r = &mut work => break r,
             _ = tokio::time::sleep(REPORT) => {
                 let report = match &*rx.borrow() {
                     Some(p) => report(&task, p, Stage::Upscaling),
@@ -297,21 +320,9 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             }
         }
     };
-    if let Some(saver) = saver {
+    if let Some(saver) = &saver {
         saver.abort();
     }
-    // The result goes to storage before the task is recorded complete.
-    let result = match result {
-        Ok(summary) => match worker.files.store_output(&task).await {
-            Ok(bytes) => Ok((summary, bytes)),
-            Err(e) => Err(Failure::private(
-                e.code(),
-                "the result could not be stored; try again later",
-                e,
-            )),
-        },
-        Err(f) => Err(f),
-    };
     let store = &worker.store;
     let ended = |status, error| Outcome {
         status,
@@ -559,8 +570,6 @@ fn job<'a>(
     }
 }
 
-/// How this worker shares the task's segments with the others: file locks in folders every
-/// worker sees, or claims in the task database when media are in an object store.
 /// Runs `work` on `task`'s pipeline job in a blocking thread, once `ready` (the task's files
 /// fetched) holds: its models loaded and its job built as every worker of the task builds it,
 /// segments shared as this worker shares them.
@@ -594,6 +603,8 @@ fn spawn_job<R: Send + 'static>(
     })
 }
 
+/// How this worker shares the task's segments with the others: file locks in folders every
+/// worker sees, or claims in the task database when media are in an object store.
 fn sharing(worker: &Worker, task: &Task, cancel: &Arc<AtomicBool>) -> Box<dyn Sharing + Send> {
     if worker.files.in_place() {
         return Box::new(LocalLocks);

@@ -461,38 +461,47 @@ pub trait TaskStore: Send + Sync {
     /// The tasks `worker` was running.
     async fn running_on(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;
 
-    /// Processing tasks whose lease lapsed before `now`: their worker vanished.
-    async fn lapsed(&self, now: i64) -> Result<Vec<TaskId>, StoreError>;
+    /// Processing tasks whose lease lapsed before `now`, each with the worker that held it:
+    /// that worker vanished.
+    async fn lapsed(&self, now: i64) -> Result<Vec<(TaskId, WorkerId)>, StoreError>;
 
     /// Tasks being processed now, oldest first (those an idle worker may help with).
     async fn processing(&self) -> Result<Vec<Task>, StoreError>;
 
-    /// Counts a death of the worker holding `id` (one statement: a finished segment since
-    /// the last death, seen as more frames resumed, starts the count again); the `(deaths in
-    /// a row, cancel asked)` the row holds after it, `None` if the task is not processing.
-    async fn count_crash(&self, id: &TaskId) -> Result<Option<(i64, i64)>, StoreError>;
+    /// Counts the death of `dead`, the worker holding `id`, and hands the task to `taker`
+    /// until `lease_until`, in one statement: whoever else saw the same death (another
+    /// server's sweeper, an idle worker, the supervisor) finds the task no longer `dead`'s and
+    /// counts nothing. A finished segment since the last death, seen as more frames resumed,
+    /// starts the count again. The `(deaths in a row, cancel asked)` the row holds after it;
+    /// `None` if `dead` no longer held a processing `id`.
+    async fn count_crash(
+        &self,
+        id: &TaskId,
+        dead: WorkerId,
+        taker: WorkerId,
+        lease_until: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
 
-    /// Ends a processing task, whoever holds it (its worker is gone).
-    async fn end_abandoned(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError>;
-
-    /// Puts a processing task back in the queue, whoever holds it (its worker is gone).
-    async fn requeue_abandoned(&self, id: &TaskId) -> Result<(), StoreError>;
-
-    /// A task's worker died: the task goes back to the queue to resume, or fails with
-    /// `failed` once its workers died [`MAX_CRASHES`] times with no segment finished in
-    /// between; a task whose cancel was asked for ends with `cancelled`.
+    /// `dead`, the worker holding `id`, died: the task goes back to the queue to resume, or
+    /// fails with `failed` once its workers died [`MAX_CRASHES`] times with no segment
+    /// finished in between; a task whose cancel was asked for ends with `cancelled`. The
+    /// caller holds the task meanwhile (until `lease_until`), so that a death is judged once
+    /// however many see it; should the caller die too, the task lapses again.
     async fn crashed(
         &self,
         id: &TaskId,
+        dead: WorkerId,
+        lease_until: i64,
         failed: &Outcome,
         cancelled: &Outcome,
     ) -> Result<AfterCrash, StoreError> {
-        let verdict = AfterCrash::of(self.count_crash(id).await?);
+        let taker = WorkerId::random();
+        let verdict = AfterCrash::of(self.count_crash(id, dead, taker, lease_until).await?);
         match verdict {
             AfterCrash::Ended => {}
-            AfterCrash::Cancelled => self.end_abandoned(id, cancelled).await?,
-            AfterCrash::Failed => self.end_abandoned(id, failed).await?,
-            AfterCrash::Requeued => self.requeue_abandoned(id).await?,
+            AfterCrash::Cancelled => _ = self.finish(id, taker, cancelled).await?,
+            AfterCrash::Failed => _ = self.finish(id, taker, failed).await?,
+            AfterCrash::Requeued => self.release(id, taker).await?,
         }
         Ok(verdict)
     }
@@ -655,9 +664,9 @@ pub(crate) mod tests {
             .await
             .unwrap());
         let mut lapsed = store.lapsed(60).await.unwrap();
-        lapsed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        let mut want = vec![first.id.clone(), asked.id.clone()];
-        want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        lapsed.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let mut want = vec![(first.id.clone(), seven), (asked.id.clone(), eight)];
+        want.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         assert_eq!(lapsed, want);
         let requeued = store.requeue_interrupted(60, 99).await.unwrap();
         assert_eq!(requeued, vec![first.id.clone()]);
@@ -667,6 +676,45 @@ pub(crate) mod tests {
             (Status::Cancelled, Some(99))
         );
         assert_eq!(store.count_waiting().await.unwrap(), 1);
+
+        // A death seen by two at once (two servers' sweepers, or a supervisor and a sweeper)
+        // counts once: whoever counts first takes the task from the dead worker, the other
+        // finds nothing to count. Counted twice, the second death would fail the task.
+        for death in 1..MAX_CRASHES {
+            let dead = WorkerId::random();
+            let held = store.claim_next(dead, 50).await.unwrap().unwrap();
+            assert_eq!(held.id, first.id);
+            let (one, other) = (WorkerId::random(), WorkerId::random());
+            let counted = store.count_crash(&held.id, dead, one, 50).await.unwrap();
+            assert_eq!(counted, Some((death, 0)));
+            let again = store.count_crash(&held.id, dead, other, 50).await.unwrap();
+            assert_eq!(again, None);
+            // A late report of the worker taken for dead tells it to stop.
+            assert!(store.progress(&held.id, dead, 1000, &report).await.unwrap());
+            store.release(&held.id, one).await.unwrap();
+        }
+        // The last death fails the task; a second look at it changes nothing.
+        let failed = Outcome {
+            status: Status::Failed,
+            error: Some(TaskError {
+                code: Code::WorkerCrashed,
+                message: "died".into(),
+            }),
+            expires_at: 0,
+            output_bytes: None,
+        };
+        let dead = WorkerId::random();
+        let held = store.claim_next(dead, 50).await.unwrap().unwrap();
+        let cancelled = cancelled();
+        let mut verdicts = vec![];
+        for _ in 0..2 {
+            let seen = store.crashed(&held.id, dead, 50, &failed, &cancelled);
+            verdicts.push(seen.await.unwrap());
+        }
+        assert_eq!(verdicts, [AfterCrash::Failed, AfterCrash::Ended]);
+        let first = store.get(&first.id).await.unwrap().unwrap();
+        assert_eq!(first.status, Status::Failed);
+        assert_eq!(first.error.map(|e| e.code), Some(Code::WorkerCrashed));
     }
 
     /// The same races on PostgreSQL, in a database of their own on the test server

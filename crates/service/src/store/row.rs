@@ -19,6 +19,13 @@ pub(super) fn parse_id(id: &str) -> Result<TaskId, StoreError> {
     TaskId::parse(id).ok_or_else(|| StoreError::Corrupt(id.to_string(), "not a task id".into()))
 }
 
+/// Tasks with the worker holding each, as `(id, worker_pid)` pairs read back.
+pub(super) fn held(rows: &[(String, i64)]) -> Result<Vec<(TaskId, WorkerId)>, StoreError> {
+    rows.iter()
+        .map(|(id, holder)| Ok((parse_id(id)?, WorkerId::from_raw(*holder))))
+        .collect()
+}
+
 /// Reads a task row of `tasks`.
 pub(super) fn task<'r, R>(r: &'r R) -> Result<Task, StoreError>
 where

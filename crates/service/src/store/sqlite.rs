@@ -339,15 +339,16 @@ impl TaskStore for SqliteStore {
         .await
     }
 
-    async fn lapsed(&self, now: i64) -> Result<Vec<TaskId>, StoreError> {
-        self.ids(
-            sqlx::query_scalar(
-                "SELECT id FROM tasks WHERE status = ? AND (lease_until IS NULL OR lease_until < ?)",
-            )
-            .bind(Status::Processing.as_str())
-            .bind(now),
+    async fn lapsed(&self, now: i64) -> Result<Vec<(TaskId, WorkerId)>, StoreError> {
+        let held: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, worker_pid FROM tasks WHERE status = ? AND worker_pid IS NOT NULL
+             AND (lease_until IS NULL OR lease_until < ?)",
         )
-        .await
+        .bind(Status::Processing.as_str())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        super::row::held(&held)
     }
 
     async fn processing(&self) -> Result<Vec<Task>, StoreError> {
@@ -358,27 +359,27 @@ impl TaskStore for SqliteStore {
         rows.iter().map(task).collect()
     }
 
-    async fn count_crash(&self, id: &TaskId) -> Result<Option<(i64, i64)>, StoreError> {
+    async fn count_crash(
+        &self,
+        id: &TaskId,
+        dead: WorkerId,
+        taker: WorkerId,
+        lease_until: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "UPDATE tasks SET
              crashes = CASE WHEN resumed_frames > crash_resumed THEN 1 ELSE crashes + 1 END,
-             crash_resumed = resumed_frames
-             WHERE id = ? AND status = ? RETURNING crashes, cancel_requested",
+             crash_resumed = resumed_frames, worker_pid = ?, lease_until = ?
+             WHERE id = ? AND status = ? AND worker_pid = ?
+             RETURNING crashes, cancel_requested",
         )
+        .bind(taker.get())
+        .bind(lease_until)
         .bind(id.as_str())
         .bind(Status::Processing.as_str())
+        .bind(dead.get())
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    async fn end_abandoned(&self, id: &TaskId, outcome: &Outcome) -> Result<(), StoreError> {
-        self.end(id, outcome, &[Status::Processing], None)
-            .await
-            .map(|_| ())
-    }
-
-    async fn requeue_abandoned(&self, id: &TaskId) -> Result<(), StoreError> {
-        self.requeue(id, None).await
     }
 
     async fn expired(&self, now: i64) -> Result<Vec<Task>, StoreError> {

@@ -53,6 +53,23 @@ pub fn bias_activation(data: &mut [f32], c: usize, bias: Option<&[f32]>, act: &A
     activation(data, c, act);
 }
 
+/// The slope per channel (`n` of them) of an activation that is `if v < 0 { v * slope }
+/// else { v }` (identity, ReLU, leaky and parametric ReLU), for kernels that apply it from
+/// registers as they store; `None` for the others, which [`activation`] applies.
+pub fn negative_slopes(act: &Activation, n: usize) -> Option<Vec<f32>> {
+    match act {
+        Activation::Identity => Some(vec![1.0; n]),
+        Activation::Relu { slope } => Some(vec![*slope; n]),
+        Activation::PRelu(s) if s.len() == 1 => Some(vec![s[0]; n]),
+        Activation::PRelu(s) => {
+            let mut s = s.clone();
+            s.resize(n, 0.0);
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
 /// Applies `act` in place to channels-last rows of `c` values.
 #[inline(always)]
 pub fn activation(data: &mut [f32], c: usize, act: &Activation) {

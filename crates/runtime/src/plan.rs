@@ -4,7 +4,7 @@
 //! activations, and [`Plan::peak_bytes`] can predict it for any input size without running.
 
 use crate::error::RunError;
-use crate::graph::{Activation, BinaryKind, ConvSpec, CropSpec, Graph, Op};
+use crate::graph::{Activation, BinaryKind, ConvSpec, CropSpec, Graph, InterpMode, Op};
 use crate::kernels::Isa;
 use crate::ops::conv::Im2colConv;
 use crate::ops::deconv::Deconv;
@@ -27,6 +27,16 @@ enum Prepared {
     /// A direct deconvolution plus a crop of its second input (a U-Net's skip connection):
     /// `Deconvolution`, `Crop` and `Add` in one pass.
     DeconvAddCrop(Deconv, CropSpec),
+    /// A pixel shuffle plus a nearest resize of the second input to the shuffle's size (the
+    /// upsampled input a compact model adds to its output): `PixelShuffle`, `Interp` and
+    /// `Add` in one pass.
+    ShuffleAddNearest {
+        factor: usize,
+        channel_major: bool,
+        /// The resize's `(scale_h, scale_w)` and `(out_h, out_w)`, as `Op::Interp` holds them.
+        scale: (f32, f32),
+        size: (usize, usize),
+    },
     /// Convolutions and the concatenations between them, run in one buffer.
     DenseBlock(DenseBlock),
     InnerProduct(InnerProduct),
@@ -265,7 +275,7 @@ impl Plan {
         }
 
         let steps = fuse_dense_blocks(steps, output, value_count, isa);
-        let steps = fuse_skip_additions(steps, output, value_count);
+        let steps = fuse_additions(steps, output, value_count);
         let mut last_use = vec![0usize; value_count];
         for (i, s) in steps.iter().enumerate() {
             for &v in &s.inputs {
@@ -495,11 +505,25 @@ impl Plan {
                 Ok(a)
             }
             Prepared::Layer(Op::PixelShuffle { factor, .. }) => {
-                let rr = factor * factor;
-                if !a.c.is_multiple_of(rr) {
-                    return Err(err(format!("{} channels do not divide by {rr}", a.c)));
+                shuffle_shape(a, *factor).map_err(err)
+            }
+            Prepared::ShuffleAddNearest {
+                factor,
+                scale,
+                size,
+                ..
+            } => {
+                let out = shuffle_shape(a, *factor).map_err(err)?;
+                let skip = ins[1];
+                let (h, w) = layout::interp_shape(skip.h, skip.w, scale.0, scale.1, size.0, size.1);
+                if skip.dims == 3 && (h, w, skip.c) == (out.h, out.w, out.c) {
+                    Ok(out)
+                } else {
+                    Err(err(format!(
+                        "input {}x{}x{} resized to {w}x{h} does not match {}x{}x{}",
+                        skip.w, skip.h, skip.c, out.w, out.h, out.c
+                    )))
                 }
-                Ok(Shape::image(a.h * factor, a.w * factor, a.c / rr))
             }
             Prepared::Layer(Op::Interp {
                 scale_h,
@@ -678,6 +702,14 @@ impl Plan {
                 let r = layout::crop_region(crop, ins[1].shape(), None).expect("checked");
                 op.run_adding(ins[0], out, ins[1], r, threads)
             }
+            Prepared::ShuffleAddNearest {
+                factor,
+                channel_major,
+                ..
+            } => {
+                let shuffled = (ins[0], *factor, *channel_major);
+                layout::pixel_shuffle_add_nearest(shuffled, ins[1], out, threads)
+            }
             Prepared::DenseBlock(b) => b.run(ins[0], out, threads),
             Prepared::InnerProduct(ip) => *out = ip.run(ins[0]),
             Prepared::Layer(Op::BinaryOp { kind, .. }) => {
@@ -817,10 +849,16 @@ fn fuse_dense_blocks(steps: Vec<Step>, output: usize, value_count: usize, isa: I
     out
 }
 
-/// Finds `Add(Crop(skip), Deconvolution(x))` (either order), the deconvolution a direct one
-/// and the crop one of `skip` alone, where nothing else reads the crop or the deconvolution,
-/// and replaces the three with one [`Prepared::DeconvAddCrop`] step at the addition.
-fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> Vec<Step> {
+/// Finds additions whose two operands come from steps that nothing else reads and that
+/// can add as they store, and replaces each such triple with one step at the addition (the
+/// operands' tensors are never written):
+/// - `Add(Crop(skip), Deconvolution(x))`, the deconvolution a direct one and the crop one of
+///   `skip` alone (a U-Net's skip connection): [`Prepared::DeconvAddCrop`];
+/// - `Add(PixelShuffle(x), Interp(skip))`, the resize a nearest one of one input (a compact
+///   model's upsampled input): [`Prepared::ShuffleAddNearest`].
+///
+/// Either order of the operands.
+fn fuse_additions(steps: Vec<Step>, output: usize, value_count: usize) -> Vec<Step> {
     let mut readers = vec![Vec::new(); value_count];
     let mut producer = vec![usize::MAX; value_count];
     for (i, s) in steps.iter().enumerate() {
@@ -830,7 +868,19 @@ fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> V
         producer[s.output] = i;
     }
     let private_to = |v: usize, add: usize| v != output && readers[v] == [add];
-    // (deconvolution, crop) step indices for each addition fused.
+    // Whether steps `main` and `other`, in that role, fuse with an addition of theirs.
+    let pairs = |main: &Step, other: &Step| match (&main.op, &other.op) {
+        (Prepared::Deconv(op), Prepared::Layer(Op::Crop(_))) => op.is_direct(),
+        (
+            Prepared::Layer(Op::PixelShuffle { .. }),
+            Prepared::Layer(Op::Interp {
+                mode: InterpMode::Nearest,
+                ..
+            }),
+        ) => true,
+        _ => false,
+    } && other.inputs.len() == 1;
+    // (main, other) step indices for each addition fused.
     let mut fused: Vec<Option<(usize, usize)>> = vec![None; steps.len()];
     let mut taken = vec![false; steps.len()];
     for (add, step) in steps.iter().enumerate() {
@@ -844,21 +894,17 @@ fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> V
         if !is_add || step.inputs.len() != 2 || step.inputs[0] == step.inputs[1] {
             continue;
         }
-        for (crop_v, deconv_v) in [(0, 1), (1, 0)].map(|(a, b)| (step.inputs[a], step.inputs[b])) {
+        for (main_v, other_v) in [(0, 1), (1, 0)].map(|(a, b)| (step.inputs[a], step.inputs[b])) {
             // A value no step produces (the input, a constant) has `usize::MAX`: no step there.
-            let (d, c) = (producer[deconv_v], producer[crop_v]);
-            let direct = match steps.get(d).map(|s| &s.op) {
-                Some(Prepared::Deconv(op)) => op.is_direct(),
+            let (m, o) = (producer[main_v], producer[other_v]);
+            let pair = match (steps.get(m), steps.get(o)) {
+                (Some(main), Some(other)) => pairs(main, other),
                 _ => false,
             };
-            let crop = match steps.get(c) {
-                Some(s) => matches!(s.op, Prepared::Layer(Op::Crop(_))) && s.inputs.len() == 1,
-                None => false,
-            };
-            if direct && crop && private_to(deconv_v, add) && private_to(crop_v, add) {
-                fused[add] = Some((d, c));
-                taken[d] = true;
-                taken[c] = true;
+            if pair && private_to(main_v, add) && private_to(other_v, add) {
+                fused[add] = Some((m, o));
+                taken[m] = true;
+                taken[o] = true;
                 break;
             }
         }
@@ -866,26 +912,55 @@ fn fuse_skip_additions(steps: Vec<Step>, output: usize, value_count: usize) -> V
     let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(slots.len());
     for i in 0..slots.len() {
-        if let Some((d, c)) = fused[i] {
+        if let Some((m, o)) = fused[i] {
             let add = slots[i].take().expect("each step is used once");
-            let deconv = slots[d].take().expect("each step is used once");
-            let crop = slots[c].take().expect("each step is used once");
-            let (Prepared::Deconv(op), Prepared::Layer(Op::Crop(spec))) = (deconv.op, crop.op)
-            else {
-                unreachable!("checked to be a deconvolution and a crop");
+            let main = slots[m].take().expect("each step is used once");
+            let other = slots[o].take().expect("each step is used once");
+            let op = match (main.op, other.op) {
+                (Prepared::Deconv(op), Prepared::Layer(Op::Crop(spec))) => {
+                    Prepared::DeconvAddCrop(op, spec)
+                }
+                (
+                    Prepared::Layer(Op::PixelShuffle {
+                        factor,
+                        channel_major,
+                    }),
+                    Prepared::Layer(Op::Interp {
+                        scale_h,
+                        scale_w,
+                        out_h,
+                        out_w,
+                        ..
+                    }),
+                ) => Prepared::ShuffleAddNearest {
+                    factor,
+                    channel_major,
+                    scale: (scale_h, scale_w),
+                    size: (out_h, out_w),
+                },
+                _ => unreachable!("checked to be a pair that fuses"),
             };
             out.push(Step {
-                name: deconv.name,
-                op: Prepared::DeconvAddCrop(op, spec),
-                inputs: vec![deconv.inputs[0], crop.inputs[0]],
+                name: main.name,
+                op,
+                inputs: vec![main.inputs[0], other.inputs[0]],
                 output: add.output,
-                work: deconv.work,
+                work: main.work,
             });
         } else if !taken[i] {
             out.push(slots[i].take().expect("each step is used once"));
         }
     }
     out
+}
+
+/// Depth-to-space's output shape, or why there is none.
+fn shuffle_shape(a: Shape, factor: usize) -> Result<Shape, String> {
+    let rr = factor * factor;
+    if !a.c.is_multiple_of(rr) {
+        return Err(format!("{} channels do not divide by {rr}", a.c));
+    }
+    Ok(Shape::image(a.h * factor, a.w * factor, a.c / rr))
 }
 
 fn op_in_c(op: &Prepared) -> Option<usize> {

@@ -220,15 +220,54 @@ pub fn pixel_shuffle(
             let (x, sw) = (ox / r, ox % r);
             let src = &input.data[(y * input.w + x) * ic..][..ic];
             for (p, d) in row[ox * oc..(ox + 1) * oc].iter_mut().enumerate() {
-                let q = if channel_major {
-                    (sh * r + sw) * oc + p
-                } else {
-                    p * r * r + sh * r + sw
-                };
-                *d = src[q];
+                *d = src[shuffled_channel(r, channel_major, oc, (sh, sw), p)];
             }
         }
     });
+}
+
+/// `PixelShuffle(input) + Interp(skip)` in one pass, for a nearest `Interp` to the shuffle's
+/// size: the tail of Real-ESRGAN's compact models, the network's output added to its
+/// upsampled input. Three passes over the full-size frame (shuffle, resize, add: each written,
+/// the two read back) become one. Equal to the three to the bit.
+pub fn pixel_shuffle_add_nearest(
+    (input, r, channel_major): (&Tensor, usize, bool),
+    skip: &Tensor,
+    out: &mut Tensor,
+    threads: usize,
+) {
+    let (oc, ic, ow) = (out.c, input.c, out.w);
+    debug_assert_eq!(skip.c, oc);
+    let (ty, tx, _) = resize_taps(InterpMode::Nearest, (skip.h, skip.w), (out.h, out.w), false);
+    crate::ops::par_chunks(&mut out.data, ow * oc, threads, |oy, row| {
+        let (y, sh) = (oy / r, oy % r);
+        let skip_row = &skip.data[ty.index[oy] * skip.w * oc..][..skip.w * oc];
+        for (ox, &sx) in tx.index.iter().enumerate() {
+            let (x, sw) = (ox / r, ox % r);
+            let src = &input.data[(y * input.w + x) * ic..][..ic];
+            let base = &skip_row[sx * oc..][..oc];
+            let dst = &mut row[ox * oc..(ox + 1) * oc];
+            for (p, (d, b)) in dst.iter_mut().zip(base).enumerate() {
+                *d = src[shuffled_channel(r, channel_major, oc, (sh, sw), p)] + b;
+            }
+        }
+    });
+}
+
+/// The input channel depth-to-space puts at output channel `p` of sub-pixel (`sh`, `sw`).
+#[inline(always)]
+fn shuffled_channel(
+    r: usize,
+    channel_major: bool,
+    oc: usize,
+    (sh, sw): (usize, usize),
+    p: usize,
+) -> usize {
+    if channel_major {
+        (sh * r + sw) * oc + p
+    } else {
+        p * r * r + sh * r + sw
+    }
 }
 
 /// Interp's output size, computed the way ncnn does (truncating `size * scale`).

@@ -9,6 +9,7 @@
 //! from, so a decoder that seeks to it and drops what comes before gets exactly the frames an
 //! uninterrupted decode would give, B-frames and open GOPs included.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,11 @@ pub fn plan(
     let Some(seconds) = seconds.filter(|s| s.is_finite() && *s > 0.0) else {
         return Ok(Plan::whole(info, max_frames));
     };
+    // A video no longer than one segment is one segment: its packet index is not read
+    // (an FFmpeg run of a fifth of a second before the first frame).
+    if info.duration_s > 0.0 && info.duration_s <= seconds {
+        return Ok(Plan::whole(info, max_frames));
+    }
     let abs = std::path::absolute(path).map_err(PipelineError::Io)?;
     let mut child = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-hide_banner", "-protocol_whitelist", "file"])
@@ -227,6 +233,10 @@ struct Manifest {
 pub struct WorkDir {
     path: PathBuf,
     pub plan: Plan,
+    /// Segments this process knows are whole (it recorded them, or FFmpeg counted their
+    /// frames once already): [`WorkDir::done`] still checks their size, but does not run
+    /// FFmpeg over them again (a fifth of a second each as the output is assembled).
+    known_whole: std::sync::Mutex<HashSet<usize>>,
 }
 
 /// Holds a segment for the worker working on it; dropped, the segment is free again.
@@ -312,6 +322,7 @@ impl WorkDir {
         Ok(WorkDir {
             path,
             plan: manifest.plan,
+            known_whole: Default::default(),
         })
     }
 
@@ -324,6 +335,7 @@ impl WorkDir {
         (manifest.version == LAYOUT_VERSION && manifest.key == key).then_some(WorkDir {
             path,
             plan: manifest.plan,
+            known_whole: Default::default(),
         })
     }
 
@@ -357,8 +369,14 @@ impl WorkDir {
             return Some(record);
         }
         let file = self.segment_file(index);
+        let mut known = self.known_whole.lock().unwrap_or_else(|p| p.into_inner());
         let whole = std::fs::metadata(&file).is_ok_and(|m| m.len() == record.bytes)
-            && count_packets(&file) == Some(record.frames);
+            && (known.contains(&index) || count_packets(&file) == Some(record.frames));
+        if whole {
+            known.insert(index);
+        } else {
+            known.remove(&index);
+        }
         if !whole {
             tracing::warn!(
                 segment = index,
@@ -397,6 +415,11 @@ impl WorkDir {
         };
         let text = serde_json::to_vec(&done).expect("plain data");
         write_durably(&self.record_file(index), &text)?;
+        let known = &self.known_whole;
+        known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index);
         Ok(done)
     }
 
@@ -463,6 +486,7 @@ pub fn has_free_segments(output: &Path) -> bool {
         let work = WorkDir {
             path,
             plan: manifest.plan,
+            known_whole: Default::default(),
         };
         work.plan.segments.iter().any(|s| {
             !work.record_file(s.index).exists()

@@ -369,15 +369,14 @@ impl WorkDir {
             return Some(record);
         }
         let file = self.segment_file(index);
-        let mut known = self.known_whole.lock().unwrap_or_else(|p| p.into_inner());
+        // FFmpeg runs with the set unlocked: other threads' checks need not wait for it.
+        let known = self.known_whole().contains(&index);
         let whole = std::fs::metadata(&file).is_ok_and(|m| m.len() == record.bytes)
-            && (known.contains(&index) || count_packets(&file) == Some(record.frames));
+            && (known || count_packets(&file) == Some(record.frames));
         if whole {
-            known.insert(index);
+            self.known_whole().insert(index);
         } else {
-            known.remove(&index);
-        }
-        if !whole {
+            self.known_whole().remove(&index);
             tracing::warn!(
                 segment = index,
                 "a finished segment's file is damaged; it is redone"
@@ -385,6 +384,10 @@ impl WorkDir {
             let _ = std::fs::remove_file(self.record_file(index));
         }
         whole.then_some(record)
+    }
+
+    fn known_whole(&self) -> std::sync::MutexGuard<'_, HashSet<usize>> {
+        self.known_whole.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_file(&self, index: usize) -> Result<File, PipelineError> {
@@ -415,11 +418,7 @@ impl WorkDir {
         };
         let text = serde_json::to_vec(&done).expect("plain data");
         write_durably(&self.record_file(index), &text)?;
-        let known = &self.known_whole;
-        known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index);
+        self.known_whole().insert(index);
         Ok(done)
     }
 

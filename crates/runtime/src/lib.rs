@@ -7,6 +7,7 @@
 //! (padding, value range) and tiling for frames of any size.
 
 pub mod anatomy;
+mod buffers;
 pub mod conventions;
 pub mod error;
 pub mod executor;

@@ -1004,7 +1004,9 @@ impl BufferPool {
             .filter(|(_, (b, _))| b.capacity() >= len)
             .min_by_key(|(_, (b, _))| b.capacity())
             .map(|(i, _)| i);
-        let Some(i) = best else { return vec![0.0; len] };
+        let Some(i) = best else {
+            return crate::buffers::zeroed(len);
+        };
         let (mut b, initialised) = self.free.swap_remove(i);
         if initialised >= len {
             // SAFETY: the first `initialised` elements were written before (truncating a Vec

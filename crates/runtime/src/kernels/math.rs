@@ -39,6 +39,18 @@ fn softplus(x: f32) -> f32 {
     }
 }
 
+/// `a * b + c`, rounded once where `FUSED` (for kernels compiled for an ISA with the
+/// instruction, `Isa::fused_multiply_add`), twice elsewhere: without the instruction, a fused
+/// multiply-add is a library call per value.
+#[inline(always)]
+pub fn mul_add<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// Adds `bias` (one value per channel) and applies `act` to channels-last rows of `c` values.
 #[inline(always)]
 pub fn bias_activation(data: &mut [f32], c: usize, bias: Option<&[f32]>, act: &Activation) {

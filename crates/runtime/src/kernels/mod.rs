@@ -110,6 +110,13 @@ impl Isa {
         self.0
     }
 
+    /// Whether kernels compiled for this ISA have a fused multiply-add instruction
+    /// (`math::mul_add`): the vector ISAs do, and so does every AArch64 CPU; x86's portable
+    /// baseline does not.
+    pub fn fused_multiply_add(self) -> bool {
+        self.0 != IsaLevel::Portable || cfg!(target_arch = "aarch64")
+    }
+
     pub fn name(self) -> &'static str {
         self.0.name()
     }

@@ -6,7 +6,7 @@
 //! thousands of TLB entries per layer, and in a virtual machine each miss is a two-level page
 //! walk. Linux backs a region with 2 MiB pages when asked (`MADV_HUGEPAGE`; most distributions
 //! set transparent huge pages to "madvise", so nothing happens unasked). Measured on the 2-core
-//! development VM, realesr-animevideov3-x4 at 480x270: 2-4% a layer (docs/benchmarks.md).
+//! development VM, realesr-animevideov3-x4 at 480x270: 2-3% a layer (docs/benchmarks.md).
 
 /// Buffers from this size on are worth a huge page (one is 2 MiB).
 const HUGE_PAGE_BYTES: usize = 2 << 20;

@@ -14,6 +14,7 @@ use crate::kernels::gemm::{gemm, PackedB};
 use crate::kernels::{math, Isa, LANES};
 use crate::ops::{copy_channels, par_for_each_thread};
 use crate::tensor::Tensor;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 type Lanes = [f32; LANES];
 const ZERO: Lanes = [0.0; LANES];
@@ -226,12 +227,19 @@ impl Winograd {
         let n_pad = self.u[0].padded_n();
         let isa = self.isa;
         let fused = isa.fused_multiply_add();
-        par_for_each_thread(threads.min(blocks), |thread, nthreads| {
+        // Blocks go to whichever thread is free, not in a fixed interleave: on a shared host
+        // one core is often slowed for a while, and a fixed share would make the layer wait
+        // for it. A thread claims its next block as it starts one, so that it can prefetch it.
+        let claimed = AtomicUsize::new(0);
+        let claim = || claimed.fetch_add(1, Ordering::Relaxed);
+        par_for_each_thread(threads.min(blocks), |_, _| {
             let (v_len, m_len) = (64 * bt * cin_p, 64 * bt * n_pad);
             with_scratch(v_len + m_len + 36 * n_pad, |scratch| {
                 let (v, rest) = scratch.split_at_mut(v_len);
                 let (m, tile_out) = rest.split_at_mut(m_len);
-                for block in (thread..blocks).step_by(nthreads) {
+                let mut block = claim();
+                while block < blocks {
+                    let next = claim();
                     let first = block * bt;
                     let count = bt.min(tiles - first);
                     crate::dispatch!(isa, {
@@ -256,7 +264,6 @@ impl Winograd {
                         left: 0,
                     };
                     prefetch.add_tiles(dst.ptr, &out_grid, first, count);
-                    let next = block + nthreads;
                     if next < blocks {
                         let in_grid = TileGrid {
                             h: src.h,
@@ -307,6 +314,7 @@ impl Winograd {
                             }
                         }
                     });
+                    block = next;
                 }
             });
         });

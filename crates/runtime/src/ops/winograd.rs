@@ -227,13 +227,20 @@ impl Winograd {
         let n_pad = self.u[0].padded_n();
         let isa = self.isa;
         let fused = isa.fused_multiply_add();
+        // The transformed tiles (`V`) and the GEMM results (`M`) are stored tile-major: a
+        // tile's 64 positions in one run, which the transforms write and read in order (the
+        // position-major layout scattered each tile over 64 places 3 KB apart). A GEMM then
+        // reads its rows one tile stride apart, and the stride is a line more than the 16 KB
+        // of a tile's values so that those rows do not all fall into the same L1 sets (without
+        // the line: 2-10% slower than position-major; with it: 2.5% faster).
+        let (v_tile, m_tile) = (64 * cin_p + LANES, 64 * n_pad + LANES);
         // Blocks go to whichever thread is free, not in a fixed interleave: on a shared host
         // one core is often slowed for a while, and a fixed share would make the layer wait
         // for it. A thread claims its next block as it starts one, so that it can prefetch it.
         let claimed = AtomicUsize::new(0);
         let claim = || claimed.fetch_add(1, Ordering::Relaxed);
         par_for_each_thread(threads.min(blocks), |_, _| {
-            let (v_len, m_len) = (64 * bt * cin_p, 64 * bt * n_pad);
+            let (v_len, m_len) = (bt * v_tile, bt * m_tile);
             with_scratch(v_len + m_len + 36 * n_pad, |scratch| {
                 let (v, rest) = scratch.split_at_mut(v_len);
                 let (m, tile_out) = rest.split_at_mut(m_len);
@@ -244,9 +251,13 @@ impl Winograd {
                     let count = bt.min(tiles - first);
                     crate::dispatch!(isa, {
                         if fused {
-                            self.input_transform::<true>(&src, first, count, tiles_w, bt, cin_p, v)
+                            self.input_transform::<true>(
+                                &src, first, count, tiles_w, v_tile, cin_p, v,
+                            )
                         } else {
-                            self.input_transform::<false>(&src, first, count, tiles_w, bt, cin_p, v)
+                            self.input_transform::<false>(
+                                &src, first, count, tiles_w, v_tile, cin_p, v,
+                            )
                         }
                     });
                     // The GEMMs are compute-bound and the transforms memory-bound: while the
@@ -282,11 +293,11 @@ impl Winograd {
                         gemm(
                             isa,
                             count,
-                            &v[pos * bt * cin_p..],
-                            cin_p,
+                            &v[pos * cin_p..],
+                            v_tile,
                             &self.u[pos],
-                            &mut m[pos * bt * n_pad..(pos + 1) * bt * n_pad],
-                            n_pad,
+                            &mut m[pos * n_pad..],
+                            m_tile,
                         );
                         prefetch.issue(pos, 64);
                     }
@@ -295,9 +306,13 @@ impl Winograd {
                         for t in 0..count {
                             let tile = first + t;
                             if fused {
-                                self.output_transform::<true>(m, t, bt, n_pad, &mut tmp, tile_out);
+                                self.output_transform::<true>(
+                                    m, t, m_tile, n_pad, &mut tmp, tile_out,
+                                );
                             } else {
-                                self.output_transform::<false>(m, t, bt, n_pad, &mut tmp, tile_out);
+                                self.output_transform::<false>(
+                                    m, t, m_tile, n_pad, &mut tmp, tile_out,
+                                );
                             }
                             if self.slopes.is_none() {
                                 math::activation(tile_out, n_pad, &self.act);
@@ -320,7 +335,8 @@ impl Winograd {
         });
     }
 
-    /// Writes `V[pos][t][c]` for `count` tiles starting at `first`.
+    /// Writes `V[t][pos][c]` for `count` tiles starting at `first`, tiles `tile_stride` floats
+    /// apart.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn input_transform<const FUSED: bool>(
@@ -329,7 +345,7 @@ impl Winograd {
         first: usize,
         count: usize,
         tiles_w: usize,
-        bt: usize,
+        tile_stride: usize,
         cin_p: usize,
         v: &mut [f32],
     ) {
@@ -374,7 +390,7 @@ impl Winograd {
                 for (i, col) in tmp.iter().enumerate() {
                     let r = bt_1d::<FUSED>(col);
                     for (j, val) in r.iter().enumerate() {
-                        let at = ((j * 8 + i) * bt + t) * cin_p + c0;
+                        let at = t * tile_stride + (j * 8 + i) * cin_p + c0;
                         v[at..at + LANES].copy_from_slice(val);
                     }
                 }
@@ -382,7 +398,8 @@ impl Winograd {
         }
     }
 
-    /// Transforms tile `t` of `M` back into a 6x6 patch of `n_pad` channels with the bias
+    /// Transforms tile `t` of `M` (tiles `tile_stride` floats apart) back into a 6x6 patch of
+    /// `n_pad` channels with the bias
     /// added, and the activation too when it is ReLU's kind (`slopes`).
     /// `tmp` is scratch, written before it is read: the caller zeroes it once per block
     /// rather than this per tile.
@@ -391,7 +408,7 @@ impl Winograd {
         &self,
         m: &[f32],
         t: usize,
-        bt: usize,
+        tile_stride: usize,
         n_pad: usize,
         tmp: &mut [[Lanes; 8]; 6],
         out: &mut [f32],
@@ -402,7 +419,7 @@ impl Winograd {
         for c0 in (0..n_pad).step_by(LANES) {
             for row in 0..8 {
                 for (col, rv) in r.iter_mut().enumerate() {
-                    let at = ((row * 8 + col) * bt + t) * n_pad + c0;
+                    let at = t * tile_stride + (row * 8 + col) * n_pad + c0;
                     rv.copy_from_slice(&m[at..at + LANES]);
                 }
                 if row == 1 {

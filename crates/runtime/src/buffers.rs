@@ -1,10 +1,10 @@
 //! Large `f32` buffers for activations and kernel scratch, backed by huge pages where the
 //! kernel allows.
 //!
-//! A frame's activations are tens of megabytes and every layer sweeps them, and each block of
-//! a Winograd convolution streams a megabyte of transformed weights: with 4 KiB pages that is
-//! thousands of TLB entries per layer, and in a virtual machine each miss is a two-level page
-//! walk. Linux backs a region with 2 MiB pages when asked (`MADV_HUGEPAGE`; most distributions
+//! A frame's activations are tens of megabytes and every layer sweeps them and its scratch:
+//! with 4 KiB pages that is thousands of TLB entries per layer, and in a virtual machine each
+//! miss is a two-level page walk. (The packed weights, on small pages, were measured not to
+//! matter.) Linux backs a region with 2 MiB pages when asked (`MADV_HUGEPAGE`; most distributions
 //! set transparent huge pages to "madvise", so nothing happens unasked). Measured on the 2-core
 //! development VM, realesr-animevideov3-x4 at 480x270: 2-3% a layer (docs/benchmarks.md).
 

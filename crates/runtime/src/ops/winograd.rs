@@ -39,12 +39,13 @@ pub struct Winograd {
     pad: Padding,
     /// One packed `in_c x out_c` matrix per transform position.
     u: Vec<PackedB>,
-    /// Bias and activation padded to `u[0].padded_n()` channels.
+    /// Bias and activation padded to `u[0].padded_n()` channels. The bias is added once per
+    /// tile, at transform position (1, 1) (`output_transform`).
     bias: Vec<f32>,
     act: Activation,
-    /// The activation's slopes when it is ReLU's kind (`math::negative_slopes`): then bias and
-    /// activation are applied from registers as the output transform stores, not in a pass
-    /// of their own over each tile.
+    /// The activation's slopes when it is ReLU's kind (`math::negative_slopes`): then the
+    /// activation is applied from registers as the output transform stores, not in a pass of
+    /// its own over each tile.
     slopes: Option<Vec<f32>>,
     isa: Isa,
     /// Tiles per block when tuning asks for a count (`Tuning::winograd_tiles`).

@@ -149,14 +149,22 @@ bench: build models $(REF_PY)
 
 # Temporal stability against Lanczos: each preset without and with the stabiliser, at 2x and
 # 4x, on Big Buck Bunny and the carphone clip (OpenCV's optical flow scores them: installed into
-# the reference venv here only). About ten minutes on two cores.
+# the reference venv here only); then the bound an oracle stabiliser with the benchmark's own
+# motion reaches on the same clips (tools/stabiliser_bound.py). About fifteen minutes on two
+# cores.
 QUALITY := $(REF_PY) tools/bench_quality.py --vsr $(VSR) --frames 60 --temporal auto
+BOUND := $(REF_PY) tools/stabiliser_bound.py --vsr $(VSR) --frames 60
 bench-quality: build models media $(REF_PY)
 	@$(REF_PY) -c 'import cv2' 2>/dev/null && echo "==> opencv present for the quality benchmark" || \
 		{ echo "==> installing opencv-python-headless into $(REF_VENV) for the quality benchmark"; $(REF_PY) -m pip install --disable-pip-version-check -q opencv-python-headless; }
 	for scale in 2 4; do \
 		$(QUALITY) --clip $(VSR_TEST_MEDIA)/bigbuckbunny.mp4 --crop 640x272 --scale $$scale && \
 		$(QUALITY) --clip $(VSR_TEST_MEDIA)/carphone_pristine.mp4 --crop 176x144 --scale $$scale || exit 1; \
+	done
+	@echo "==> the bound: an oracle stabiliser with the benchmark's own motion"
+	for scale in 2 4; do \
+		$(BOUND) --clip $(VSR_TEST_MEDIA)/bigbuckbunny.mp4 --crop 640x272 --scale $$scale && \
+		$(BOUND) --clip $(VSR_TEST_MEDIA)/carphone_pristine.mp4 --crop 176x144 --scale $$scale || exit 1; \
 	done
 
 clean:

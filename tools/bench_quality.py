@@ -115,27 +115,48 @@ class Motion:
         return 1e3 * float(np.mean(ew)), 1e3 * float(np.mean(fl))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def clip_arguments(description):
+    """The command-line options every clip benchmark takes: the clip, its crop and length,
+    the scale, the presets and the vsr binary that runs them."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--clip", required=True)
     ap.add_argument("--vsr", required=True)
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--crop", default="640x272", help="WxH from the clip's centre")
     ap.add_argument("--presets", default="fast,balanced,quality")
-    ap.add_argument("--temporal", default=None, help="also pass --temporal MODE to vsr")
-    a = ap.parse_args()
+    return ap
+
+
+def truth_and_input(a, tmp):
+    """The clip's first frames cropped (the truth, lossless) and their bicubic downscale by
+    the scale (the input, lossless), as files under `tmp`: returns the crop's size, the
+    truth's frames and the input's path."""
     s = a.scale
     cw, ch = (int(v) for v in a.crop.split("x"))
     cw, ch = cw // s * s, ch // s * s
+    truth_path, low = os.path.join(tmp, "truth.mkv"), os.path.join(tmp, "low.mkv")
+    ffmpeg("-i", a.clip, "-frames:v", str(a.frames), "-an", "-sn",
+           "-vf", f"crop={cw}:{ch}", "-c:v", "ffv1", "-pix_fmt", "rgb24", truth_path)
+    ffmpeg("-i", truth_path, "-vf", f"scale={cw // s}:{ch // s}:flags=bicubic",
+           "-c:v", "ffv1", "-pix_fmt", "rgb24", low)
+    return cw, ch, read_frames(truth_path, cw, ch), low
+
+
+def upscale(a, low, out, preset, temporal):
+    """`vsr upscale` of the input with a preset, losslessly (x264 at CRF 0)."""
+    return subprocess.run([a.vsr, "upscale", low, "-o", out, "--scale", str(a.scale),
+                           "--preset", preset, "--crf", "0", "--temporal", temporal],
+                          check=True, capture_output=True, text=True)
+
+
+def main():
+    ap = clip_arguments(__doc__.split("\n\n")[0])
+    ap.add_argument("--temporal", default=None, help="also pass --temporal MODE to vsr")
+    a = ap.parse_args()
+    s = a.scale
     with tempfile.TemporaryDirectory() as tmp:
-        truth_path = os.path.join(tmp, "truth.mkv")
-        ffmpeg("-i", a.clip, "-frames:v", str(a.frames), "-an", "-sn",
-               "-vf", f"crop={cw}:{ch}", "-c:v", "ffv1", "-pix_fmt", "rgb24", truth_path)
-        truth = read_frames(truth_path, cw, ch)
-        low = os.path.join(tmp, "low.mkv")
-        ffmpeg("-i", truth_path, "-vf", f"scale={cw // s}:{ch // s}:flags=bicubic",
-               "-c:v", "ffv1", "-pix_fmt", "rgb24", low)
+        cw, ch, truth, low = truth_and_input(a, tmp)
         methods = {}
         lanczos = os.path.join(tmp, "lanczos.mkv")
         ffmpeg("-i", low, "-vf", f"scale={cw}:{ch}:flags=lanczos", "-c:v", "libx264rgb",
@@ -147,9 +168,7 @@ def main():
             for mode in modes:
                 name = preset if mode == "off" else f"{preset}, temporal {mode}"
                 out = os.path.join(tmp, f"{preset}-{mode}.mkv")
-                cmd = [a.vsr, "upscale", low, "-o", out, "--scale", str(s), "--preset", preset,
-                       "--crf", "0", "--temporal", mode]
-                run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                run = upscale(a, low, out, preset, mode)
                 cost = re.search(r"stabiliser ([0-9.]+) ms/frame, ([0-9.]+)% of the model", run.stderr)
                 if cost:
                     costs[name] = (float(cost.group(1)), float(cost.group(2)))

@@ -5,7 +5,7 @@
 //!
 //! The data flow per frame, all of it on the CPU next to the model:
 //! - [`flow`]: dense motion on the source's luma, and how well it explains the frame;
-//! - [`detail`]: the frame split into a cubic upscale of the source and the model's detail;
+//! - [`detail`]: the frame split into a Lanczos-3 upscale of the source and the model's detail;
 //!   the detail blended with the moved previous detail where the motion is trusted; the finest
 //!   band's contrast given back;
 //! - [`side_by_side`]: a few consecutive frames with and without it, for previews.
@@ -58,10 +58,6 @@ const CUT: f32 = 1.0 / 3.0;
 /// Luma difference from which the source says the content changed (trust fades out from
 /// half of it): occlusions, new objects, flashes.
 const CHANGED_SOURCE: f32 = 16.0 / 255.0;
-/// How much of the contrast given back to a frame its history keeps. All of it would keep
-/// amplified noise in the texture (PSNR falls on grainy camera footage); none would let the
-/// history soften frame after frame, each move by a fraction of a pixel blurring it a little.
-const HISTORY_CONTRAST: f32 = 0.7;
 
 /// The previous frame, as the stabiliser remembers it.
 struct History {
@@ -82,7 +78,7 @@ pub struct Stabiliser {
     previous: Option<History>,
     /// A frame-sized buffer from an earlier frame, for the next history.
     spare: Vec<f32>,
-    /// The cubic base's intermediate (the source's rows widened), kept between frames.
+    /// The base's intermediate (the source's rows widened), kept between frames.
     base_rows: Vec<f32>,
     /// The drawn and the blended frame's band energies' buffers, kept between frames.
     energies: [Vec<f32>; 2],
@@ -163,16 +159,14 @@ impl Stabiliser {
         }
         .apply(&mut out, &base, &previous.detail);
         // The previous detail is spent: its buffer takes the finished frame. The history is
-        // the blended detail with most of the contrast given back (texture stays put over a
-        // still shot), made in the same pass; the blended frame's buffer is the next
-        // history's.
+        // the finished frame's detail (texture stays put over a still shot), made in the same
+        // pass; the blended frame's buffer is the next history's.
         let energy = detail::band_energy(isa, &out, energy_buffer);
         let (frame, detail) = detail::restore_contrast(
             isa,
             &out,
             [&energy, &drawn_energy],
             &base,
-            HISTORY_CONTRAST,
             [previous.detail.data, std::mem::take(&mut self.spare)],
         );
         self.spare = out.data;

@@ -481,11 +481,6 @@ mod tests {
     /// frames are written over, not added to.
     #[test]
     fn base_is_lanczos3_of_the_source() {
-        let (w, h) = (9, 7);
-        let mut source = Tensor::zeros(h, w, 3);
-        for (i, v) in source.data.iter_mut().enumerate() {
-            *v = ((i * 37 % 23) as f32) / 23.0;
-        }
         let taps = |o: usize, scale: usize| {
             let at = source_position(o, scale);
             let first = at.floor();
@@ -497,26 +492,33 @@ mod tests {
                 )
             })
         };
-        for scale in [2, 3, 4] {
-            let mut rows = vec![9.0; 5000];
-            let base = Base::new(Isa::detect(), &source, scale, &mut rows);
-            let mut row = vec![7.0; w * scale * 3];
-            for y in 0..h * scale {
-                base.row(y, &mut row);
-                for x in 0..w * scale {
-                    for c in 0..3 {
-                        let mut want = 0.0;
-                        for (sy, wy) in taps(y, scale) {
-                            for (sx, wx) in taps(x, scale) {
-                                let (sy, sx) = (sy.min(h - 1), sx.min(w - 1));
-                                want += wy * wx * source.data[(sy * w + sx) * 3 + c];
+        // Frames narrower and shorter than the filter too: every tap past an edge repeats it.
+        for (w, h) in [(9, 7), (1, 1), (2, 3)] {
+            let mut source = Tensor::zeros(h, w, 3);
+            for (i, v) in source.data.iter_mut().enumerate() {
+                *v = ((i * 37 % 23) as f32) / 23.0;
+            }
+            for scale in [2, 3, 4] {
+                let mut rows = vec![9.0; 5000];
+                let base = Base::new(Isa::detect(), &source, scale, &mut rows);
+                let mut row = vec![7.0; w * scale * 3];
+                for y in 0..h * scale {
+                    base.row(y, &mut row);
+                    for x in 0..w * scale {
+                        for c in 0..3 {
+                            let mut want = 0.0;
+                            for (sy, wy) in taps(y, scale) {
+                                for (sx, wx) in taps(x, scale) {
+                                    let (sy, sx) = (sy.min(h - 1), sx.min(w - 1));
+                                    want += wy * wx * source.data[(sy * w + sx) * 3 + c];
+                                }
                             }
+                            let got = row[x * 3 + c];
+                            assert!(
+                                (got - want).abs() < 1e-5,
+                                "{w}x{h} at {scale}x, {y},{x}: {got} vs {want}"
+                            );
                         }
-                        let got = row[x * 3 + c];
-                        assert!(
-                            (got - want).abs() < 1e-5,
-                            "{scale}x at {y},{x}: {got} vs {want}"
-                        );
                     }
                 }
             }

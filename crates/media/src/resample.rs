@@ -68,7 +68,8 @@ fn taps(n_in: usize, n_out: usize) -> Vec<Taps> {
         .collect()
 }
 
-fn lanczos(x: f64) -> f64 {
+/// The Lanczos-3 kernel: the sinc windowed by a sinc three times wider, zero from 3 out.
+pub(crate) fn lanczos(x: f64) -> f64 {
     if x.abs() < 1e-9 {
         return 1.0;
     }

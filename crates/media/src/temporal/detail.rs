@@ -16,6 +16,7 @@
 use super::flow::Flow;
 use super::plane::{box_sum_of, cubic_sample, Plane};
 use super::taps::Taps;
+use crate::resample::lanczos;
 use rayon::prelude::*;
 use vsr_runtime::{dispatch, Isa, Tensor};
 
@@ -30,21 +31,11 @@ const BASE_TAPS: usize = 6;
 /// Source pixels a tap reaches past the one it is centred on, at most.
 const EDGE: usize = BASE_TAPS / 2;
 
-/// The weights of Lanczos-3's six taps for a position `t` (0..1) past the third: the
-/// windowed sinc, normalised so that flat content stays flat.
+/// The weights of Lanczos-3's six taps for a position `t` (0..1) past the third,
+/// normalised so that flat content stays flat.
 fn lanczos3_weights(t: f32) -> [f32; BASE_TAPS] {
-    let sinc = |x: f32| {
-        if x.abs() < 1e-6 {
-            1.0
-        } else {
-            let px = std::f32::consts::PI * x;
-            px.sin() / px
-        }
-    };
-    let mut weights: [f32; BASE_TAPS] = std::array::from_fn(|k| {
-        let x = t + 2.0 - k as f32;
-        sinc(x) * sinc(x / 3.0)
-    });
+    let mut weights: [f32; BASE_TAPS] =
+        std::array::from_fn(|k| lanczos(f64::from(t) + 2.0 - k as f64) as f32);
     let sum: f32 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= sum);
     weights

@@ -64,7 +64,7 @@ pub struct Base<'a> {
 
 impl<'a> Base<'a> {
     /// Widens `source`'s rows into `rows` (the caller keeps it between frames: a steady run
-    /// allocates nothing).
+    /// allocates nothing frame-sized, only two source rows' worth per worker job).
     pub fn new(isa: Isa, source: &Tensor, scale: usize, rows: &'a mut Vec<f32>) -> Base<'a> {
         let (w, h) = (source.w, source.h);
         let taps: Vec<(isize, [f32; BASE_TAPS])> = (0..scale)

@@ -400,10 +400,9 @@ impl Winograd {
     }
 
     /// Transforms tile `t` of `M` (tiles `tile_stride` floats apart) back into a 6x6 patch of
-    /// `n_pad` channels with the bias
-    /// added, and the activation too when it is ReLU's kind (`slopes`).
-    /// `tmp` is scratch, written before it is read: the caller zeroes it once per block
-    /// rather than this per tile.
+    /// `n_pad` channels with the bias added, and the activation too when it is ReLU's kind
+    /// (`slopes`). `tmp` is scratch, written before it is read: the caller zeroes it once per
+    /// block rather than this per tile.
     #[inline(always)]
     fn output_transform<const FUSED: bool>(
         &self,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::framemd5;
 use common::server::{id, terminal, Server};
 use serde_json::{json, Value};
+use vsr_service::store::{TaskId, TaskStore, WorkerId};
 
 const BUCKET: &str = "media";
 const ACCESS_KEY: &str = "vsr-test";
@@ -164,6 +165,18 @@ fn object_store_keeps_large_files_whole() {
     });
 }
 
+/// Worker processes, killed when dropped: a failed assertion leaves none running.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 /// A worker on its own in `dir` (its own folders: nothing shared but the database and the
 /// object store).
 fn worker(dir: &Path, env: &[(&'static str, String)]) -> Child {
@@ -257,14 +270,14 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
     let api = Server::start(&api_dir, &api_env);
 
     let mut started = 0;
-    let mut spawn = |workers: &mut Vec<Child>| {
+    let mut spawn = |workers: &mut Workers| {
         started += 1;
-        workers.push(worker(
+        workers.0.push(worker(
             &dir.path().join(format!("worker-{started}")),
             &shared,
         ));
     };
-    let mut workers = Vec::new();
+    let mut workers = Workers(Vec::new());
     for _ in 0..3 {
         spawn(&mut workers);
     }
@@ -294,11 +307,13 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
         assert!(!w["host"].as_str().unwrap().is_empty(), "{w}");
     }
 
-    // Kills at seeded random moments, each of a worker running a task (as the workers list
-    // says). Three deaths in a row fail a task by design (`worker_crashed`), which is not what
-    // this test is about, so each task is aimed at once only: the list is as old as the last
-    // heartbeat, and a worker that has just moved on to another task takes that one's kill,
-    // which with two aimed per task once made a third death (a CI failure on 2026-12-03).
+    // Kills at seeded random moments, each of a worker the database shows holding a task
+    // that no kill has hit yet. Three deaths in a row fail a task by design (`worker_crashed`),
+    // which is not what this test is about, so no task may take two. The workers list is as
+    // old as the last heartbeat, longer than a task of these clips takes (a kill aimed from it
+    // alone once landed on tasks it did not name, making a third death: CI on 2026-12-03 and
+    // 2026-12-07), so a worker's task is read from its rows just before the kill, and the
+    // tasks its rows still hold just after (its lease has not lapsed yet) are the ones hit.
     let mut seed: u64 = 0x5eed_c1a5;
     let mut next = || {
         seed ^= seed << 13;
@@ -306,37 +321,54 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
         seed ^= seed << 17;
         seed
     };
-    let mut hits: std::collections::HashMap<String, u32> = Default::default();
+    let rt = runtime();
+    let store = rt
+        .block_on(vsr_service::store::PostgresStore::open(&database))
+        .unwrap();
+    let held_by = |worker: WorkerId| rt.block_on(store.running_on(worker)).unwrap();
+    let mut hit: std::collections::HashSet<TaskId> = Default::default();
     let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(900);
     while kills < KILLS {
-        assert!(
-            Instant::now() < deadline,
-            "the kills never found work running"
-        );
         std::thread::sleep(Duration::from_millis(800 + next() % 2500));
+        let unfinished = tasks
+            .iter()
+            .filter(|(id, _)| !terminal(&api.get(&format!("/api/status/{id}")).1))
+            .count();
+        if unfinished == 0 {
+            break;
+        }
         let (_, list) = api.get("/api/workers");
-        let busy: Vec<(u32, String)> = list["workers"]
+        let busy: Vec<(u32, WorkerId)> = list["workers"]
             .as_array()
             .unwrap()
             .iter()
-            .filter_map(|w| Some((w["pid"].as_u64()? as u32, w["task"].as_str()?.to_string())))
-            .filter(|(_, task)| !hits.contains_key(task))
+            .filter_map(|w| {
+                let raw = w["id"].as_str()?.parse().ok()?;
+                Some((w["pid"].as_u64()? as u32, WorkerId::from_raw(raw)))
+            })
+            .filter(|(_, worker)| {
+                let held = held_by(*worker);
+                !held.is_empty() && held.iter().all(|task| !hit.contains(task))
+            })
             .collect();
         let Some(pos) = (!busy.is_empty()).then(|| (next() % busy.len() as u64) as usize) else {
             continue;
         };
-        let (pid, task) = &busy[pos];
-        let Some(victim) = workers.iter().position(|w| w.id() == *pid) else {
+        let (pid, victim_id) = busy[pos];
+        let Some(victim) = workers.0.iter().position(|w| w.id() == pid) else {
             continue;
         };
-        *hits.entry(task.clone()).or_default() += 1;
-        let mut gone = workers.swap_remove(victim);
+        let mut gone = workers.0.swap_remove(victim);
         gone.kill().unwrap();
         gone.wait().unwrap();
+        hit.extend(held_by(victim_id));
         kills += 1;
         spawn(&mut workers);
     }
+    assert!(
+        kills >= 3,
+        "the work ended after {kills} kills: too few to show anything"
+    );
 
     let done: Vec<Value> = tasks
         .iter()
@@ -355,7 +387,7 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
         .iter()
         .map(|s| s["resumedFrames"].as_u64().unwrap_or(0))
         .sum();
-    println!("{KILLS} kills; {resumed} frames taken from segments a killed worker stored");
+    println!("{kills} kills; {resumed} frames taken from segments a killed worker stored");
 
     // Completed results keep no work in the store; each task's worker dropped its copies.
     let storage = s3.storage();
@@ -373,10 +405,6 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
             );
         }
     });
-    for w in &mut workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
 }
 
 /// Queue capacity: 50 simulated workers (no video: claim, one progress report, finish) on

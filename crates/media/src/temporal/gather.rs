@@ -1,4 +1,4 @@
-//! Catmull-Rom sampling of an interleaved image (RGB, or one channel) at sixteen positions at
+//! Cubic sampling of an interleaved image (RGB, or one channel) at sixteen positions at
 //! once with AVX-512: the motion-compensated warp is the stabiliser's heaviest pass (48 loads
 //! per output pixel), and the motion search samples the source's luma the same way.
 //!
@@ -10,6 +10,9 @@
 //! motion edge, the frame's borders) takes gathers from the places only the motion knows. The
 //! scalar [`cubic_sample`](super::plane::cubic_sample) is the reference and the fallback;
 //! all three agree up to the order of the sums.
+
+#[cfg(target_arch = "x86_64")]
+use super::plane::CUBIC;
 
 /// Pixels per call.
 pub const LANES: usize = 16;
@@ -52,27 +55,13 @@ pub unsafe fn cubic<const C: usize>(
         let whole = _mm512_cvttps_epi32(shifted);
         (whole, _mm512_sub_ps(shifted, _mm512_cvtepi32_ps(whole)))
     };
+    // The scalar sampler's polynomials, by Horner's rule as there.
     let weights = |t: __m512| {
-        let half = _mm512_set1_ps(0.5);
-        let (t2, t3) = (_mm512_mul_ps(t, t), _mm512_mul_ps(_mm512_mul_ps(t, t), t));
-        let sum = |a: f32, b: f32, c: f32, d: f32| {
-            let v = _mm512_fmadd_ps(
-                _mm512_set1_ps(a),
-                t3,
-                _mm512_fmadd_ps(
-                    _mm512_set1_ps(b),
-                    t2,
-                    _mm512_fmadd_ps(_mm512_set1_ps(c), t, _mm512_set1_ps(d)),
-                ),
-            );
-            _mm512_mul_ps(half, v)
-        };
-        [
-            sum(-1.0, 2.0, -1.0, 0.0),
-            sum(3.0, -5.0, 0.0, 2.0),
-            sum(-3.0, 4.0, 1.0, 0.0),
-            sum(1.0, -1.0, 0.0, 0.0),
-        ]
+        CUBIC.map(|[t3, t2, t1, one]| {
+            let v = _mm512_fmadd_ps(_mm512_set1_ps(t3), t, _mm512_set1_ps(t2));
+            let v = _mm512_fmadd_ps(v, t, _mm512_set1_ps(t1));
+            _mm512_fmadd_ps(v, t, _mm512_set1_ps(one))
+        })
     };
     // Tap `k` of 4 sits at `whole - 3 + k` (floor - 1 + k), clamped into the frame.
     let taps = |whole: __m512i, n: usize| -> [__m512i; 4] {

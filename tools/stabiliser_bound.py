@@ -31,7 +31,7 @@ from bench_quality import (Motion, clip_arguments, detail, luma, psnr, read_fram
 
 def kernel(name):
     """A resampling kernel and its radius in source pixels."""
-    if name == "cubic":  # Catmull-Rom, as crates/media/src/temporal/plane.rs
+    if name == "cubic":  # Catmull-Rom: the stabiliser's base before Lanczos-3
         def k(x):
             x = np.abs(x)
             return np.where(x < 1, 1.5 * x ** 3 - 2.5 * x ** 2 + 1,

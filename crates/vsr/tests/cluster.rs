@@ -312,14 +312,22 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
     // which is not what this test is about, so no task may take two. The workers list is as
     // old as the last heartbeat, longer than a task of these clips takes (a kill aimed from it
     // alone once landed on tasks it did not name, making a third death: CI on 2026-12-03 and
-    // 2026-12-07), so a worker's task is read from its rows just before the kill, and the
-    // tasks its rows still hold just after (its lease has not lapsed yet) are the ones hit.
+    // 2026-12-07), so it only picks a candidate: the candidate is stopped (SIGSTOP: it can
+    // neither finish its task nor claim another), the tasks its rows hold are read, and it is
+    // killed only if none of them was hit before (resumed otherwise).
     let mut seed: u64 = 0x5eed_c1a5;
     let mut next = || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         seed
+    };
+    let signal = |pid: u32, which: &str| {
+        let sent = Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {which} {pid}");
     };
     let rt = runtime();
     let store = rt
@@ -328,8 +336,13 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
     let held_by = |worker: WorkerId| rt.block_on(store.running_on(worker)).unwrap();
     let mut hit: std::collections::HashSet<TaskId> = Default::default();
     let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(900);
     while kills < KILLS {
-        std::thread::sleep(Duration::from_millis(800 + next() % 2500));
+        assert!(
+            Instant::now() < deadline,
+            "the kills never found work running"
+        );
+        std::thread::sleep(Duration::from_millis(400 + next() % 1200));
         let unfinished = tasks
             .iter()
             .filter(|(id, _)| !terminal(&api.get(&format!("/api/status/{id}")).1))
@@ -338,7 +351,7 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
             break;
         }
         let (_, list) = api.get("/api/workers");
-        let busy: Vec<(u32, WorkerId)> = list["workers"]
+        let listed: Vec<(u32, WorkerId)> = list["workers"]
             .as_array()
             .unwrap()
             .iter()
@@ -346,22 +359,23 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
                 let raw = w["id"].as_str()?.parse().ok()?;
                 Some((w["pid"].as_u64()? as u32, WorkerId::from_raw(raw)))
             })
-            .filter(|(_, worker)| {
-                let held = held_by(*worker);
-                !held.is_empty() && held.iter().all(|task| !hit.contains(task))
-            })
+            .filter(|(pid, _)| workers.0.iter().any(|w| w.id() == *pid))
             .collect();
-        let Some(pos) = (!busy.is_empty()).then(|| (next() % busy.len() as u64) as usize) else {
+        if listed.is_empty() {
             continue;
-        };
-        let (pid, victim_id) = busy[pos];
-        let Some(victim) = workers.0.iter().position(|w| w.id() == pid) else {
+        }
+        let (pid, victim_id) = listed[(next() % listed.len() as u64) as usize];
+        signal(pid, "-STOP");
+        let held = held_by(victim_id);
+        if held.is_empty() || held.iter().any(|task| hit.contains(task)) {
+            signal(pid, "-CONT");
             continue;
-        };
+        }
+        let victim = workers.0.iter().position(|w| w.id() == pid).unwrap();
         let mut gone = workers.0.swap_remove(victim);
         gone.kill().unwrap();
         gone.wait().unwrap();
-        hit.extend(held_by(victim_id));
+        hit.extend(held);
         kills += 1;
         spawn(&mut workers);
     }

@@ -35,13 +35,10 @@ pub enum Temporal {
     Off,
     /// Blend where the source is the same, keeping detail.
     Auto,
-    /// More history: the model's texture at full strength, held steadier.
+    /// More history: the model's texture kept at full strength, less faithful to the source.
     ///
-    /// Detail that differs more is still blended. On the quality benchmark (docs/benchmarks.md):
-    /// detail 0.94-1.02 of the frames as drawn (auto: 0.905-0.988), the quality preset's
-    /// flicker at 4x lower than auto's (0.29 and 0.69 of the unstabilised against 0.36 and
-    /// 0.72), elsewhere within 0.02 of auto's, and PSNR-Y up to 0.61 dB below the frames as
-    /// drawn (auto: 0.19).
+    /// Detail that differs more is still blended. Not less flicker than auto in general (the
+    /// base's is the floor): docs/benchmarks.md, "`--temporal strong`, measured".
     Strong,
 }
 

@@ -155,45 +155,63 @@ mod tests {
     use crate::ops::testing::{assert_close, input, spec};
 
     /// Every output value is the convolution's definition (the taps inside the input summed,
-    /// zero padding outside), with kernels, strides, dilations and paddings that put taps past
-    /// every edge, on every ISA the CPU has: the reference the other convolutions' tests use.
+    /// zero padding outside, positions computed here in signed arithmetic, not by
+    /// [`Geometry`]), with kernels, strides, dilations and uneven paddings that put taps past
+    /// every edge, outputs of several pixel blocks and a partial last one, the pointwise path,
+    /// one and two threads, on every ISA the CPU has: the reference the other convolutions'
+    /// tests use.
     #[test]
     fn im2col_matches_the_definition() {
-        // (in_c, out_c, k, stride, pad, dilation (rows, columns), extra right padding, h, w)
+        // in_c, out_c, k, stride, dilation (rows, columns), padding (top, bottom, left,
+        // right), h, w
         let shapes = [
-            (5, 7, 2, 2, 0, (1, 1), 0, 8, 10), // realcugan's downsampling
-            (3, 4, 3, 1, 1, (1, 1), 0, 6, 5),
-            (4, 3, 3, 2, 1, (1, 1), 2, 9, 7),
-            (2, 5, 3, 1, 2, (2, 3), 1, 7, 8),
-            (6, 2, 4, 2, 1, (1, 1), 0, 10, 6),
+            (5, 7, 2, 2, (1, 1), (0, 0, 0, 0), 8, 10), // realcugan's downsampling
+            (3, 4, 3, 1, (1, 1), (1, 1, 1, 1), 17, 13), // three pixel blocks, the last partial
+            (4, 3, 3, 2, (1, 1), (2, 0, 1, 3), 9, 7),
+            (2, 5, 3, 1, (2, 3), (0, 2, 3, 1), 7, 8),
+            (6, 2, 4, 2, (1, 1), (1, 2, 2, 1), 10, 6),
+            (8, 6, 1, 1, (1, 1), (0, 0, 0, 0), 11, 12), // pointwise: no gather
         ];
-        for (in_c, out_c, k, stride, pad, (dil_h, dil_w), extra, h, w) in shapes {
-            let mut s = spec(in_c, out_c, k, stride, pad, Activation::Identity);
+        for (in_c, out_c, k, stride, (dil_h, dil_w), (top, bottom, left, right), h, w) in shapes {
+            let mut s = spec(in_c, out_c, k, stride, 0, Activation::Identity);
             (s.dil_h, s.dil_w) = (dil_h, dil_w);
-            s.pad.right += extra;
+            s.pad = Padding {
+                top,
+                bottom,
+                left,
+                right,
+            };
             let x = input(h, w, in_c);
-            let g = Geometry::of(&s);
-            let (oh, ow) = g.out_shape(h, w).expect("an output");
+            let (sk, ss) = (k as isize, stride as isize);
+            let reach = |n: usize, before: usize, after: usize, dil: usize| {
+                (n + before + after - dil * (k - 1) - 1) / stride + 1
+            };
+            let (oh, ow) = (reach(h, top, bottom, dil_h), reach(w, left, right, dil_w));
             let mut want = vec![0.0; oh * ow * out_c];
             for (n, v) in want.iter_mut().enumerate() {
                 let (o, ox, oy) = (n % out_c, n / out_c % ow, n / out_c / ow);
                 *v = s.bias[o];
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let (Some(y), Some(xx)) = (g.row(oy, ky, h), g.col(ox, kx, w)) else {
+                for ky in 0..sk {
+                    for kx in 0..sk {
+                        let y = oy as isize * ss + ky * dil_h as isize - top as isize;
+                        let xx = ox as isize * ss + kx * dil_w as isize - left as isize;
+                        if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
                             continue;
-                        };
+                        }
+                        let at = (y as usize * w + xx as usize) * in_c;
+                        let tap = (ky * sk + kx) as usize;
                         for i in 0..in_c {
-                            *v += s.weights[((o * in_c + i) * k + ky) * k + kx]
-                                * x.data[(y * w + xx) * in_c + i];
+                            *v += s.weights[(o * in_c + i) * k * k + tap] * x.data[at + i];
                         }
                     }
                 }
             }
             for isa in Isa::all_supported() {
-                let mut got = Tensor::zeros(oh, ow, out_c);
-                Im2colConv::new(&s, isa).run(&x, &mut got, 2);
-                assert_close(&got.data, &want, 1e-4, &format!("{} {s:?}", isa.name()));
+                for threads in [1, 2] {
+                    let mut got = Tensor::zeros(oh, ow, out_c);
+                    Im2colConv::new(&s, isa).run(&x, &mut got, threads);
+                    assert_close(&got.data, &want, 1e-4, &format!("{} {s:?}", isa.name()));
+                }
             }
         }
     }

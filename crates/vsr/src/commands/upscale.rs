@@ -29,7 +29,8 @@ pub struct UpscaleArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=63))]
     pub crf: Option<u32>,
     /// Damp the shimmer of fine texture from frame to frame: off (frames as the model draws
-    /// them), auto (blend where the source is unchanged), strong
+    /// them), auto (blend where the source is unchanged), strong (more history: full-strength
+    /// texture, less faithful)
     #[arg(long, value_enum, default_value_t = vsr_media::temporal::Temporal::Off)]
     pub temporal: vsr_media::temporal::Temporal,
     /// Only the first N frames

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::framemd5;
 use common::server::{id, terminal, Server};
+use common::{framemd5, signal};
 use serde_json::{json, Value};
 use vsr_service::store::{TaskId, TaskStore, WorkerId};
 
@@ -322,13 +322,6 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
         seed ^= seed << 17;
         seed
     };
-    let signal = |pid: u32, which: &str| {
-        let sent = Command::new("kill")
-            .args([which, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill {which} {pid}");
-    };
     let rt = runtime();
     let store = rt
         .block_on(vsr_service::store::PostgresStore::open(&database))
@@ -365,10 +358,10 @@ fn api_node_and_workers_sharing_only_postgres_and_s3_survive_kills() {
             continue;
         }
         let (pid, victim_id) = listed[(next() % listed.len() as u64) as usize];
-        signal(pid, "-STOP");
+        assert!(signal(pid, "-STOP"), "worker {pid} gone");
         let held = held_by(victim_id);
         if held.is_empty() || held.iter().any(|task| hit.contains(task)) {
-            signal(pid, "-CONT");
+            assert!(signal(pid, "-CONT"), "worker {pid} gone");
             continue;
         }
         let victim = workers.0.iter().position(|w| w.id() == pid).unwrap();

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::framemd5;
 use common::server::{children_of, id, terminal, Server};
@@ -124,10 +123,7 @@ fn running_worker(server: &Server, id: &str, killed: &[u32]) -> u32 {
 }
 
 fn kill(pid: u32) {
-    Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    common::signal(pid, "-KILL");
 }
 
 /// A worker that dies costs its task a retry from the finished segments, not the task; the

@@ -388,11 +388,7 @@ fn interrupt_kills_children_and_removes_temporaries() {
         assert!(first.contains("\"currentFrame\":1"), "{first}");
         assert!(ffmpeg_children(dir.path()) >= 1, "FFmpeg should be running");
         let sent = std::time::Instant::now();
-        let kill = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        assert!(common::signal(child.id(), &format!("-{signal}")));
         let status = child.wait().unwrap();
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();

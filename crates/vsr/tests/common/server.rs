@@ -194,10 +194,7 @@ impl Server {
 
     pub fn signal(&mut self, signal: &str) {
         let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
+        super::signal(child.id(), signal);
         child.wait().unwrap();
     }
 

@@ -14,7 +14,7 @@
 //! floats, so the number of passes over it is the stabiliser's cost.
 
 use super::flow::Flow;
-use super::plane::{box_sum_of, cubic_sample, Plane};
+use super::plane::{band_box_sums, box_sum_of, cubic_sample, BandSums, Plane, BAND};
 use super::taps::Taps;
 use crate::resample::lanczos;
 use rayon::prelude::*;
@@ -221,11 +221,15 @@ impl Blend<'_> {
                 columns.mix_line(self.isa, trusts, &mut scratch.trust);
                 columns.mix_line(self.isa, dxs, &mut scratch.xs);
                 columns.mix_line(self.isa, dys, &mut scratch.ys);
+                // Columns counted in u32 (frames are far narrower), which converts to float
+                // sixteen at a time; a usize does not.
+                let at_row = y as f32;
                 dispatch!(self.isa, {
-                    for (x, (at_x, at_y)) in scratch.xs.iter_mut().zip(&mut scratch.ys).enumerate()
+                    for (x, (at_x, at_y)) in
+                        (0..w as u32).zip(scratch.xs.iter_mut().zip(&mut scratch.ys))
                     {
                         *at_x = x as f32 + s * *at_x;
-                        *at_y = y as f32 + s * *at_y;
+                        *at_y = at_row + s * *at_y;
                     }
                 });
                 scratch.warp(self.isa, previous);
@@ -292,23 +296,19 @@ impl Row {
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-            use super::gather::{cubic, LANES};
-            for (((moved, xs), ys), trust) in self
-                .moved
-                .chunks_exact_mut(LANES)
-                .zip(self.xs.chunks_exact(LANES))
-                .zip(self.ys.chunks_exact(LANES))
-                .zip(self.trust.chunks_exact(LANES))
-            {
-                done += LANES;
-                if trust.iter().all(|t| *t <= 0.0) {
-                    continue;
-                }
-                let (xs, ys) = (xs.try_into().expect("16"), ys.try_into().expect("16"));
-                // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole frame
-                // (the caller checked its size against this one's).
-                unsafe { cubic(data, w, h, xs, ys, moved.try_into().expect("16")) };
-            }
+            // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole frame (the
+            // caller checked its size against this one's); the row's buffers are `w` long.
+            done = unsafe {
+                super::gather::sample_trusted(
+                    data,
+                    w,
+                    h,
+                    &self.xs,
+                    &self.ys,
+                    &self.trust,
+                    &mut self.moved,
+                )
+            };
         }
         dispatch!(isa, {
             for (((m, x), y), trust) in self.moved[done..]
@@ -332,6 +332,8 @@ const ENERGY_RADIUS: usize = 3;
 const CONTRAST_TARGET: f32 = 0.9;
 /// The most the finest band is amplified.
 const MAX_GAIN: f32 = 3.0;
+/// Added to both energies the gain compares: flat regions (no energy) keep a gain of one.
+const FLOOR: f32 = 1e-7;
 
 /// Row `y` of the finest band of an RGB frame: the frame minus its [1 2 1]/4 blur in both
 /// directions (on interleaved RGB a neighbour is 3 values away), the edges repeated. `column`
@@ -369,6 +371,28 @@ fn band_row(t: &Tensor, y: usize, column: &mut [f32], band: &mut [f32]) {
     }
 }
 
+/// Row `y` of the finest band's energy of an RGB frame (summed over the channels), before the
+/// window's sum; `scratch` is [`band_row`]'s two rows.
+fn energy_row(
+    isa: Isa,
+    t: &Tensor,
+    (column, band): &mut (Vec<f32>, Vec<f32>),
+    y: usize,
+    e: &mut [f32],
+) {
+    dispatch!(isa, {
+        band_row(t, y, column, band);
+        for (e, p) in e.iter_mut().zip(band.chunks_exact(3)) {
+            *e = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+        }
+    })
+}
+
+/// [`energy_row`]'s scratch for a frame `w` pixels wide.
+fn energy_scratch(w: usize) -> (Vec<f32>, Vec<f32>) {
+    (vec![0.0; w * 3], vec![0.0; w * 3])
+}
+
 /// The local energy of the finest band of an RGB frame, summed over the channels and a
 /// window: what [`restore_contrast`] compares. Written over `into` (a buffer to reuse).
 pub fn band_energy(isa: Isa, t: &Tensor, into: Vec<f32>) -> Plane {
@@ -378,23 +402,19 @@ pub fn band_energy(isa: Isa, t: &Tensor, into: Vec<f32>) -> Plane {
         t.h,
         ENERGY_RADIUS,
         into,
-        || (vec![0.0; t.w * 3], vec![0.0; t.w * 3]),
-        |(column, band), y, e| {
-            dispatch!(isa, {
-                band_row(t, y, column, band);
-                for (e, p) in e.iter_mut().zip(band.chunks_exact(3)) {
-                    *e = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
-                }
-            })
-        },
+        || energy_scratch(t.w),
+        |scratch, y, e| energy_row(isa, t, scratch, y, e),
     )
 }
 
 /// `frame` with its finest band given back (most of) the local energy it has in the model's
-/// frame where blending lowered it (never lowered); `energies` are the frame's and the
-/// drawn frame's, from [`band_energy`]. In the same pass, the next frame's history: the
-/// restored frame's detail over `base`. Both are written over `buffers`; returns the frame
-/// and the history.
+/// frame (`drawn_energy`, from [`band_energy`]) where blending lowered it (never lowered). In
+/// the same pass, the next frame's history: the restored frame's detail over `base`. Both
+/// are written over `buffers`; returns the frame and the history.
+///
+/// The frame's own band energy is made here, a band of rows at a time ([`band_box_sums`]):
+/// each row is restored as soon as its window's sum is complete, while the rows it needs are
+/// still in cache, so the energy is never stored as a plane and read back.
 ///
 /// The history keeps all of the contrast given back: keeping less lets it soften frame after
 /// frame (each move by a fraction of a pixel blurs it a little), and the gain is set from
@@ -404,49 +424,72 @@ pub fn band_energy(isa: Isa, t: &Tensor, into: Vec<f32>) -> Plane {
 pub fn restore_contrast(
     isa: Isa,
     frame: &Tensor,
-    [energy, drawn_energy]: [&Plane; 2],
+    drawn_energy: &Plane,
     base: &Base,
     [mut buffer, mut history_buffer]: [Vec<f32>; 2],
 ) -> (Tensor, Tensor) {
-    const FLOOR: f32 = 1e-7;
-    let row = frame.w * 3;
-    // Every value is written below: the buffer's old contents need no clearing.
+    let (w, h) = (frame.w, frame.h);
+    let row = w * 3;
+    // Every value is written below: the buffers' old contents need no clearing.
     buffer.resize(frame.data.len(), 0.0);
     history_buffer.resize(frame.data.len(), 0.0);
-    let mut out = Tensor::from_vec(frame.h, frame.w, 3, buffer);
-    let mut history = Tensor::from_vec(frame.h, frame.w, 3, history_buffer);
+    let mut out = Tensor::from_vec(h, w, 3, buffer);
+    let mut history = Tensor::from_vec(h, w, 3, history_buffer);
+    if w == 0 {
+        return (out, history);
+    }
     out.data
-        .par_chunks_mut(row)
-        .zip(history.data.par_chunks_mut(row))
+        .par_chunks_mut(BAND * row)
+        .zip(history.data.par_chunks_mut(BAND * row))
         .enumerate()
         .for_each_init(
-            || (vec![0.0; row], vec![0.0; row], vec![0.0; row]),
-            |(column, band, base_row), (y, (dst, history))| {
-                let at = y * frame.w..(y + 1) * frame.w;
-                let (energy, drawn) = (&energy.data[at.clone()], &drawn_energy.data[at]);
-                let src = &frame.data[y * row..][..row];
-                base.row(y, base_row);
-                dispatch!(isa, {
-                    band_row(frame, y, column, band);
-                    for ((((((d, h), s), b), e), drawn), base) in dst
-                        .chunks_exact_mut(3)
-                        .zip(history.chunks_exact_mut(3))
-                        .zip(src.chunks_exact(3))
-                        .zip(band.chunks_exact(3))
-                        .zip(energy)
-                        .zip(drawn)
-                        .zip(base_row.chunks_exact(3))
-                    {
-                        let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
-                            .sqrt()
-                            .clamp(1.0, MAX_GAIN);
-                        for ((((d, h), s), b), base) in d.iter_mut().zip(h).zip(s).zip(b).zip(base)
-                        {
-                            *d = s + (gain - 1.0) * b;
-                            *h = *d - base;
-                        }
-                    }
-                })
+            || {
+                let scratch = (vec![0.0; row], vec![0.0; row], vec![0.0; row]);
+                (BandSums::default(), energy_scratch(w), scratch)
+            },
+            |(sums, energy_scratch, (column, band, base_row)), (index, (dst, history))| {
+                let rows = index * BAND..index * BAND + dst.len() / row;
+                let energy_row =
+                    |scratch: &mut _, y, e: &mut [f32]| energy_row(isa, frame, scratch, y, e);
+                band_box_sums(
+                    isa,
+                    w,
+                    h,
+                    ENERGY_RADIUS,
+                    rows,
+                    sums,
+                    energy_scratch,
+                    energy_row,
+                    |y, energy| {
+                        let at = (y % BAND) * row..(y % BAND + 1) * row;
+                        let (dst, history) = (&mut dst[at.clone()], &mut history[at]);
+                        let drawn = &drawn_energy.data[y * w..][..w];
+                        let src = &frame.data[y * row..][..row];
+                        base.row(y, base_row);
+                        dispatch!(isa, {
+                            band_row(frame, y, column, band);
+                            for ((((((d, h), s), b), e), drawn), base) in dst
+                                .chunks_exact_mut(3)
+                                .zip(history.chunks_exact_mut(3))
+                                .zip(src.chunks_exact(3))
+                                .zip(band.chunks_exact(3))
+                                .zip(energy)
+                                .zip(drawn)
+                                .zip(base_row.chunks_exact(3))
+                            {
+                                let gain = ((CONTRAST_TARGET * drawn + FLOOR) / (e + FLOOR))
+                                    .sqrt()
+                                    .clamp(1.0, MAX_GAIN);
+                                for ((((d, h), s), b), base) in
+                                    d.iter_mut().zip(h).zip(s).zip(b).zip(base)
+                                {
+                                    *d = s + (gain - 1.0) * b;
+                                    *h = *d - base;
+                                }
+                            }
+                        })
+                    },
+                );
             },
         );
     (out, history)
@@ -528,6 +571,57 @@ mod tests {
         assert!(detail.data.iter().all(|d| d.abs() < 1e-6));
     }
 
+    /// The restore pass makes the frame's band energy band by band as it goes; what comes out
+    /// is what the whole plane's energy ([`band_energy`]) and the formula give, to the bit,
+    /// over several bands of rows (the last one partial) and gains above one and at one.
+    #[test]
+    fn restore_follows_its_definition() {
+        let isa = Isa::detect();
+        let (w, h, scale) = (24, 74, 2);
+        // The drawn frame has less texture than the frame on the left, more on the right.
+        let pattern = |seed: usize, left: f32, right: f32| {
+            let mut t = Tensor::zeros(h, w, 3);
+            for (i, v) in t.data.iter_mut().enumerate() {
+                let amplitude = if (i / 3) % w < w / 2 { left } else { right };
+                *v = 0.5 + amplitude * (((i * seed) % 101) as f32 / 101.0 - 0.5);
+            }
+            t
+        };
+        let (frame, drawn) = (pattern(37, 0.2, 0.2), pattern(53, 0.05, 0.6));
+        let mut source = Tensor::zeros(h / scale, w / scale, 3);
+        for (i, v) in source.data.iter_mut().enumerate() {
+            *v = ((i * 29) % 31) as f32 / 31.0;
+        }
+        let mut rows = Vec::new();
+        let base = Base::new(isa, &source, scale, &mut rows);
+        let drawn_energy = band_energy(isa, &drawn, Vec::new());
+        let buffers = [vec![1.0; 5], Vec::new()];
+        let (out, history) = restore_contrast(isa, &frame, &drawn_energy, &base, buffers);
+
+        let energy = band_energy(isa, &frame, Vec::new());
+        let (mut column, mut band, mut base_row) =
+            (vec![0.0; w * 3], vec![0.0; w * 3], vec![0.0; w * 3]);
+        let mut raised = 0;
+        for y in 0..h {
+            band_row(&frame, y, &mut column, &mut band);
+            base.row(y, &mut base_row);
+            for x in 0..w {
+                let at = y * w + x;
+                let gain = ((CONTRAST_TARGET * drawn_energy.data[at] + FLOOR)
+                    / (energy.data[at] + FLOOR))
+                    .sqrt()
+                    .clamp(1.0, MAX_GAIN);
+                raised += usize::from(gain > 1.0);
+                for c in 0..3 {
+                    let want = frame.data[at * 3 + c] + (gain - 1.0) * band[x * 3 + c];
+                    assert_eq!(out.data[at * 3 + c], want, "{x},{y},{c}");
+                    assert_eq!(history.data[at * 3 + c], want - base_row[x * 3 + c]);
+                }
+            }
+        }
+        assert!(raised > w * h / 4 && raised < w * h, "{raised}");
+    }
+
     #[test]
     fn restoring_contrast_undoes_a_halving() {
         let checker = |amplitude: f32| {
@@ -546,10 +640,7 @@ mod tests {
         let (halved, _) = restore_contrast(
             isa,
             &halved,
-            [
-                &band_energy(isa, &halved, vec![3.0; 7]),
-                &band_energy(isa, &drawn, Vec::new()),
-            ],
+            &band_energy(isa, &drawn, vec![3.0; 7]),
             &base,
             [Vec::new(), Vec::new()],
         );

@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use vsr_runtime::{dispatch, Isa};
 
 #[cfg(target_arch = "x86_64")]
-use super::gather::{cubic, LANES};
-use super::plane::{box_sum_of, Plane};
+use super::gather::moved_difference;
+use super::plane::{box_sum_of, rows_per_task, Plane, MIN_TASK};
 use super::taps::Taps;
 
 /// Pyramid levels, at most (fewer for small frames).
@@ -67,6 +67,7 @@ impl Flow {
             .par_chunks_mut(w)
             .zip(out.dy.data.par_chunks_mut(w))
             .enumerate()
+            .with_min_len(rows_per_task(w))
             .for_each_init(
                 || vec![0.0; from_w],
                 |line, (y, (dxs, dys))| {
@@ -90,32 +91,22 @@ impl Flow {
 
     /// Per pixel, `previous` (this field's size) moved by this field minus `current`, into
     /// `out`: in parallel over rows, sixteen pixels at a time where the CPU has AVX-512
-    /// ([`cubic`]), the rest compiled for the CPU's vector instructions.
+    /// ([`moved_difference`]), the rest compiled for the CPU's vector instructions.
     fn compare(&self, isa: Isa, previous: &Plane, current: &Plane, out: &mut [f32]) {
         let w = current.w;
-        out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let rows = out.par_chunks_mut(w).enumerate();
+        rows.with_min_len(rows_per_task(w)).for_each(|(y, row)| {
             let at = y * w;
             let (dxs, dys) = (&self.dx.data[at..][..w], &self.dy.data[at..][..w]);
             let now = &current.data[at..][..w];
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-                for (((e, dx), dy), c) in row
-                    .chunks_exact_mut(LANES)
-                    .zip(dxs.chunks_exact(LANES))
-                    .zip(dys.chunks_exact(LANES))
-                    .zip(now.chunks_exact(LANES))
-                {
-                    let xs = std::array::from_fn(|l| (done + l) as f32 + dx[l]);
-                    let ys = std::array::from_fn(|l| y as f32 + dy[l]);
-                    let mut moved = [[0.0]; LANES];
-                    // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole plane.
-                    unsafe { cubic(&previous.data, w, previous.h, &xs, &ys, &mut moved) };
-                    for ((e, [m]), c) in e.iter_mut().zip(moved).zip(c) {
-                        *e = m - c;
-                    }
-                    done += LANES;
-                }
+                // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole plane and
+                // the row's slices are `w` long.
+                done = unsafe {
+                    moved_difference(&previous.data, w, previous.h, y, dxs, dys, now, row)
+                };
             }
             dispatch!(isa, {
                 for (x, (((e, dx), dy), c)) in row
@@ -164,6 +155,7 @@ pub fn backward(isa: Isa, previous: &Plane, current: &Plane) -> Flow {
                 .par_iter_mut()
                 .zip(&sums.data)
                 .zip(&weight_sum.data)
+                .with_min_len(MIN_TASK)
                 .for_each(|((v, s), c)| *v = s / (c + 1e-12));
         }
     }
@@ -192,13 +184,26 @@ fn product_sum(isa: Isa, a: &Plane, b: &[f32], r: usize) -> Plane {
     )
 }
 
+/// `v` clamped to `-limit..=limit`, as `f32::clamp` does it but without its check that the
+/// bounds are ordered (they are), which kept the update loop from vectorising.
+#[inline(always)]
+fn within(v: f32, limit: f32) -> f32 {
+    let v = if v < -limit { -limit } else { v };
+    if v > limit {
+        limit
+    } else {
+        v
+    }
+}
+
 /// Gauss-Newton steps on one level.
 fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f32) -> Plane {
     let (w, h) = (current.w, current.h);
     // Central differences, one-sided at the edges.
     let gradient = |horizontal: bool| {
         let mut g = Plane::zeros(w, h);
-        g.data.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let rows = g.data.par_chunks_mut(w).enumerate();
+        rows.with_min_len(rows_per_task(w)).for_each(|(y, row)| {
             let line = |r: usize| &current.data[r * w..][..w];
             dispatch!(isa, {
                 if horizontal {
@@ -238,6 +243,7 @@ fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f
             .par_chunks_mut(w)
             .zip(flow.dy.data.par_chunks_mut(w))
             .enumerate()
+            .with_min_len(rows_per_task(w))
             .for_each(|(y, (dxs, dys))| {
                 let at = y * w..(y + 1) * w;
                 let (sxx, sxy, syy) = (
@@ -258,8 +264,8 @@ fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f
                         let det = a * d - b * b;
                         let step_x = -(d * ex - b * ey) / det;
                         let step_y = -(a * ey - b * ex) / det;
-                        *dx = (*dx + step_x.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
-                        *dy = (*dy + step_y.clamp(-MAX_STEP, MAX_STEP)).clamp(-limit, limit);
+                        *dx = within(*dx + step_x.clamp(-MAX_STEP, MAX_STEP), limit);
+                        *dy = within(*dy + step_y.clamp(-MAX_STEP, MAX_STEP), limit);
                     }
                 })
             });
@@ -268,6 +274,7 @@ fn refine(isa: Isa, previous: &Plane, current: &Plane, flow: &mut Flow, limit: f
     // has texture in two directions.
     let confidence = (0..w * h)
         .into_par_iter()
+        .with_min_len(MIN_TASK)
         .map(|i| {
             let (a, b, d) = (sxx.data[i], sxy.data[i], syy.data[i]);
             let half_trace = 0.5 * (a + d);

@@ -34,6 +34,7 @@ pub enum Read {
 /// `data` must hold `w * h * C` values with `w * h * C` within `i32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 pub unsafe fn cubic<const C: usize>(
     data: &[f32],
     w: usize,
@@ -109,6 +110,102 @@ pub unsafe fn cubic<const C: usize>(
     Read::Gathered
 }
 
+/// For the whole runs of sixteen pixels of a row: `data` sampled at `(xs, ys)` ([`cubic`])
+/// into `moved`, for each run where any pixel's `trust` is above zero; runs with none keep
+/// their (stale) values, which the blend leaves alone. Returns how many pixels that was; the
+/// rest of the row is the caller's. The warp's inner loop, with the sampler inlined into it.
+///
+/// # Safety
+/// As [`cubic`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn sample_trusted<const C: usize>(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    xs: &[f32],
+    ys: &[f32],
+    trust: &[f32],
+    moved: &mut [[f32; C]],
+) -> usize {
+    use std::arch::x86_64::*;
+    let mut done = 0;
+    for (((moved, xs), ys), trust) in moved
+        .chunks_exact_mut(LANES)
+        .zip(xs.chunks_exact(LANES))
+        .zip(ys.chunks_exact(LANES))
+        .zip(trust.chunks_exact(LANES))
+    {
+        done += LANES;
+        // "Not at most zero", so that a run is skipped exactly where every trust is <= 0.
+        let trusted =
+            _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(_mm512_loadu_ps(trust.as_ptr()), _mm512_setzero_ps());
+        if trusted == 0 {
+            continue;
+        }
+        let (xs, ys) = (xs.try_into().expect("16"), ys.try_into().expect("16"));
+        cubic(data, w, h, xs, ys, moved.try_into().expect("16"));
+    }
+    done
+}
+
+/// For the whole runs of sixteen pixels of row `y` of a one-channel plane: `data` (`w` x `h`)
+/// sampled where each pixel was, moved by `(dxs, dys)` ([`cubic`]), minus the pixel's value
+/// now (`now`), into `out`. Returns how many pixels that was; the rest of the row is the
+/// caller's. The motion search's inner loop: positions and differences sixteen at a time, and
+/// the sampler inlined into it.
+///
+/// # Safety
+/// As [`cubic`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn moved_difference(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    y: usize,
+    dxs: &[f32],
+    dys: &[f32],
+    now: &[f32],
+    out: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let lane = _mm512_setr_ps(
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+    );
+    let row = _mm512_set1_ps(y as f32);
+    let mut done = 0;
+    for (((e, dx), dy), c) in out
+        .chunks_exact_mut(LANES)
+        .zip(dxs.chunks_exact(LANES))
+        .zip(dys.chunks_exact(LANES))
+        .zip(now.chunks_exact(LANES))
+    {
+        // Whole numbers below 2^24: the sums are exact, as the scalar path's conversions.
+        let column = _mm512_add_ps(_mm512_set1_ps(done as f32), lane);
+        let mut xs = [0.0; LANES];
+        let mut ys = [0.0; LANES];
+        _mm512_storeu_ps(
+            xs.as_mut_ptr(),
+            _mm512_add_ps(column, _mm512_loadu_ps(dx.as_ptr())),
+        );
+        _mm512_storeu_ps(
+            ys.as_mut_ptr(),
+            _mm512_add_ps(row, _mm512_loadu_ps(dy.as_ptr())),
+        );
+        let mut moved = [[0.0]; LANES];
+        cubic(data, w, h, &xs, &ys, &mut moved);
+        let moved = _mm512_loadu_ps(moved.as_ptr().cast());
+        _mm512_storeu_ps(
+            e.as_mut_ptr(),
+            _mm512_sub_ps(moved, _mm512_loadu_ps(c.as_ptr())),
+        );
+        done += LANES;
+    }
+    done
+}
+
 /// The window path of [`cubic`], given each lane's first tap (`ix`, `iy`: floor + 2, as
 /// there) and weights; `false`, with nothing written, where the lanes' taps do not fit one
 /// window inside the frame's columns (rows are clamped: every lane shares them).
@@ -118,6 +215,7 @@ pub unsafe fn cubic<const C: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
+#[inline]
 unsafe fn window<const C: usize>(
     data: &[f32],
     w: usize,
@@ -142,7 +240,10 @@ unsafe fn window<const C: usize>(
     if right - left > 1 || bottom - top > 1 || first < 0 || first as usize + LANES + 4 > w {
         return false;
     }
-    // Five taps per axis: a lane one tap later has its weights moved up by one, a zero first.
+    // Five taps on an axis where a lane is one tap later than another: the later lane's
+    // weights moved up by one, a zero first. On an axis where none is, four: each lane's own
+    // weights (five would only add a zero-weighted tap: the same sums, with a fifth fewer
+    // loads and multiplies; most runs of sixteen take this on both axes).
     let five = |weights: &[__m512; 4], later: __mmask16| -> [__m512; 5] {
         let zero = _mm512_setzero_ps();
         std::array::from_fn(|k| {
@@ -151,8 +252,41 @@ unsafe fn window<const C: usize>(
             _mm512_mask_blend_ps(later, own, moved)
         })
     };
-    let columns = five(wx, _mm512_cmpgt_epi32_mask(offset, _mm512_set1_epi32(left)));
-    let rows = five(wy, _mm512_cmpgt_epi32_mask(iy, _mm512_set1_epi32(top)));
+    let later_column = _mm512_cmpgt_epi32_mask(offset, _mm512_set1_epi32(left));
+    let later_row = _mm512_cmpgt_epi32_mask(iy, _mm512_set1_epi32(top));
+    let first = first as usize;
+    match (later_column, later_row) {
+        (0, 0) => sum_window(data, w, h, first, top, wx, wy, out),
+        (0, later) => sum_window(data, w, h, first, top, wx, &five(wy, later), out),
+        (later, 0) => sum_window(data, w, h, first, top, &five(wx, later), wy, out),
+        (columns, rows) => {
+            let (wx, wy) = (five(wx, columns), five(wy, rows));
+            sum_window(data, w, h, first, top, &wx, &wy, out)
+        }
+    }
+    true
+}
+
+/// The weighted sum of a window of `R` rows from `top - 3` (clamped) by `K + 15` columns
+/// from `first`, each lane's weights per column and row given, into `out`.
+///
+/// # Safety
+/// As [`cubic`]; the window's columns must lie inside the frame.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn sum_window<const C: usize, const K: usize, const R: usize>(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    first: usize,
+    top: i32,
+    columns: &[std::arch::x86_64::__m512; K],
+    rows: &[std::arch::x86_64::__m512; R],
+    out: &mut [[f32; C]; LANES],
+) {
+    use std::arch::x86_64::*;
     // A lane's weight on each of its C interleaved channels: the 16C values of sixteen
     // pixels are C vectors, element e of vector p belonging to pixel (16p + e) / C.
     let spread = |v: __m512| -> [__m512; C] {
@@ -166,8 +300,9 @@ unsafe fn window<const C: usize>(
     let mut value = [_mm512_setzero_ps(); C];
     for (j, weight) in rows.iter().enumerate() {
         let row = (top - 3 + j as i32).clamp(0, h as i32 - 1) as usize;
-        // SAFETY: the window's columns lie inside the frame (checked above), its rows clamped.
-        let start = base.add((row * w + first as usize) * C);
+        // SAFETY: the window's columns lie inside the frame (the caller checked), its rows
+        // clamped.
+        let start = base.add((row * w + first) * C);
         let mut line = [_mm512_setzero_ps(); C];
         for (k, column) in columns.iter().enumerate() {
             for (p, l) in line.iter_mut().enumerate() {
@@ -183,7 +318,6 @@ unsafe fn window<const C: usize>(
     for (p, v) in value.iter().enumerate() {
         _mm512_storeu_ps(out.add(LANES * p), *v);
     }
-    true
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -265,6 +399,79 @@ mod tests {
         for x0 in [0.5, 24.5] {
             let xs = std::array::from_fn(|l| x0 + l as f32);
             assert_eq!(check(w, h, xs, [4.0; LANES]), Read::Gathered, "{x0}");
+        }
+        // Each of the window's shapes: every lane's taps starting alike on both axes (four
+        // taps each), some lanes a row further (five rows), some a column further (five
+        // columns).
+        let alike: [f32; LANES] = std::array::from_fn(|l| 10.25 + l as f32);
+        let straddling: [f32; LANES] = std::array::from_fn(|l| 10.9 + l as f32 * 1.01);
+        let rows_straddling: [f32; LANES] = std::array::from_fn(|l| 4.98 + 0.004 * l as f32);
+        for (xs, ys) in [
+            (alike, [4.5; LANES]),
+            (alike, rows_straddling),
+            (straddling, [4.5; LANES]),
+        ] {
+            assert_eq!(check(w, h, xs, ys), Read::Window, "{xs:?} {ys:?}");
+        }
+    }
+
+    /// The row loops give what the sampler gives pixel by pixel: the motion search's
+    /// differences, and the warp's samples wherever a run of sixteen has any trust (the runs
+    /// without keep what they held); both leave the row's partial last run to the caller.
+    #[test]
+    fn row_loops_match_the_sampler() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (w, h, y) = (53, 9, 4);
+        let dxs: Vec<f32> = (0..w).map(|x| 0.3 * (x as f32 * 0.2).sin() - 0.7).collect();
+        let dys: Vec<f32> = (0..w).map(|x| 0.4 * (x as f32 * 0.1).cos()).collect();
+        let luma = frame(w, h, 1);
+        let now: Vec<f32> = (0..w).map(|x| x as f32 / w as f32).collect();
+        let mut difference = vec![9.0; w];
+        // SAFETY: AVX-512F detected above; `luma` is the whole plane.
+        let done = unsafe { moved_difference(&luma, w, h, y, &dxs, &dys, &now, &mut difference) };
+        assert_eq!(done, 48);
+        for x in 0..done {
+            let (at_x, at_y) = (x as f32 + dxs[x], y as f32 + dys[x]);
+            let want = cubic_sample::<1>(&luma, w, h, at_x, at_y)[0] - now[x];
+            assert!(
+                (difference[x] - want).abs() < 1e-5,
+                "{x}: {} vs {want}",
+                difference[x]
+            );
+        }
+        assert!(difference[done..].iter().all(|d| *d == 9.0));
+
+        let rgb = frame(w, h, 3);
+        let xs: Vec<f32> = (0..w).map(|x| x as f32 + dxs[x]).collect();
+        let ys: Vec<f32> = (0..w).map(|x| y as f32 + dys[x]).collect();
+        // No trust in the first run (zeros and negatives), one trusted pixel in the second,
+        // all in the third.
+        let trust: Vec<f32> = (0..w)
+            .map(|x| match x / LANES {
+                0 => -((x % 2) as f32),
+                1 if x == 20 => 0.1,
+                1 => 0.0,
+                _ => 1.0,
+            })
+            .collect();
+        let mut moved = vec![[7.0; 3]; w];
+        // SAFETY: as above.
+        let done = unsafe { sample_trusted(&rgb, w, h, &xs, &ys, &trust, &mut moved) };
+        assert_eq!(done, 48);
+        for (x, moved) in moved.iter().enumerate() {
+            if !(LANES..done).contains(&x) {
+                assert_eq!(*moved, [7.0; 3], "{x}");
+                continue;
+            }
+            let want: [f32; 3] = cubic_sample(&rgb, w, h, xs[x], ys[x]);
+            for c in 0..3 {
+                assert!(
+                    (moved[c] - want[c]).abs() < 1e-5,
+                    "{x}: {moved:?} vs {want:?}"
+                );
+            }
         }
     }
 }

@@ -83,8 +83,8 @@ pub struct Stabiliser {
     spare: Vec<f32>,
     /// The base's intermediate (the source's rows widened), kept between frames.
     base_rows: Vec<f32>,
-    /// The drawn and the blended frame's band energies' buffers, kept between frames.
-    energies: [Vec<f32>; 2],
+    /// The drawn frame's band energy's buffer, kept between frames.
+    energy: Vec<f32>,
 }
 
 impl Stabiliser {
@@ -98,7 +98,7 @@ impl Stabiliser {
             previous: None,
             spare: Vec::new(),
             base_rows: Vec::new(),
-            energies: Default::default(),
+            energy: Vec::new(),
         })
     }
 
@@ -124,22 +124,40 @@ impl Stabiliser {
         }
         let isa = self.isa;
         let luma = Plane::luma(source);
-        let base = detail::Base::new(isa, source, scale, &mut self.base_rows);
         let previous = self.previous.take().filter(|p| {
             (p.luma.w, p.luma.h, p.detail.w, p.detail.h) == (luma.w, luma.h, out.w, out.h)
         });
-        let flow = previous.as_ref().and_then(|previous| {
-            let flow = flow::backward(isa, &previous.luma, &luma);
-            let residual = flow.residual(isa, &previous.luma, &luma);
-            let matched = residual.data.iter().filter(|r| **r < SAME).count();
-            tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
-            ((matched as f32) >= CUT * residual.data.len() as f32).then_some((flow, residual))
-        });
-        let (Some(previous), Some((flow, residual))) = (previous, flow) else {
-            // The first frame, or a cut: the frame as drawn, and its detail is the history.
-            let detail = base.detail_of(&out, std::mem::take(&mut self.spare));
-            self.previous = Some(History { luma, detail });
-            return out;
+        // The motion search works on the source's small planes in many short parallel steps,
+        // which leave a worker idle between them; the base and the drawn frame's band energy
+        // do not depend on it, so they run beside it and fill those gaps.
+        let drawn_buffer = std::mem::take(&mut self.energy);
+        let base_rows = &mut self.base_rows;
+        let (flow, (drawn_energy, base)) = rayon::join(
+            || {
+                let previous = previous.as_ref()?;
+                motion(isa, previous, &luma)
+            },
+            || {
+                rayon::join(
+                    || match previous {
+                        // Only a frame with a history is blended (a cut's energy goes
+                        // unused: cuts are rare); the buffer is kept either way.
+                        Some(_) => Ok(detail::band_energy(isa, &out, drawn_buffer)),
+                        None => Err(drawn_buffer),
+                    },
+                    || detail::Base::new(isa, source, scale, base_rows),
+                )
+            },
+        );
+        let (previous, (flow, residual), drawn_energy) = match (previous, flow, drawn_energy) {
+            (Some(previous), Some(flow), Ok(drawn_energy)) => (previous, flow, drawn_energy),
+            (_, _, drawn) => {
+                // The first frame, or a cut: the frame as drawn, and its detail is the history.
+                self.energy = drawn.map_or_else(|buffer| buffer, |e| e.data);
+                let detail = base.detail_of(&out, std::mem::take(&mut self.spare));
+                self.previous = Some(History { luma, detail });
+                return out;
+            }
         };
         let trust = Plane::new(
             residual.w,
@@ -150,8 +168,6 @@ impl Stabiliser {
                 .map(|r| ((CHANGED_SOURCE - r) / (0.5 * CHANGED_SOURCE)).clamp(0.0, 1.0))
                 .collect(),
         );
-        let [drawn_buffer, energy_buffer] = std::mem::take(&mut self.energies);
-        let drawn_energy = detail::band_energy(isa, &out, drawn_buffer);
         detail::Blend {
             isa,
             flow: &flow,
@@ -164,19 +180,28 @@ impl Stabiliser {
         // The previous detail is spent: its buffer takes the finished frame. The history is
         // the finished frame's detail (texture stays put over a still shot), made in the same
         // pass; the blended frame's buffer is the next history's.
-        let energy = detail::band_energy(isa, &out, energy_buffer);
         let (frame, detail) = detail::restore_contrast(
             isa,
             &out,
-            [&energy, &drawn_energy],
+            &drawn_energy,
             &base,
             [previous.detail.data, std::mem::take(&mut self.spare)],
         );
         self.spare = out.data;
-        self.energies = [drawn_energy.data, energy.data];
+        self.energy = drawn_energy.data;
         self.previous = Some(History { luma, detail });
         frame
     }
+}
+
+/// The motion from the previous source frame to this one, and how far each pixel is from its
+/// moved previous self; `None` where too little of the frame matches: a scene cut.
+fn motion(isa: Isa, previous: &History, luma: &Plane) -> Option<(flow::Flow, Plane)> {
+    let flow = flow::backward(isa, &previous.luma, luma);
+    let residual = flow.residual(isa, &previous.luma, luma);
+    let matched = residual.data.iter().filter(|r| **r < SAME).count();
+    tracing::trace!(matched, pixels = residual.data.len(), "stabiliser motion");
+    ((matched as f32) >= CUT * residual.data.len() as f32).then_some((flow, residual))
 }
 
 #[cfg(test)]

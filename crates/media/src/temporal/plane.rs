@@ -27,6 +27,7 @@ impl Plane {
         let mut data = vec![0.0; t.w * t.h];
         data.par_iter_mut()
             .zip(t.data.par_chunks_exact(3))
+            .with_min_len(MIN_TASK)
             .for_each(|(y, p)| *y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]);
         Plane::new(t.w, t.h, data)
     }
@@ -70,15 +71,29 @@ impl Plane {
     }
 }
 
+/// The least work, in pixels, worth handing to another worker: a hand-off costs a few
+/// microseconds, as much as several thousand pixels of these passes take. The motion
+/// search's coarse pyramid levels are smaller than that and run on one thread, while the
+/// other does the work the stabiliser runs beside the search.
+pub const MIN_TASK: usize = 16 * 1024;
+
+/// Rows of a `w`-wide plane per parallel task: [`MIN_TASK`] pixels at least.
+pub fn rows_per_task(w: usize) -> usize {
+    MIN_TASK.div_ceil(w.max(1))
+}
+
+/// Rows per band of [`box_sum_of`] and [`band_box_sums`]: enough that the `2r` extra rows
+/// each band sums are cheap. Bands are fixed, so every caller sums in the same order and gets
+/// the same values to the bit.
+pub const BAND: usize = 32;
+
 /// The sum over the `(2r+1)^2` window around each pixel of a `w x h` plane whose row `y`
 /// `row(scratch, y, out)` writes (`init` makes each thread's scratch), the edges repeated
 /// outwards. Rows are made where they are summed, so a plane made only to be summed (a
-/// product, an energy) is never stored whole. Bands of rows run in parallel; each sums its
-/// rows (and `r` either side) horizontally by adding `2r + 1` shifted copies, which
-/// vectorises where a running sum would be one long chain of dependent adds, then moves a
-/// running row of sums down the band, so the vertical cost does not grow with `r`.
-/// The sums are written over `into` (an earlier plane's buffer, or empty): a frame-sized plane
-/// made anew every frame costs its page faults and zeroing every time.
+/// product, an energy) is never stored whole. Bands of [`BAND`] rows run in parallel
+/// ([`band_box_sums`]). The sums are written over `into` (an earlier plane's buffer, or
+/// empty): a frame-sized plane made anew every frame costs its page faults and zeroing every
+/// time.
 pub fn box_sum_of<S>(
     isa: Isa,
     w: usize,
@@ -88,56 +103,102 @@ pub fn box_sum_of<S>(
     init: impl Fn() -> S + Sync + Send,
     row: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
 ) -> Plane {
-    /// Rows per band: enough that the `2r` extra rows each band sums are cheap.
-    const BAND: usize = 32;
     // Every value is written below: the buffer's old contents need no clearing.
     into.resize(w * h, 0.0);
     let mut out = into;
     if w == 0 {
         return Plane::new(w, h, out);
     }
-    out.par_chunks_mut(BAND * w).enumerate().for_each_init(
-        || (init(), vec![0.0f32; w + 2 * r], Vec::new(), vec![0.0f32; w]),
-        |(scratch, padded, sums, running), (band, dst)| {
-            let n = dst.len() / w;
-            let first = band * BAND;
-            sums.resize((n + 2 * r) * w, 0.0);
-            dispatch!(isa, {
-                // Horizontal sums of rows first - r ..= first + n - 1 + r.
-                for (i, sum) in sums.chunks_exact_mut(w).enumerate() {
-                    let y = (first + i).saturating_sub(r).min(h - 1);
-                    row(scratch, y, &mut padded[r..r + w]);
-                    let (left, right) = (padded[r], padded[r + w - 1]);
-                    padded[..r].fill(left);
-                    padded[r + w..].fill(right);
-                    sum.copy_from_slice(&padded[..w]);
-                    for k in 1..=2 * r {
-                        for (s, v) in sum.iter_mut().zip(&padded[k..k + w]) {
-                            *s += v;
-                        }
-                    }
-                }
-                // Down the band: the first window's rows, then one row in and one out.
-                running.copy_from_slice(&sums[..w]);
-                for k in 1..=2 * r {
-                    for (s, v) in running.iter_mut().zip(&sums[k * w..][..w]) {
-                        *s += v;
-                    }
-                }
-                for (y, dst) in dst.chunks_exact_mut(w).enumerate() {
-                    dst.copy_from_slice(running);
-                    if y + 1 < n {
-                        let entering = &sums[(y + 2 * r + 1) * w..][..w];
-                        let leaving = &sums[y * w..][..w];
-                        for ((s, e), l) in running.iter_mut().zip(entering).zip(leaving) {
-                            *s += e - l;
-                        }
-                    }
-                }
-            })
-        },
-    );
+    let bands_per_task = rows_per_task(w).div_ceil(BAND);
+    out.par_chunks_mut(BAND * w)
+        .enumerate()
+        .with_min_len(bands_per_task)
+        .for_each_init(
+            || (init(), BandSums::default()),
+            |(scratch, sums), (band, dst)| {
+                let rows = band * BAND..band * BAND + dst.len() / w;
+                band_box_sums(isa, w, h, r, rows, sums, scratch, &row, |y, sum| {
+                    dst[(y % BAND) * w..][..w].copy_from_slice(sum)
+                })
+            },
+        );
     Plane::new(w, h, out)
+}
+
+/// One worker's buffers for [`band_box_sums`], kept from band to band.
+#[derive(Default)]
+pub struct BandSums {
+    /// A row with its edges repeated `r` pixels outwards.
+    padded: Vec<f32>,
+    /// The band's rows (and `r` either side), summed horizontally.
+    sums: Vec<f32>,
+    /// The window's sum at the current row.
+    running: Vec<f32>,
+}
+
+/// [`box_sum_of`]'s work on one band, `rows` (band-aligned: starting at a multiple of
+/// [`BAND`], at most that many), each row's sums handed to `each(y, sums)` as soon as they are
+/// complete, so that a pass which only needs them row by row does its own work on the row
+/// while it is in cache instead of storing a plane and reading it back. Each row (and `r`
+/// either side) is summed horizontally by adding `2r + 1` shifted copies, which vectorises
+/// where a running sum would be one long chain of dependent adds; a running row of sums then
+/// moves down the band, so the vertical cost does not grow with `r`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn band_box_sums<S>(
+    isa: Isa,
+    w: usize,
+    h: usize,
+    r: usize,
+    rows: std::ops::Range<usize>,
+    buffers: &mut BandSums,
+    scratch: &mut S,
+    row: impl Fn(&mut S, usize, &mut [f32]),
+    mut each: impl FnMut(usize, &[f32]),
+) {
+    debug_assert!(rows.start.is_multiple_of(BAND) && rows.len() <= BAND && rows.end <= h);
+    let (first, n) = (rows.start, rows.len());
+    let BandSums {
+        padded,
+        sums,
+        running,
+    } = buffers;
+    padded.resize(w + 2 * r, 0.0);
+    sums.resize((n + 2 * r) * w, 0.0);
+    running.resize(w, 0.0);
+    dispatch!(isa, {
+        // Horizontal sums of rows first - r ..= first + n - 1 + r.
+        for (i, sum) in sums.chunks_exact_mut(w).enumerate() {
+            let y = (first + i).saturating_sub(r).min(h - 1);
+            row(scratch, y, &mut padded[r..r + w]);
+            let (left, right) = (padded[r], padded[r + w - 1]);
+            padded[..r].fill(left);
+            padded[r + w..].fill(right);
+            sum.copy_from_slice(&padded[..w]);
+            for k in 1..=2 * r {
+                for (s, v) in sum.iter_mut().zip(&padded[k..k + w]) {
+                    *s += v;
+                }
+            }
+        }
+        // Down the band: the first window's rows, then one row in and one out.
+        running.copy_from_slice(&sums[..w]);
+        for k in 1..=2 * r {
+            for (s, v) in running.iter_mut().zip(&sums[k * w..][..w]) {
+                *s += v;
+            }
+        }
+        for y in 0..n {
+            each(first + y, running);
+            if y + 1 < n {
+                let entering = &sums[(y + 2 * r + 1) * w..][..w];
+                let leaving = &sums[y * w..][..w];
+                for ((s, e), l) in running.iter_mut().zip(entering).zip(leaving) {
+                    *s += e - l;
+                }
+            }
+        }
+    })
 }
 
 /// Cubic interpolation ([`cubic_weights`]) of `C` interleaved channels of a `w` x `h` image

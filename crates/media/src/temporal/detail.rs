@@ -413,8 +413,8 @@ pub fn band_energy(isa: Isa, t: &Tensor, into: Vec<f32>) -> Plane {
 /// are written over `buffers`; returns the frame and the history.
 ///
 /// The frame's own band energy is made here, a band of rows at a time ([`band_box_sums`]):
-/// each row is restored as soon as its window's sum is complete, while the rows it needs are
-/// still in cache, so the energy is never stored as a plane and read back.
+/// each row is restored as soon as its window's sum is complete, so the energy is never
+/// stored as a plane and read back.
 ///
 /// The history keeps all of the contrast given back: keeping less lets it soften frame after
 /// frame (each move by a fraction of a pixel blurs it a little), and the gain is set from
@@ -447,9 +447,9 @@ pub fn restore_contrast(
                 let scratch = (vec![0.0; row], vec![0.0; row], vec![0.0; row]);
                 (BandSums::default(), energy_scratch(w), scratch)
             },
-            |(sums, energy_scratch, (column, band, base_row)), (index, (dst, history))| {
+            |(sums, energy_rows, (column, band, base_row)), (index, (dst, history))| {
                 let rows = index * BAND..index * BAND + dst.len() / row;
-                let energy_row =
+                let row_energy =
                     |scratch: &mut _, y, e: &mut [f32]| energy_row(isa, frame, scratch, y, e);
                 band_box_sums(
                     isa,
@@ -458,8 +458,8 @@ pub fn restore_contrast(
                     ENERGY_RADIUS,
                     rows,
                     sums,
-                    energy_scratch,
-                    energy_row,
+                    energy_rows,
+                    row_energy,
                     |y, energy| {
                         let at = (y % BAND) * row..(y % BAND + 1) * row;
                         let (dst, history) = (&mut dst[at.clone()], &mut history[at]);

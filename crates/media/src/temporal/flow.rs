@@ -102,8 +102,9 @@ impl Flow {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if isa.level() == vsr_runtime::IsaLevel::Avx512 {
-                // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole plane and
-                // the row's slices are `w` long.
+                debug_assert_eq!((previous.w, previous.data.len()), (w, w * previous.h));
+                // SAFETY: the Isa says the CPU has AVX-512F; `previous` is a whole plane of
+                // this row's width.
                 done = unsafe {
                     moved_difference(&previous.data, w, previous.h, y, dxs, dys, now, row)
                 };

@@ -5,8 +5,9 @@
 //! The motion is smooth, so sixteen neighbouring output pixels almost always sample sixteen
 //! neighbouring places: their taps then lie in one window of 5 x 20 pixels (each lane's four
 //! columns start at most one column later than its neighbour's shifted by one, and their rows
-//! at most one row apart). That window is read with plain contiguous loads on the interleaved
-//! data, each lane's weights set to zero on the tap it does not use. Anything else (a
+//! at most one row apart), 4 x 19 where no lane starts a tap later. That window is read with
+//! plain contiguous loads on the interleaved data; on an axis where some lanes start a tap
+//! later, each lane's weights are set to zero on the tap it does not use. Anything else (a
 //! motion edge, the frame's borders) takes gathers from the places only the motion knows. The
 //! scalar [`cubic_sample`](super::plane::cubic_sample) is the reference and the fallback;
 //! all three agree up to the order of the sums.
@@ -242,8 +243,8 @@ unsafe fn window<const C: usize>(
     }
     // Five taps on an axis where a lane is one tap later than another: the later lane's
     // weights moved up by one, a zero first. On an axis where none is, four: each lane's own
-    // weights (five would only add a zero-weighted tap: the same sums, with a fifth fewer
-    // loads and multiplies; most runs of sixteen take this on both axes).
+    // weights (five would only add a zero-weighted tap: for finite data the same sums, with
+    // a fifth fewer loads and multiplies; most runs of sixteen take this on both axes).
     let five = |weights: &[__m512; 4], later: __mmask16| -> [__m512; 5] {
         let zero = _mm512_setzero_ps();
         std::array::from_fn(|k| {
@@ -441,6 +442,17 @@ mod tests {
                 difference[x]
             );
         }
+        // To the bit what a call to the sampler per sixteen gives (the loop it replaced).
+        for run in (0..done).step_by(LANES) {
+            let xs = std::array::from_fn(|l| (run + l) as f32 + dxs[run + l]);
+            let ys = std::array::from_fn(|l| y as f32 + dys[run + l]);
+            let mut moved = [[0.0]; LANES];
+            // SAFETY: as above.
+            unsafe { cubic(&luma, w, h, &xs, &ys, &mut moved) };
+            for l in 0..LANES {
+                assert_eq!(difference[run + l], moved[l][0] - now[run + l]);
+            }
+        }
         assert!(difference[done..].iter().all(|d| *d == 9.0));
 
         let rgb = frame(w, h, 3);
@@ -471,6 +483,46 @@ mod tests {
                     (moved[c] - want[c]).abs() < 1e-5,
                     "{x}: {moved:?} vs {want:?}"
                 );
+            }
+        }
+        for run in (LANES..done).step_by(LANES) {
+            let mut want = [[0.0; 3]; LANES];
+            let at = |v: &[f32]| -> [f32; LANES] { v[run..run + LANES].try_into().unwrap() };
+            // SAFETY: as above.
+            unsafe { cubic(&rgb, w, h, &at(&xs), &at(&ys), &mut want) };
+            assert_eq!(moved[run..run + LANES], want);
+        }
+    }
+
+    /// Four taps on an axis sum to the bit what five did with a zero-weighted fifth (the
+    /// window's only shape before it took four where no lane starts a tap later), on either
+    /// axis and both.
+    #[test]
+    fn four_taps_sum_as_five_with_a_zero_fifth() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        use std::arch::x86_64::*;
+        let (w, h) = (40, 9);
+        let data = frame(w, h, 3);
+        let lanes = |k: usize| -> [f32; LANES] {
+            std::array::from_fn(|l| 0.3 - 0.11 * k as f32 + 0.013 * l as f32)
+        };
+        // SAFETY: AVX-512F detected above; the window (columns 7..27, rows 2..7) is inside.
+        unsafe {
+            let four: [__m512; 4] = std::array::from_fn(|k| _mm512_loadu_ps(lanes(k).as_ptr()));
+            let five: [__m512; 5] =
+                std::array::from_fn(|k| if k < 4 { four[k] } else { _mm512_setzero_ps() });
+            let mut want = [[0.0; 3]; LANES];
+            sum_window(&data, w, h, 7, 5, &five, &five, &mut want);
+            for (columns, rows) in [(true, true), (true, false), (false, true)] {
+                let mut got = [[0.0; 3]; LANES];
+                match (columns, rows) {
+                    (true, true) => sum_window(&data, w, h, 7, 5, &four, &four, &mut got),
+                    (true, false) => sum_window(&data, w, h, 7, 5, &four, &five, &mut got),
+                    _ => sum_window(&data, w, h, 7, 5, &five, &four, &mut got),
+                }
+                assert_eq!(got, want, "four columns {columns}, four rows {rows}");
             }
         }
     }

@@ -74,7 +74,7 @@ impl Plane {
 /// The least work, in pixels, worth handing to another worker: a hand-off costs a few
 /// microseconds, as much as several thousand pixels of these passes take. The motion
 /// search's coarse pyramid levels are smaller than that and run on one thread, while the
-/// other does the work the stabiliser runs beside the search.
+/// other workers do the passes the stabiliser runs beside the search.
 pub const MIN_TASK: usize = 16 * 1024;
 
 /// Rows of a `w`-wide plane per parallel task: [`MIN_TASK`] pixels at least.
@@ -143,6 +143,9 @@ pub struct BandSums {
 /// either side) is summed horizontally by adding `2r + 1` shifted copies, which vectorises
 /// where a running sum would be one long chain of dependent adds; a running row of sums then
 /// moves down the band, so the vertical cost does not grow with `r`.
+///
+/// Always inlined, so that `row` and `each` are compiled into the caller's loop (for the
+/// caller's vector instructions) rather than called per row through a closure.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn band_box_sums<S>(

@@ -125,7 +125,7 @@ impl<'a> Base<'a> {
 
     /// Output row `y` of the base (`wide * 3` values) into `out`.
     pub fn row(&self, y: usize, out: &mut [f32]) {
-        let scale = self.taps.len();
+        let scale = self.scale();
         let (offset, weights) = self.taps[y % scale];
         let first = (y / scale) as isize + offset;
         let len = self.wide * 3;

@@ -249,7 +249,6 @@ pub fn start_times(file: &Path) -> Vec<f64> {
     .collect()
 }
 
-/// The decoded frames of a video, one checksum line each.
 /// Sends `signal` (`-KILL`, `-STOP`, ...) to process `pid` with kill(1); whether it was sent
 /// (a process already gone is not an error to every caller).
 pub fn signal(pid: u32, signal: &str) -> bool {
@@ -260,6 +259,7 @@ pub fn signal(pid: u32, signal: &str) -> bool {
         .success()
 }
 
+/// The decoded frames of a video, one checksum line each.
 pub fn framemd5(file: &Path) -> Vec<String> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])

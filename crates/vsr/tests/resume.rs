@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::framemd5;
-use common::server::{children_of, id, terminal, Server};
+use common::server::{children_of, id, terminal, wait_until_gone, Server};
 use serde_json::{json, Value};
 
 /// A 60 s clip, 10 fps, 64x36, a keyframe every second: 600 frames, 50 per 5 s segment.
@@ -83,7 +83,12 @@ fn server_killed_ten_times_redoes_at_most_a_segment_each() {
             server.get(&format!("/api/status/{id}")).1["status"],
             "processing"
         );
+        let workers = children_of(server.child.as_ref().unwrap().id());
         server.signal("-KILL");
+        // The dead server's workers put the task back in the queue as they stop (their
+        // parent's death signals them). Until then the task shows that run's progress, so a
+        // server started sooner would be watched on frames it is not making.
+        wait_until_gone(&workers, 60);
         server.spawn();
     }
     let done = server.wait_for(&id, 300, terminal);

@@ -287,6 +287,28 @@ pub fn id(v: &Value) -> String {
         .to_string()
 }
 
+/// Waits up to `secs` until none of `pids` runs (each exited, or a zombie nobody reaps).
+pub fn wait_until_gone(pids: &[u32], secs: u64) {
+    let running = |pid: &u32| {
+        // The state is the field after the command's closing parenthesis.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                !stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while pids.iter().any(running) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pids:?} still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The processes `pid` started (a server's workers).
 pub fn children_of(pid: u32) -> Vec<u32> {
     // Each thread lists the children it spawned.

@@ -40,7 +40,7 @@ enum Command {
     },
     /// Upscale a video, keeping its audio, subtitles, timestamps and metadata
     Upscale(UpscaleArgs),
-    /// Upscale one PNG image
+    /// Upscale images (PNG, JPEG, WebP): one, several, or folders of them
     UpscaleImage(UpscaleImageArgs),
     /// Measure model-only throughput
     Bench(BenchArgs),

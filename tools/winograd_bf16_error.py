@@ -9,8 +9,14 @@ the small output. The script checks each transform exactly (in f64) first, then 
 transformed kernels U and inputs V (or, for direct convolution, the kernels and inputs) to
 bf16 as `vcvtneps2bf16` does (nearest, ties to even).
 
+The second table is why the fp32 path stays at F(6x6,3x3): F(8x8,3x3) (12% fewer
+multiply-adds), built exactly from its interpolation points (Cook-Toom), with every step in
+f32 as the kernels run it, for the point sets that keep its coefficients smallest.
+
 Usage: python3 tools/winograd_bf16_error.py   (needs numpy; the reference venv has it)
 """
+from fractions import Fraction
+
 import numpy as np
 
 CHANNELS, TILES = 64, 48
@@ -55,6 +61,43 @@ VARIANTS = {
 }
 
 
+def cook_toom(points, m, r=3):
+    """(B^T, G, A^T, m) of F(m x m, r x r) for the finite interpolation `points` and infinity,
+    exactly (fractions) before the conversion to floats."""
+    p = [Fraction(x) for x in points]
+    n = m + r - 1
+    assert len(p) == n - 1, "F(m, r) needs m + r - 2 finite points"
+
+    def product(roots):
+        """Coefficients (lowest power first) of the product of (x - root)."""
+        c = [Fraction(1)]
+        for root in roots:
+            c = [(c[k - 1] if k else 0) - root * (c[k] if k < len(c) else 0)
+                 for k in range(len(c) + 1)]
+        return c
+
+    at = [[q ** i for q in p] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g = []
+    for j, q in enumerate(p):
+        scale = Fraction(1)
+        for other in p[:j] + p[j + 1:]:
+            scale *= q - other
+        g.append([q ** k / scale for k in range(r)])
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    bt = [product(p[:j] + p[j + 1:]) + [Fraction(0)] for j in range(n - 1)] + [product(p)]
+    return [[[float(x) for x in row] for row in mat] for mat in (bt, g, at)] + [m]
+
+
+F8_POINTS = {
+    "F(8x8,3x3) 0,±1,±2,±1/2,±4": [0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2), 4, -4],
+    "F(8x8,3x3) 0,±1,±2,±1/2,±1/4": [0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2),
+                                      Fraction(1, 4), Fraction(-1, 4)],
+    "F(8x8,3x3) 0,±1,±2,±1/2,±3": [0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2), 3, -3],
+    "F(8x8,3x3) 0,±1,±2,±1/2,±3/2": [0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2),
+                                      Fraction(3, 2), Fraction(-3, 2)],
+}
+
+
 def layer(rng, m):
     """Input patches (ReLU-like activations) and He-scaled kernels for m x m output tiles."""
     d = rng.standard_normal((TILES, CHANNELS, m + 2, m + 2))
@@ -71,6 +114,16 @@ def direct(d, w, m):
     return out
 
 
+def winograd_f32(d, w, variant):
+    """The layer with every transform, product and sum in f32, as the CPU kernels run it."""
+    bt, g, at = (np.array(x, dtype=np.float32) for x in variant[:3])
+    d, w = d.astype(np.float32), w.astype(np.float32)
+    u = np.einsum("rk,oikl,cl->oirc", g, w, g, dtype=np.float32)
+    v = np.einsum("rk,tikl,cl->tirc", bt, d, bt, dtype=np.float32)
+    m = np.einsum("tirc,oirc->torc", v, u, dtype=np.float32)
+    return np.einsum("ir,torc,jc->toij", at, m, at, dtype=np.float32).astype(np.float64)
+
+
 def winograd(d, w, variant, rounded):
     bt, g, at, _ = (np.array(x, dtype=float) if i < 3 else x for i, x in enumerate(variant))
     u = np.einsum("rk,oikl,cl->oirc", g, w, g)
@@ -82,7 +135,7 @@ def winograd(d, w, variant, rounded):
 
 def report(name, got, want):
     e = got - want
-    print(f"{name:24} rms {np.sqrt((e ** 2).mean()) / want.std():.2e}  "
+    print(f"{name:30} rms {np.sqrt((e ** 2).mean()) / want.std():.2e}  "
           f"worst {np.abs(e).max() / want.std():.2e}  (of the output's standard deviation)")
 
 
@@ -97,6 +150,15 @@ def main():
         report(name, winograd(d, w, variant, rounded=True), want)
     d, w = layer(rng, 6)
     report("direct", direct(bf16(d), bf16(w), 6), direct(d, w, 6))
+    print(f"\none {CHANNELS} -> {CHANNELS} 3x3 layer, f32 throughout:")
+    variants = {"F(6x6,3x3)": VARIANTS["F(6x6,3x3)"]}
+    variants.update((name, cook_toom(points, 8)) for name, points in F8_POINTS.items())
+    for name, variant in variants.items():
+        d, w = layer(rng, variant[3])
+        want = direct(d, w, variant[3])
+        exact = winograd(d, w, variant, rounded=False)
+        assert np.abs(exact - want).max() < 1e-9 * np.abs(want).max(), f"{name} transforms"
+        report(name, winograd_f32(d, w, variant), want)
 
 
 if __name__ == "__main__":

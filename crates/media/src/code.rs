@@ -73,6 +73,7 @@ codes! {
     UnsupportedCodec = "unsupported_codec", 415;
     RangeNotSatisfiable = "range_not_satisfiable", 416;
     InvalidRequest = "invalid_request", 422;
+    IdempotencyKeyReused = "idempotency_key_reused", 422;
     QueueFull = "queue_full", 429;
     // Running a job.
     DecodeFailed = "decode_failed", 500;

@@ -39,6 +39,24 @@ impl Format {
         }
     }
 
+    /// The extension a file of this format is written with.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Jpeg => "jpg",
+            Format::Webp => "webp",
+        }
+    }
+
+    /// The media type of a file of this format.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Png => "image/png",
+            Format::Jpeg => "image/jpeg",
+            Format::Webp => "image/webp",
+        }
+    }
+
     /// Whether the format keeps an alpha channel.
     pub fn has_alpha(self) -> bool {
         !matches!(self, Format::Jpeg)
@@ -56,6 +74,8 @@ pub struct Picture {
     pub bits: u8,
     /// The source's colour profile, carried to the output.
     pub icc: Option<Vec<u8>>,
+    /// The format the source's content was in (whatever its file was called).
+    pub format: Format,
 }
 
 impl Picture {
@@ -79,6 +99,7 @@ impl Picture {
             alpha,
             bits: self.bits,
             icc: self.icc.clone(),
+            format: self.format,
         }
     }
 }
@@ -93,9 +114,12 @@ pub fn read(path: &Path) -> Result<Picture, ImageError> {
         .map_err(|e| err(e.to_string()))?
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(err("not a PNG, JPEG or WebP image".into()));
-    }
+    let format = match reader.format() {
+        Some(image::ImageFormat::Png) => Format::Png,
+        Some(image::ImageFormat::Jpeg) => Format::Jpeg,
+        Some(image::ImageFormat::WebP) => Format::Webp,
+        _ => return Err(err("not a PNG, JPEG or WebP image".into())),
+    };
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -129,6 +153,7 @@ pub fn read(path: &Path) -> Result<Picture, ImageError> {
         alpha: has_alpha.then(|| Tensor::from_vec(h, w, 1, alpha)),
         bits,
         icc,
+        format,
     })
 }
 

@@ -116,6 +116,7 @@ async fn after_deaths(
         error,
         expires_at: config.expiry_from_now(),
         output_bytes: None,
+        notes: None,
     };
     let failed = ended(
         Status::Failed,

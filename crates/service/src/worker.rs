@@ -329,6 +329,7 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
         error,
         expires_at: worker.config.expiry_from_now(),
         output_bytes: None,
+        notes: None,
     };
     match result {
         Ok((summary, bytes)) => {
@@ -347,9 +348,16 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
                 })
                 .await?;
             }
+            // A damaged source completes with the frames that decoded, and says so.
+            let warning = summary.damage_warning();
+            if let Some(warning) = &warning {
+                tracing::warn!(%warning, "the source is damaged");
+            }
+            let notes = warning.map(|w| task.notes.iter().cloned().chain([w]).collect());
             // The upload stays until expiry: the page compares frames of source and result.
             let outcome = Outcome {
                 output_bytes: bytes,
+                notes,
                 ..ended(Status::Completed, None)
             };
             if durably("outcome", || store.finish(&task.id, worker.id, &outcome)).await? {
@@ -450,6 +458,7 @@ async fn hard_stop(worker: &Worker, task: &Task) -> ! {
             error: None,
             expires_at: worker.config.expiry_from_now(),
             output_bytes: None,
+            notes: None,
         };
         if let Ok(true) = worker.store.finish(&task.id, worker.id, &outcome).await {
             worker.files.remove_working(task).await;

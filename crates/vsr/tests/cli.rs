@@ -118,7 +118,17 @@ fn bad_requests_fail_cleanly() {
     let input = fixtures().join("bbb_crop.png");
     let out = dir.path().join("o.png");
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
-    let cases: [(&[&str], &str); 4] = [
+    let tiff = dir.path().join("o.tiff");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["upscale-image", i, "-o", i],
+            "the output is the input itself",
+        ),
+        (
+            &["upscale-image", i, "-o", tiff.to_str().unwrap()],
+            ".tiff is not a format written here",
+        ),
+        (&["upscale", i, "-o", "x.mp4", "--frames", "0"], "--frames"),
         (
             &["upscale-image", i, "-o", o, "--model", "no-such-model"],
             "unknown model",
@@ -155,6 +165,28 @@ fn bad_requests_fail_cleanly() {
     let r = vsr(&["upscale-image", fake.to_str().unwrap(), "-o", o]);
     assert!(!r.status.success() && !String::from_utf8_lossy(&r.stderr).contains("panicked"));
     assert!(!out.exists(), "no output is left behind on failure");
+    assert!(
+        !tiff.exists(),
+        "no folder is made for a format we do not write"
+    );
+    // Two inputs whose results would have the same name: refused before any is written.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(&input, other.join("bbb_crop.png")).unwrap();
+    let into = dir.path().join("into");
+    let r = vsr(&[
+        "upscale-image",
+        i,
+        other.join("bbb_crop.png").to_str().unwrap(),
+        "-o",
+        into.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && stderr.contains("would both be written to"),
+        "{stderr}"
+    );
+    assert!(!into.exists());
 }
 
 #[test]

@@ -483,6 +483,7 @@ fn fifty_workers_drain_the_postgres_queue_each_task_once() {
                         error: None,
                         expires_at: now_ms() + 60_000,
                         output_bytes: Some(1),
+                        notes: None,
                     };
                     assert!(store.finish(&task.id, me, &outcome).await.unwrap());
                     ran.push(task.id);

@@ -533,6 +533,53 @@ fn drafts_previews_frames_and_idempotency() {
         "same key, same task"
     );
     assert_ne!(upload("k2")["taskId"], draft["taskId"]);
+    // The same key for another request is refused, as is a key that is empty; `start` is a
+    // yes/no in any case, and anything else is refused rather than read as yes.
+    let send = |key: &str, settings: &str, start: &str| -> (u16, Value) {
+        let form = multipart::Form::new()
+            .text("settings", settings.to_string())
+            .text("start", start.to_string())
+            .file("video", &clip)
+            .unwrap();
+        let r = server
+            .client
+            .post(server.url("/api/upload"))
+            .header("Idempotency-Key", key)
+            .multipart(form)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    let (code, body) = send("k1", r#"{"scale":4,"quality":"fast"}"#, "false");
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{body}"
+    );
+    let (code, body) = send("", r#"{"scale":2}"#, "false");
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (code, body) = send("k3", r#"{"scale":2,"quality":"fast"}"#, "False");
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (202, Some("draft")),
+        "{body}"
+    );
+    let (code, body) = send("k4", r#"{"scale":2,"quality":"fast"}"#, "maybe");
+    assert_eq!(
+        (code, body["field"].as_str()),
+        (400, Some("start")),
+        "{body}"
+    );
+    let (code, body) = send("k5", "[2]", "false");
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (400, Some("invalid_settings")),
+        "{body}"
+    );
     let id = id(&draft);
     assert_eq!(draft["status"], "draft");
     assert_eq!(draft["input"]["width"], 96);
@@ -858,6 +905,15 @@ fn images_are_upscaled_in_their_own_format() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "image/jpeg");
     assert_eq!(&r.bytes().unwrap()[..2], b"\xff\xd8");
+    // The content decides the format, not the name; a name that is not ASCII is kept in
+    // `filename*` (RFC 6266) beside an ASCII `filename`.
+    let r = post(std::fs::read(&clear).unwrap(), "été.jpg", "image");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(
+        r.headers()["content-disposition"].to_str().unwrap(),
+        "attachment; filename=\"_t__80x60.png\"; filename*=UTF-8''%C3%A9t%C3%A9_80x60.png"
+    );
 
     let r = post(b"not an image at all".to_vec(), "fake.png", "image");
     assert_eq!(r.status().as_u16(), 415);

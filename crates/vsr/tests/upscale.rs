@@ -231,7 +231,104 @@ fn refused_inputs_leave_nothing_behind() {
     );
     assert!(String::from_utf8_lossy(&r.stderr).contains("output_too_large"));
     assert!(!p("big.mp4").exists());
+    // Refused before any frame is upscaled, with the path and a code: an output that is the
+    // input, a container we do not write or that cannot hold the codec, an input that is
+    // missing or a folder.
+    let before = std::fs::read(&small).unwrap();
+    for (input, output, expected) in [
+        (
+            small.clone(),
+            small.clone(),
+            "the output is the input itself; choose another output name [invalid_settings]",
+        ),
+        (
+            small.clone(),
+            p("out.txt"),
+            "must end in .mp4, .mkv, .mov or .webm [invalid_settings]",
+        ),
+        (small.clone(), p("out.webm"), "WebM holds AV1 video"),
+        (
+            p("missing.mp4"),
+            p("out.mp4"),
+            "missing.mp4: no such file [not_found]",
+        ),
+        (
+            dir.path().to_path_buf(),
+            p("out.mp4"),
+            "a folder, not a file [not_a_file]",
+        ),
+    ] {
+        let r = upscale(&input, &output, &["--scale", "2"]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            !r.status.success() && stderr.contains(expected),
+            "{output:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("frames"),
+            "refused only after upscaling: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&small).unwrap(),
+        before,
+        "the input is untouched"
+    );
     no_partial_files(dir.path());
+}
+
+/// A source cut short (a partial download) completes with the frames that decode, and the
+/// run says the source is damaged and how many frames of those it lists came out; a name
+/// with a colon is a file name, not an FFmpeg protocol.
+#[test]
+fn truncated_sources_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=30",
+        "-frames:v",
+        "90",
+        "-c:v",
+        "libx264",
+        "-g",
+        "30",
+        "-movflags",
+        "+faststart",
+        whole.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    // Relative, as typed in a shell: FFmpeg would read `12:` as a protocol.
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_vsr"))
+        .current_dir(dir.path())
+        .args(["upscale", "cut.mp4", "-o", "12:30.mp4", "--scale", "2"])
+        .args(["--preset", "fast", "--threads", "2"])
+        .output()
+        .unwrap();
+    let out = dir.path().join("12:30.mp4");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: the source is damaged or truncated")
+            && stderr.contains("of the 90 frames it lists"),
+        "{stderr}"
+    );
+    assert!(out.exists());
+    // The whole file: no warning.
+    let r = upscale(
+        &whole,
+        &dir.path().join("whole-2x.mp4"),
+        &["--scale", "2", "--preset", "fast"],
+    );
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        r.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
 }
 
 /// `vsr bench --pipeline` reports end-to-end fps next to model-only fps.

@@ -71,7 +71,9 @@ pub fn assemble(
     if shortest {
         cmd.arg("-shortest");
     }
-    cmd.arg(target);
+    // `file:`, as every path we give FFmpeg: a name with a colon is not a protocol.
+    let target = std::path::absolute(target).map_err(PipelineError::Io)?;
+    cmd.arg(format!("file:{}", target.display()));
     let result = crate::subprocess::run(&mut cmd);
     let _ = std::fs::remove_file(&list);
     result.map_err(|e| {

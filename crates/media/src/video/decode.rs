@@ -4,7 +4,9 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 
 use super::mkv::RawFormat;
 use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
@@ -28,6 +30,8 @@ pub struct Decoder {
     stdout: ChildStdout,
     reports: Receiver<Report>,
     stderr_tail: StderrTail,
+    /// Lines in which FFmpeg said the source is damaged ([`is_damage`]).
+    damage: Arc<AtomicU64>,
     frame_bytes: usize,
     time_base: Option<(i64, i64)>,
 }
@@ -119,13 +123,21 @@ impl Decoder {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let (tx, reports) = channel();
-        // Timestamps go to the frame reader; everything else is kept for error messages.
+        // Timestamps go to the frame reader; everything else is kept for error messages,
+        // and reports of a damaged source are counted.
+        let damage = Arc::new(AtomicU64::new(0));
+        let damaged = damage.clone();
         let stderr_tail = StderrTail::capture(stderr, move |line| match parse_showinfo(line) {
             Some(report) => {
                 let _ = tx.send(report);
                 true
             }
-            None => line.contains("Parsed_showinfo"),
+            None => {
+                if is_damage(line) {
+                    damaged.fetch_add(1, Ordering::Relaxed);
+                }
+                line.contains("Parsed_showinfo")
+            }
         });
         let frame_bytes =
             info.video.width as usize * info.video.height as usize * format.bytes_per_pixel();
@@ -134,9 +146,18 @@ impl Decoder {
             stdout,
             reports,
             stderr_tail,
+            damage,
             frame_bytes,
             time_base: None,
         })
+    }
+
+    /// How many times FFmpeg reported the source damaged: data missing from the file
+    /// (truncated) or packets it could not decode. Their frames are missing from the output,
+    /// which FFmpeg does not count as a failure. The count goes on as FFmpeg's log is read,
+    /// after the decoder itself is gone: read it when the job is done.
+    pub fn damage_reports(&self) -> Arc<AtomicU64> {
+        self.damage.clone()
     }
 
     /// The stream's time base, known once the first frame has been read.
@@ -194,6 +215,19 @@ impl Drop for Decoder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether an FFmpeg log line says the source is damaged: the demuxer found the file cut
+/// short ("partial file"), or a packet could not be decoded (FFmpeg's own summary of it,
+/// whatever the decoder said before).
+fn is_damage(line: &str) -> bool {
+    const MARKS: [&str; 4] = [
+        "partial file",
+        "Error while decoding stream",
+        "Error submitting packet to decoder",
+        "Decoding error",
+    ];
+    MARKS.iter().any(|mark| line.contains(mark))
 }
 
 /// `config in time_base: 1/12800, ...` and `n:   3 pts:   1536 pts_time:...` lines.

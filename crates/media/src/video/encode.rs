@@ -187,7 +187,9 @@ impl Encoder {
             "-f",
             "mp4",
         ]);
-        cmd.arg(output);
+        // `file:`, as every path we give FFmpeg: a name with a colon is not a protocol.
+        let output = std::path::absolute(output).map_err(PipelineError::Io)?;
+        cmd.arg(format!("file:{}", output.display()));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -30,6 +30,10 @@ pub enum PipelineError {
         max_width: u64,
         max_height: u64,
     },
+    /// The output's name asks for a container we do not write, or one that cannot hold
+    /// the codec asked for: told before any frame is upscaled.
+    #[error("{0}")]
+    UnsupportedOutput(String),
     #[error("cannot start {0}: {1}")]
     Spawn(&'static str, std::io::Error),
     /// `what` is ours; `ffmpeg` the decoder's last lines (may be empty).
@@ -90,6 +94,7 @@ impl PipelineError {
         match self {
             PipelineError::Input(e) => e.code(),
             PipelineError::OutputTooLarge { .. } => Code::OutputTooLarge,
+            PipelineError::UnsupportedOutput(_) => Code::InvalidSettings,
             PipelineError::Spawn(..) => Code::ToolFailed,
             PipelineError::Decode { .. } => Code::DecodeFailed,
             PipelineError::Model(_) => Code::ModelFailed,

@@ -7,8 +7,9 @@
 //! its name only when complete.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -16,7 +17,7 @@ use vsr_runtime::Tensor;
 
 use super::assemble::assemble;
 use super::decode::{Decoder, Start};
-use super::encode::{EncodeSettings, Encoder};
+use super::encode::{Codec, EncodeSettings, Encoder};
 use super::mkv::RawFormat;
 use super::probe::{probe, Limits, MediaInfo};
 use super::segment::{self, Claim, Segment, WorkDir};
@@ -86,10 +87,37 @@ pub struct Summary {
     /// what the stabiliser costs, measured on the real frames.
     pub model_seconds: f64,
     pub stabiliser_seconds: f64,
+    /// How many times FFmpeg reported this run's part of the source damaged (cut short, or
+    /// packets it could not decode): the output then lacks those frames.
+    pub damage_reports: u64,
 }
 
-/// Checks the input and the output size; nothing is decoded yet.
+impl Summary {
+    /// A warning for the user when the source was damaged: the job completed with the frames
+    /// that decoded, which may be fewer than the container lists.
+    pub fn damage_warning(&self) -> Option<String> {
+        if self.damage_reports == 0 {
+            return None;
+        }
+        let done = self.frames + self.resumed_frames;
+        let listed = if self.input.video.frames_exact {
+            format!(
+                " ({done} of the {} frames it lists)",
+                self.input.video.frames
+            )
+        } else {
+            format!(" ({done} frames)")
+        };
+        Some(format!(
+            "the source is damaged or truncated: FFmpeg could not read all of it ({} errors); the output holds the frames that decoded{listed}",
+            self.damage_reports
+        ))
+    }
+}
+
+/// Checks the output's container, the input and the output size; nothing is decoded yet.
 pub fn validate(job: &Job) -> Result<MediaInfo, PipelineError> {
+    check_container(job.output, job.encode.codec)?;
     let info = probe(job.input, &job.limits)?;
     let s = job.enhancer.scale() as u64;
     let (w, h) = (info.video.width as u64 * s, info.video.height as u64 * s);
@@ -104,6 +132,26 @@ pub fn validate(job: &Job) -> Result<MediaInfo, PipelineError> {
         });
     }
     Ok(info)
+}
+
+/// The containers written, by the output's extension: MP4 (and its `.m4v`, `.mov` kin) and
+/// Matroska take every codec we encode; WebM only AV1 of them.
+fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError> {
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("mp4" | "m4v" | "mov" | "mkv") => Ok(()),
+        Some("webm") if codec == Codec::Av1 => Ok(()),
+        Some("webm") => Err(PipelineError::UnsupportedOutput(format!(
+            "{}: WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv",
+            output.display()
+        ))),
+        _ => Err(PipelineError::UnsupportedOutput(format!(
+            "{}: the output must end in .mp4, .mkv, .mov or .webm",
+            output.display()
+        ))),
+    }
 }
 
 /// What the work of a job depends on, hashed: its input, models, settings, encoder settings,
@@ -135,7 +183,15 @@ pub fn run(
     let work = WorkDir::open(job.output, &job_key(job), job.segmenting.resume, || {
         segment::plan(job.input, &info, job.segmenting.seconds, job.max_frames)
     })?;
-    let counts = upscale_segments(job, &info, &work, progress, cancel, true)?;
+    // A stop asked for wins over what it caused: Ctrl-C reaches FFmpeg too, whose broken
+    // pipe would otherwise be told as an encoder failure.
+    let counts = upscale_segments(job, &info, &work, progress, cancel, true).map_err(|e| {
+        if cancel.load(Ordering::Relaxed) {
+            PipelineError::Cancelled
+        } else {
+            e
+        }
+    })?;
     // A cancel that arrived while the last segment was finishing still wins.
     if cancel.load(Ordering::Relaxed) {
         return Err(PipelineError::Cancelled);
@@ -158,6 +214,7 @@ pub fn run(
         segments,
         model_seconds: counts.model.as_secs_f64(),
         stabiliser_seconds: counts.stabiliser.as_secs_f64(),
+        damage_reports: counts.damage(),
     })
 }
 
@@ -221,9 +278,15 @@ struct Counts {
     /// Time in the models and in the stabiliser, on the model thread.
     model: Duration,
     stabiliser: Duration,
+    /// The damage counts of this run's decoders ([`Decoder::damage_reports`]).
+    damage: Vec<Arc<AtomicU64>>,
 }
 
 impl Counts {
+    fn damage(&self) -> u64 {
+        self.damage.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
     fn progress(&self) -> Progress {
         let done = self.resumed + self.by_others + self.upscaled;
         let total = self.total.max(done).max(1);
@@ -258,6 +321,7 @@ fn upscale_segments(
         started: Instant::now(),
         model: Duration::ZERO,
         stabiliser: Duration::ZERO,
+        damage: Vec::new(),
     };
     let mut todo = Vec::new();
     for s in &work.plan.segments {
@@ -325,19 +389,17 @@ fn run_segments(
     progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<Vec<usize>, PipelineError> {
-    let format = if info.video.bit_depth > 8 {
-        RawFormat::Rgb48
-    } else {
-        RawFormat::Rgb24
-    };
+    let format = raw_format(info);
     let out_size = output_size(job, info);
     // Pixel conversions happen in the decode and encode threads, off the model's path.
     let (frames_tx, frames_rx) = sync_channel::<Item>(QUEUE);
     let (out_tx, out_rx) = sync_channel::<Item>(QUEUE);
-    std::thread::scope(|scope| {
+    let mut damage = Vec::new();
+    let result = std::thread::scope(|scope| {
         // `move`: each thread owns its end of the queues, so finishing closes them.
+        let damage = &mut damage;
         let decoder =
-            scope.spawn(move || decode_segments(job, info, work, todo, format, frames_tx, cancel));
+            scope.spawn(move || decode_segments(job, info, work, todo, frames_tx, cancel, damage));
         let encoder =
             scope.spawn(move || encode_segments(job, info, work, out_size, format, out_rx, cancel));
 
@@ -400,7 +462,18 @@ fn run_segments(
         model_result?;
         encoded?;
         Ok(held)
-    })
+    });
+    counts.damage.append(&mut damage);
+    result
+}
+
+/// The frames' format between the stages: 16 bits a channel for sources above 8 bits.
+fn raw_format(info: &MediaInfo) -> RawFormat {
+    if info.video.bit_depth > 8 {
+        RawFormat::Rgb48
+    } else {
+        RawFormat::Rgb24
+    }
 }
 
 /// The decode thread: claims each segment as it reaches it and sends its frames; one FFmpeg
@@ -410,20 +483,23 @@ fn decode_segments(
     info: &MediaInfo,
     work: &WorkDir,
     todo: &[Segment],
-    format: RawFormat,
     tx: SyncSender<Item>,
     cancel: &AtomicBool,
+    damage: &mut Vec<Arc<AtomicU64>>,
 ) -> Result<Vec<usize>, PipelineError> {
     let (w, h) = (info.video.width as usize, info.video.height as usize);
+    let format = raw_format(info);
     let prefilter = job.enhancer.prefilter();
-    let spawn = |start: Start| {
+    let mut spawn = |start: Start| {
         // An unindexed plan is one segment cut by a frame count.
         let limit = if work.plan.indexed {
             None
         } else {
             job.max_frames
         };
-        Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)
+        let decoder = Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)?;
+        damage.push(decoder.damage_reports());
+        Ok::<_, PipelineError>(decoder)
     };
     let mut held = Vec::new();
     // The running decoder and the segment it continues into.

@@ -469,6 +469,21 @@ pub fn segment_files(index: usize) -> [String; 2] {
     ]
 }
 
+/// Whether the work directory at `work` holds a finished segment's record: something a run
+/// of the same job would resume from.
+pub fn has_finished_segments(work: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return false;
+    };
+    let [file, record] = segment_files(0);
+    let (prefix, suffix) = (&file[..4], &record[record.len() - 5..]);
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with(prefix) && name.ends_with(suffix)
+    })
+}
+
 /// The name of a work directory's plan file.
 pub const PLAN_FILE: &str = "plan.json";
 

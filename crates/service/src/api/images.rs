@@ -5,16 +5,17 @@
 //! task.
 
 use axum::body::Body;
-use axum::extract::{Multipart, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::Response;
 use axum::Extension;
 use vsr_cuda::DeviceRequest;
 use vsr_media::code::Code;
 use vsr_media::enhance::prepare;
-use vsr_media::picture::{self, Format};
+use vsr_media::picture;
 
-use super::upload::{check_settings, parse_settings};
+use super::form::{self, too_large, upload_timeout, within, Form, MAX_SETTINGS_BYTES};
+use super::upload::{check_settings, client_name, parse_settings};
 use crate::auth::Owner;
 use crate::problem::Problem;
 use crate::store::InputFacts;
@@ -23,7 +24,7 @@ use crate::AppState;
 pub async fn upscale(
     State(app): State<AppState>,
     Extension(_owner): Extension<Owner>,
-    mut form: Multipart,
+    request: Request,
 ) -> Result<Response, Problem> {
     // An upload slot, as a video's takes: refused at once when all are taken.
     let _slot = app
@@ -31,32 +32,11 @@ pub async fn upscale(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Problem::busy("uploads"))?;
-    let bad =
-        |e: axum::extract::multipart::MultipartError| Problem::new(Code::BadUpload, e.body_text());
-    let reading = async {
-        let (mut settings_text, mut image) = (None, None);
-        while let Some(field) = form.next_field().await.map_err(bad)? {
-            match field.name().unwrap_or("") {
-                "settings" => settings_text = Some(field.text().await.map_err(bad)?),
-                "image" | "file" => {
-                    let name = field.file_name().unwrap_or("image.png").to_string();
-                    image = Some((name, field.bytes().await.map_err(bad)?));
-                }
-                _ => {}
-            }
-        }
-        Ok::<_, Problem>((settings_text, image))
-    };
+    let mut form = Form::of(request, &app.config.http).await?;
     let deadline = app.config.http.upload_timeout();
-    let (settings_text, image) =
-        tokio::time::timeout(deadline, reading)
-            .await
-            .map_err(|_| {
-                Problem::new(
-                    Code::UploadTimeout,
-                    format!("the image did not arrive within {} s", deadline.as_secs()),
-                )
-            })??;
+    let (settings_text, image) = tokio::time::timeout(deadline, receive(&app, &mut form))
+        .await
+        .map_err(|_| upload_timeout(deadline))??;
     let (name, bytes) = image.ok_or_else(|| {
         Problem::bad_field(
             Code::MissingImage,
@@ -65,22 +45,13 @@ pub async fn upscale(
         )
     })?;
     let settings = parse_settings(settings_text.as_deref())?;
-    let format = Format::of_path(std::path::Path::new(&name)).unwrap_or(Format::Png);
-    let ext = match format {
-        Format::Png => "png",
-        Format::Jpeg => "jpg",
-        Format::Webp => "webp",
-    };
 
     // Decoded from a file of its own (the decoder guesses the format from the content).
     let scratch = tempfile::Builder::new()
         .prefix(".image-")
         .tempdir_in(&app.config.upload_folder)
         .map_err(Problem::internal)?;
-    let (input, output) = (
-        scratch.path().join("in"),
-        scratch.path().join(format!("out.{ext}")),
-    );
+    let input = scratch.path().join("in");
     tokio::fs::write(&input, &bytes)
         .await
         .map_err(Problem::internal)?;
@@ -104,6 +75,9 @@ pub async fn upscale(
         duration: 0.0,
     };
     let checked = check_settings(&app, settings, &facts).await?;
+    // The result in the format the content was in, whatever the file was called.
+    let (format, ext) = (source.format, source.format.extension());
+    let output = scratch.path().join(format!("out.{ext}"));
     let _turn = app.previews.acquire().await.map_err(Problem::internal)?;
     let (base, settings) = (app.base.clone(), checked.settings.clone());
     // On the CPU, as previews: the GPU belongs to the workers.
@@ -123,17 +97,43 @@ pub async fn upscale(
     .await
     .map_err(Problem::internal)??;
     let body = tokio::fs::read(&output).await.map_err(Problem::internal)?;
-    let mime = match format {
-        Format::Png => "image/png",
-        Format::Jpeg => "image/jpeg",
-        Format::Webp => "image/webp",
-    };
     let disposition = super::attachment(&name, "image", (result.0 as u64, result.1 as u64), ext);
     tracing::info!(models = ?checked.models, width = result.0, height = result.1, "image upscaled");
     Response::builder()
-        .header(header::CONTENT_TYPE, mime)
+        .header(header::CONTENT_TYPE, format.mime())
         .header(header::CONTENT_DISPOSITION, disposition)
         .header("x-vsr-models", checked.models.join(","))
         .body(Body::from(body))
         .map_err(Problem::internal)
+}
+
+/// Reads the form: the settings and the one image (in memory: an image is at most
+/// `MAX_CONTENT_LENGTH`), every step under the body-idle timeout; unknown parts read past.
+async fn receive(
+    app: &AppState,
+    form: &mut Form,
+) -> Result<(Option<String>, Option<(String, Vec<u8>)>), Problem> {
+    let (idle, max) = (form.idle, app.config.max_content_length);
+    let (mut settings_text, mut image) = (None, None);
+    while let Some(mut field) = form.next_part().await? {
+        match field.name().unwrap_or("") {
+            "settings" => {
+                settings_text = Some(form::text(&mut field, idle, MAX_SETTINGS_BYTES).await?)
+            }
+            "image" | "file" => {
+                if image.is_some() {
+                    return Err(Problem::new(
+                        Code::BadUpload,
+                        "the form has more than one image part; send one image per request",
+                    ));
+                }
+                let name = client_name(&field, "image.png");
+                let cap = usize::try_from(max).unwrap_or(usize::MAX);
+                let bytes = form::bytes(&mut field, idle, cap, || too_large(max)).await?;
+                image = Some((name, bytes));
+            }
+            _ => while within(idle, field.chunk()).await?.is_some() {},
+        }
+    }
+    Ok((settings_text, image))
 }

@@ -2,6 +2,7 @@
 //! OpenAPI description generated from it.
 
 mod download;
+mod form;
 mod images;
 mod meta;
 mod preview;
@@ -231,13 +232,35 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// `Content-Disposition` for a result named after the client's file: `STEM_WxH.EXT`, where
-/// the stem keeps only characters that need no quoting (the name is ours, the upload's name
-/// is not) and `fallback` stands in for a name without one.
+/// Longest stem of a download's name, in characters (file systems allow 255 bytes a name).
+const MAX_STEM_CHARS: usize = 100;
+
+/// `Content-Disposition` for a result named after the client's file: `STEM_WxH.EXT`. The stem
+/// is the client's name without folders, leading dots (a hidden file), control characters or
+/// quotes, cut to [`MAX_STEM_CHARS`]; `fallback` stands in for a name with nothing left.
+/// `filename` carries an ASCII form (other characters as `_`) for old clients, `filename*`
+/// (RFC 6266) the name itself in UTF-8 when it is not plain ASCII.
 pub(crate) fn attachment(client_name: &str, fallback: &str, size: (u64, u64), ext: &str) -> String {
-    let stem: String = std::path::Path::new(client_name)
-        .file_stem()
-        .map_or(fallback.into(), |s| s.to_string_lossy().into_owned())
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// RFC 5987's attr-char, less a few that some clients mishandle: kept as they are.
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
+    let base = client_name.rsplit(['/', '\\']).next().unwrap_or("");
+    let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);
+    let stem: String = stem
+        .chars()
+        .filter(|c| !c.is_control() && !"\"\\".contains(*c))
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .chars()
+        .take(MAX_STEM_CHARS)
+        .collect();
+    let name = if stem.trim().is_empty() {
+        format!("{fallback}_{}x{}.{ext}", size.0, size.1)
+    } else {
+        format!("{stem}_{}x{}.{ext}", size.0, size.1)
+    };
+    let ascii: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -247,17 +270,19 @@ pub(crate) fn attachment(client_name: &str, fallback: &str, size: (u64, u64), ex
             }
         })
         .collect();
-    format!(
-        "attachment; filename=\"{stem}_{}x{}.{ext}\"",
-        size.0, size.1
-    )
+    if ascii == name {
+        format!("attachment; filename=\"{name}\"")
+    } else {
+        let encoded = utf8_percent_encode(&name, KEPT);
+        format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    }
 }
 
 fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         // The one route with a large body: its limit covers the whole body, chunked or not.
         ("post", "/api/upload") => post(upload::upload).layer(DefaultBodyLimit::max(
-            (app.config.max_content_length + upload::FORM_OVERHEAD) as usize,
+            (app.config.max_content_length + form::FORM_OVERHEAD) as usize,
         )),
         ("get", "/api/status/{id}") | ("get", "/api/tasks/{id}") => get(tasks::status),
         ("get", "/api/progress/{id}") => get(tasks::progress),
@@ -275,7 +300,7 @@ fn handler(app: &AppState, method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/api/workers") => get(meta::workers),
         // An image is one big part too: the upload's limit.
         ("post", "/api/images") => post(images::upscale).layer(DefaultBodyLimit::max(
-            (app.config.max_content_length + upload::FORM_OVERHEAD) as usize,
+            (app.config.max_content_length + form::FORM_OVERHEAD) as usize,
         )),
         ("get", "/api/openapi.json") => get(meta::openapi),
         ("get", "/healthz") => get(meta::health),
@@ -381,4 +406,44 @@ async fn log_request(State(app): State<AppState>, req: Request, next: Next) -> R
     app.metrics.count_response(status);
     tracing::info!(request_id = %id, %method, %path, status, ms = started.elapsed().as_millis() as u64, "request");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    /// Download names: the client's stem without folders, leading dots, quotes or control
+    /// characters, cut short, and ASCII in `filename` with the name itself in `filename*`.
+    #[test]
+    fn download_names_are_safe_and_kept() {
+        let name = |client: &str| attachment(client, "video", (352, 288), "mp4");
+        assert_eq!(
+            name("clip.mp4"),
+            "attachment; filename=\"clip_352x288.mp4\""
+        );
+        assert_eq!(name(".mp4"), "attachment; filename=\"video_352x288.mp4\"");
+        assert_eq!(
+            name(".hidden.mov"),
+            "attachment; filename=\"hidden_352x288.mp4\""
+        );
+        assert_eq!(
+            name("C:\\Users\\me\\a.mkv"),
+            "attachment; filename=\"a_352x288.mp4\""
+        );
+        assert_eq!(
+            name("../../etc/x.mp4"),
+            "attachment; filename=\"x_352x288.mp4\""
+        );
+        assert_eq!(
+            name("a\"b\r\n.mp4"),
+            "attachment; filename=\"ab_352x288.mp4\""
+        );
+        assert_eq!(
+            name("évidence 日本.mp4"),
+            "attachment; filename=\"_vidence____352x288.mp4\"; \
+             filename*=UTF-8''%C3%A9vidence%20%E6%97%A5%E6%9C%AC_352x288.mp4"
+        );
+        let long = name(&format!("{}.mp4", "x".repeat(3000)));
+        assert!(long.len() < 150, "{long}");
+    }
 }

@@ -18,7 +18,7 @@ use vsr_media::temporal::side_by_side::{self, Window};
 use vsr_media::temporal::{Stabiliser, Temporal};
 
 use super::tasks::visible;
-use super::upload::check_settings;
+use super::upload::{check_queue_room, check_settings};
 use super::view::{task_view, TaskView};
 use crate::auth::Owner;
 use crate::problem::Problem;
@@ -41,6 +41,8 @@ pub async fn start(
         None => task.settings.clone(),
     };
     let checked = check_settings(&app, settings, &task.input).await?;
+    // A started draft waits like an upload: the queue's limit holds for both.
+    check_queue_room(&app).await?;
     task.settings = checked.settings;
     task.models = checked.models;
     task.notes = checked.notes;
@@ -191,6 +193,12 @@ pub async fn frames(
     Query(q): Query<FrameQuery>,
 ) -> Result<Json<Comparison>, Problem> {
     let task = visible(&app, &owner, &id).await?;
+    if task.status == Status::Expired {
+        return Err(Problem::new(
+            Code::Expired,
+            format!("the files of task {id} were deleted after the retention period"),
+        ));
+    }
     if task.status != Status::Completed {
         return Err(Problem::new(
             Code::NotReady,

@@ -45,6 +45,7 @@ async fn stop(app: &AppState, task: &Task) -> Result<Task, Problem> {
         error: None,
         expires_at: app.config.expiry_from_now(),
         output_bytes: None,
+        notes: None,
     };
     app.store.cancel_waiting(&task.id, &outcome).await?;
     // The worker notices within its reporting interval.

@@ -7,16 +7,11 @@
 //! fails, every byte written is removed before the answer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use vsr_media::catalog::Catalog;
 use vsr_media::code::Code;
@@ -25,36 +20,15 @@ use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::Settings;
 use vsr_media::video::probe::VideoError;
 
+use super::form::{
+    self, too_large, upload_timeout, within, Form, FORM_OVERHEAD, MAX_SETTINGS_BYTES,
+};
 use super::view::{task_view, TaskView};
 use crate::auth::Owner;
-use crate::config::HttpLimits;
 use crate::problem::Problem;
 use crate::storage::Key;
 use crate::store::{now_ms, InputFacts, Stage, Status, Task, TaskId};
 use crate::AppState;
-
-/// Room in the whole body for the form's boundaries, headers and text parts.
-pub const FORM_OVERHEAD: u64 = 64 * 1024;
-/// Largest `settings` part: a JSON object of a dozen fields is a few hundred bytes.
-const MAX_SETTINGS_BYTES: usize = 16 * 1024;
-/// Largest `start` part (`true`/`false`).
-const MAX_FLAG_BYTES: usize = 16;
-/// Parts in one form; browsers add none of their own to ours.
-const MAX_PARTS: usize = 16;
-
-/// Reads and drops the rest of a request answered before its body (a replay, a full queue, a
-/// full disk), within the upload's timeouts (the whole-body limit bounds its size): clients
-/// that send the whole body before reading the answer (browsers, reqwest) would otherwise
-/// see a reset connection instead of the answer.
-async fn discard_body(multipart: &mut Multipart, limits: &HttpLimits) {
-    let idle = limits.body_idle_timeout();
-    let drain = async {
-        while let Ok(Some(mut field)) = within(idle, multipart.next_field()).await {
-            while let Ok(Some(_)) = within(idle, field.chunk()).await {}
-        }
-    };
-    let _ = tokio::time::timeout(limits.upload_timeout(), drain).await;
-}
 
 /// Containers whose extension an upload keeps (the content decides what is accepted).
 const KNOWN_EXTENSIONS: &[&str] = &[
@@ -62,66 +36,17 @@ const KNOWN_EXTENSIONS: &[&str] = &[
 ];
 
 /// What the form carried, the video already on disk.
-struct Form {
+struct Received {
     settings_text: Option<String>,
     draft: bool,
     /// The video's key (received at its local file), and its name as the client gave it.
     video: (Key, String),
 }
 
-/// Longest stretch of body a part's headers may take (they are a few hundred bytes; the
-/// rest is slack for the chunk they arrive in). The form parser keeps a part's headers whole
-/// until they end, so without this a client could make it hold `MAX_CONTENT_LENGTH`.
-const MAX_PART_HEAD_BYTES: u64 = 1 << 20;
-
-/// How many bytes the client may still send before the headers of the part being read end;
-/// `u64::MAX` while a part's content is read (the whole-body limit bounds that).
-struct HeadBudget {
-    remaining: AtomicU64,
-    /// Set when the budget ran out, so the parser's error can be told as what it is.
-    exceeded: AtomicBool,
-}
-
-impl HeadBudget {
-    fn set(&self, bytes: u64) {
-        self.remaining.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Counts `n` bytes of body; false once the budget is gone.
-    fn spend(&self, n: u64) -> bool {
-        let left = self.remaining.load(Ordering::Relaxed);
-        if left == u64::MAX {
-            return true;
-        }
-        self.remaining
-            .store(left.saturating_sub(n), Ordering::Relaxed);
-        let ok = n <= left;
-        if !ok {
-            self.exceeded.store(true, Ordering::Relaxed);
-        }
-        ok
-    }
-}
-
-/// The request's form, its body counted against `budget`.
-async fn form_of(request: Request, budget: Arc<HeadBudget>) -> Result<Multipart, Problem> {
-    let (parts, body) = request.into_parts();
-    let counted = body.into_data_stream().map(move |chunk| {
-        let chunk = chunk?;
-        if budget.spend(chunk.len() as u64) {
-            Ok(chunk)
-        } else {
-            Err(axum::Error::new("a part's headers are too long"))
-        }
-    });
-    let request = Request::from_parts(parts, Body::from_stream(counted));
-    Multipart::from_request(request, &())
-        .await
-        .map_err(|e| Problem {
-            status: e.status(),
-            ..Problem::new(Code::BadUpload, e.body_text())
-        })
-}
+/// Longest `Idempotency-Key` (a UUID is 36 characters; Stripe allows 255).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Longest name of an upload kept (a file system's limit on one name).
+const MAX_NAME_CHARS: usize = 255;
 
 pub async fn upload(
     State(app): State<AppState>,
@@ -135,15 +60,8 @@ pub async fn upload(
         .try_acquire_owned()
         .map_err(|_| Problem::busy("uploads"))?;
     let headers = request.headers().clone();
-    let budget = Arc::new(HeadBudget {
-        remaining: AtomicU64::new(MAX_PART_HEAD_BYTES),
-        exceeded: AtomicBool::new(false),
-    });
-    let mut multipart = form_of(request, budget.clone()).await?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let idempotency_key = idempotency_key(&headers)?;
+    let mut form = Form::of(request, &app.config.http).await?;
     let max = app.config.max_content_length;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -154,19 +72,32 @@ pub async fn upload(
     let deadline = app.config.http.upload_timeout();
     if let Some(key) = &idempotency_key {
         if let Some(task) = app.store.find_idempotent(owner.fingerprint(), key).await? {
-            discard_body(&mut multipart, &app.config.http).await;
-            return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
+            // Read whole unless refused midway: then the rest is drained (not if the client
+            // stalled), so that the client sees the answer.
+            let replay = tokio::time::timeout(deadline, replayed(&mut form)).await;
+            return match replay {
+                Err(_) => Err(upload_timeout(deadline)),
+                Ok(Err(e)) => {
+                    if e.code != Code::UploadStalled {
+                        form.discard(&app.config.http).await;
+                    }
+                    Err(e)
+                }
+                Ok(Ok(replay)) if replay.matches(&task) => {
+                    Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
+                }
+                Ok(Ok(_)) => Err(Problem::new(
+                    Code::IdempotencyKeyReused,
+                    format!(
+                        "this Idempotency-Key was used for task {} with another video or other settings; use a new key for a new upload",
+                        task.id
+                    ),
+                )),
+            };
         }
     }
-    if app.store.count_waiting().await? >= app.config.max_queued as i64 {
-        let full = Problem::new(
-            Code::QueueFull,
-            format!(
-                "{} tasks are already waiting; try again later",
-                app.config.max_queued
-            ),
-        );
-        discard_body(&mut multipart, &app.config.http).await;
+    if let Err(full) = check_queue_room(&app).await {
+        form.discard(&app.config.http).await;
         return Err(full);
     }
     let needed = declared.unwrap_or(max) + app.config.min_free_disk;
@@ -180,7 +111,7 @@ pub async fn upload(
                     needed >> 20
                 ),
             );
-            discard_body(&mut multipart, &app.config.http).await;
+            form.discard(&app.config.http).await;
             return Err(full);
         }
     }
@@ -188,20 +119,15 @@ pub async fn upload(
     let id = TaskId::new();
     // Whatever happens below, a half-written or refused upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
-    let receiving = receive(&app, &id, &mut multipart, &budget, &mut guard);
-    let form = tokio::time::timeout(deadline, receiving)
+    let receiving = receive(&app, &id, &mut form, &mut guard);
+    let received = tokio::time::timeout(deadline, receiving)
         .await
-        .map_err(|_| {
-            Problem::new(
-                Code::UploadTimeout,
-                format!("the upload did not arrive within {} s", deadline.as_secs()),
-            )
-        })??;
-    let (input_key, input_name) = form.video;
+        .map_err(|_| upload_timeout(deadline))??;
+    let (input_key, input_name) = received.video;
     let input_path = app.files.upload_file(&input_key);
-    let draft = form.draft;
+    let draft = received.draft;
 
-    let settings = parse_settings(form.settings_text.as_deref())?;
+    let settings = parse_settings(received.settings_text.as_deref())?;
     let limits = app.config.limits.clone();
     let probe_path = input_path.clone();
     let probe_slot = app.probe_slot().await?;
@@ -281,49 +207,29 @@ pub async fn upload(
 async fn receive(
     app: &AppState,
     id: &TaskId,
-    multipart: &mut Multipart,
-    budget: &HeadBudget,
+    form: &mut Form,
     guard: &mut RemoveOnDrop,
-) -> Result<Form, Problem> {
-    let idle = app.config.http.body_idle_timeout();
+) -> Result<Received, Problem> {
+    let idle = form.idle;
     let max = app.config.max_content_length;
     let mut settings_text = None;
     let mut draft = false;
     let mut video = None;
-    let mut parts = 0;
-    loop {
-        budget.set(MAX_PART_HEAD_BYTES);
-        let next = within(idle, multipart.next_field()).await;
-        if budget.exceeded.load(Ordering::Relaxed) {
-            return Err(Problem::new(
-                Code::TooLarge,
-                format!("a part's headers are limited to {MAX_PART_HEAD_BYTES} bytes"),
-            ));
-        }
-        let Some(mut field) = next? else { break };
-        budget.set(u64::MAX);
-        parts += 1;
-        if parts > MAX_PARTS {
-            return Err(bad_form(format!(
-                "the form has more than {MAX_PARTS} parts"
-            )));
-        }
+    while let Some(mut field) = form.next_part().await? {
         match field.name().unwrap_or("") {
             "settings" => {
-                settings_text = Some(small_text(&mut field, idle, MAX_SETTINGS_BYTES).await?)
+                settings_text = Some(form::text(&mut field, idle, MAX_SETTINGS_BYTES).await?)
             }
             // `start=false`: probe and keep the video, start later (after a preview).
-            "start" => {
-                let text = small_text(&mut field, idle, MAX_FLAG_BYTES).await?;
-                draft = matches!(text.trim(), "false" | "0" | "no");
-            }
+            "start" => draft = !form::flag(&mut field, idle).await?,
             "video" | "file" => {
                 if video.is_some() {
-                    return Err(bad_form(
-                        "the form has more than one video part; send one video per upload".into(),
+                    return Err(Problem::new(
+                        Code::BadUpload,
+                        "the form has more than one video part; send one video per upload",
                     ));
                 }
-                let name = field.file_name().unwrap_or("video.mp4").to_string();
+                let name = client_name(&field, "video.mp4");
                 let ext = Path::new(&name)
                     .extension()
                     .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -358,50 +264,94 @@ async fn receive(
             "the form has no `video` file field",
         )
     })?;
-    Ok(Form {
+    Ok(Received {
         settings_text,
         draft,
         video,
     })
 }
 
-/// One step of reading the form, failed with 408 if the client pauses longer than `idle`.
-async fn within<T>(
-    idle: Duration,
-    step: impl std::future::Future<Output = Result<T, axum::extract::multipart::MultipartError>>,
-) -> Result<T, Problem> {
-    match tokio::time::timeout(idle, step).await {
-        Ok(result) => result.map_err(bad_multipart),
-        Err(_) => Err(Problem::new(
-            Code::UploadStalled,
-            format!("the upload paused for more than {} s", idle.as_secs()),
-        )),
+/// The name the client gave a file part (`fallback` if none), cut to [`MAX_NAME_CHARS`]
+/// characters: it is shown back and names the result's download.
+pub fn client_name(field: &Field<'_>, fallback: &str) -> String {
+    let name = field.file_name().filter(|n| !n.trim().is_empty());
+    name.unwrap_or(fallback)
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .collect()
+}
+
+/// The request's `Idempotency-Key`, if it has one: printable ASCII, 1 to
+/// [`MAX_IDEMPOTENCY_KEY`] characters, or the request is refused (an empty or mangled key
+/// would otherwise fold unrelated uploads into one task, or be ignored unseen).
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map(str::trim).unwrap_or("");
+    let valid = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(Problem::bad_field(
+            Code::BadRequest,
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// What a replayed upload (an `Idempotency-Key` already used) asks for: enough to tell a
+/// retry of the same request from another upload under the same key.
+struct Replay {
+    settings: Result<Settings, Problem>,
+    name: Option<String>,
+}
+
+impl Replay {
+    /// The same video name and settings as the task the key made.
+    fn matches(&self, task: &Task) -> bool {
+        self.name.as_deref() == Some(task.input_name.as_str())
+            && self.settings.as_ref().is_ok_and(|s| *s == task.settings)
     }
 }
 
-/// A text part, refused with 413 past `cap` bytes instead of being read whole.
-async fn small_text(field: &mut Field<'_>, idle: Duration, cap: usize) -> Result<String, Problem> {
-    let name = field.name().unwrap_or("").to_string();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = within(idle, field.chunk()).await? {
-        if bytes.len() + chunk.len() > cap {
-            return Err(Problem {
-                field: Some(name.clone()),
-                ..Problem::new(
-                    Code::TooLarge,
-                    format!("the `{name}` part is limited to {cap} bytes"),
-                )
-            });
+/// Reads a replayed upload's settings and video name, the video's bytes read past.
+async fn replayed(form: &mut Form) -> Result<Replay, Problem> {
+    let idle = form.idle;
+    let (mut settings_text, mut name) = (None, None);
+    while let Some(mut field) = form.next_part().await? {
+        match field.name().unwrap_or("") {
+            "settings" => {
+                settings_text = Some(form::text(&mut field, idle, MAX_SETTINGS_BYTES).await?)
+            }
+            "video" | "file" => {
+                name = Some(client_name(&field, "video.mp4"));
+                while within(idle, field.chunk()).await?.is_some() {}
+            }
+            _ => while within(idle, field.chunk()).await?.is_some() {},
         }
-        bytes.extend_from_slice(&chunk);
     }
-    String::from_utf8(bytes).map_err(|_| {
-        Problem::bad_field(Code::BadUpload, name.clone(), "the part is not UTF-8 text")
+    Ok(Replay {
+        settings: parse_settings(settings_text.as_deref()),
+        name,
     })
 }
 
-fn bad_form(detail: String) -> Problem {
-    Problem::new(Code::BadUpload, detail)
+/// Refuses another waiting task once `max_queued` wait (429 `queue_full`): new uploads and
+/// drafts being started alike.
+pub async fn check_queue_room(app: &AppState) -> Result<(), Problem> {
+    if app.store.count_waiting().await? >= app.config.max_queued as i64 {
+        return Err(Problem::new(
+            Code::QueueFull,
+            format!(
+                "{} tasks are already waiting; try again later",
+                app.config.max_queued
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Settings that passed every check, with what they mean for this video.
@@ -490,6 +440,14 @@ pub fn parse_settings(text: Option<&str>) -> Result<Settings, Problem> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(Settings::default());
     };
+    // serde reads a struct from a JSON array too, by position: not a form anyone means.
+    if !text.trim_start().starts_with('{') {
+        return Err(Problem::bad_field(
+            Code::InvalidSettings,
+            "settings",
+            "must be a JSON object, such as {\"scale\": 2}",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -508,29 +466,6 @@ fn unsupported(e: VideoError, name: &str) -> Problem {
     tracing::info!(error = %e, "upload refused");
     let name: String = name.chars().take(100).collect();
     Problem::new(e.code(), format!("{name}: {}", e.public_message()))
-}
-
-fn too_large(max: u64) -> Problem {
-    Problem::new(
-        Code::TooLarge,
-        format!(
-            "uploads are limited to {} MB (MAX_CONTENT_LENGTH)",
-            max / 1_000_000
-        ),
-    )
-}
-
-fn bad_multipart(e: axum::extract::multipart::MultipartError) -> Problem {
-    match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            Code::TooLarge,
-            "the request is larger than MAX_CONTENT_LENGTH allows",
-        ),
-        status => Problem {
-            status,
-            ..Problem::new(Code::BadUpload, e.body_text())
-        },
-    }
 }
 
 /// Refuses a task whose result would not fit: it is written twice over while it is made (its

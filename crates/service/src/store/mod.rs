@@ -342,6 +342,8 @@ pub struct Outcome {
     pub expires_at: i64,
     /// Size of the result, when there is one.
     pub output_bytes: Option<i64>,
+    /// The task's notes, replaced when given: a warning the run found (a damaged source).
+    pub notes: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -614,6 +616,7 @@ pub(crate) mod tests {
             error: None,
             expires_at: 0,
             output_bytes: None,
+            notes: None,
         }
     }
 
@@ -702,6 +705,7 @@ pub(crate) mod tests {
             }),
             expires_at: 0,
             output_bytes: None,
+            notes: None,
         };
         let dead = WorkerId::random();
         let held = store.claim_next(dead, 50).await.unwrap().unwrap();

@@ -69,7 +69,8 @@ impl PostgresStore {
         debug_assert!(o.status.is_terminal(), "{} is not an end", o.status);
         let done = sqlx::query(
             "UPDATE tasks SET status = $1, stage = $2, error_code = $3, error_message = $4,
-             finished_at = $5, expires_at = $6, output_bytes = $7, worker_pid = NULL
+             finished_at = $5, expires_at = $6, output_bytes = $7, worker_pid = NULL,
+             notes = COALESCE($11, notes)
              WHERE id = $8 AND ($9::BIGINT IS NULL OR worker_pid = $9) AND status = ANY($10)",
         )
         .bind(o.status.as_str())
@@ -82,6 +83,7 @@ impl PostgresStore {
         .bind(id.as_str())
         .bind(worker.map(WorkerId::get))
         .bind(texts(from))
+        .bind(o.notes.as_ref().map(json))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

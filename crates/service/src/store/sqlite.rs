@@ -63,7 +63,7 @@ impl SqliteStore {
         let placeholders = vec!["?"; from.len()].join(", ");
         let sql = format!(
             "UPDATE tasks SET status = ?, stage = ?, error_code = ?, error_message = ?, finished_at = ?,
-             expires_at = ?, output_bytes = ?, worker_pid = NULL
+             expires_at = ?, output_bytes = ?, notes = COALESCE(?, notes), worker_pid = NULL
              WHERE id = ? AND (? IS NULL OR worker_pid = ?) AND status IN ({placeholders})"
         );
         let mut query = sqlx::query(&sql)
@@ -74,6 +74,7 @@ impl SqliteStore {
             .bind(now_ms())
             .bind(o.expires_at)
             .bind(o.output_bytes)
+            .bind(o.notes.as_ref().map(json))
             .bind(id.as_str())
             .bind(worker.map(WorkerId::get))
             .bind(worker.map(WorkerId::get));

@@ -29,16 +29,16 @@ pub enum IsaChoice {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Worker threads (0 = one per core)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024).map(usize::from))]
     pub threads: usize,
     /// Instruction set for the CPU kernels
     #[arg(long, value_enum, env = "VSR_ISA", default_value_t = IsaChoice::Auto)]
     pub isa: IsaChoice,
     /// Tile size in input pixels (default: the largest that fits --memory-mib)
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..).map(|t| t as usize))]
     pub tile: Option<usize>,
     /// Memory budget for one tile's activations, in MiB
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..).map(|m| m as usize))]
     pub memory_mib: usize,
     /// Where the model runs: auto, cpu, cuda or cuda:N
     #[arg(long, env = "VSR_DEVICE", default_value = "auto")]
@@ -143,6 +143,39 @@ impl SettingsArgs {
     pub fn load(&self, config: &Config, run: &RunArgs) -> anyhow::Result<Enhancer> {
         load(&self.settings(), config, run)
     }
+}
+
+/// Refuses an output that is the input itself (the same file under any name): the result
+/// would replace its own source.
+pub fn refuse_overwriting_input(
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        anyhow::bail!(
+            "{}: the output is the input itself; choose another output name [{}]",
+            output.display(),
+            Code::InvalidSettings
+        );
+    }
+    Ok(())
+}
+
+/// An input that cannot be read, with its path and the code for why: missing, a folder, or
+/// not readable.
+pub fn input_error(path: &std::path::Path, e: std::io::Error) -> anyhow::Error {
+    let (what, code) = if path.is_dir() {
+        ("a folder, not a file".to_string(), Code::NotAFile)
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        ("no such file".to_string(), Code::NotFound)
+    } else {
+        (format!("cannot be read: {e}"), Code::IoError)
+    };
+    anyhow::anyhow!("{}: {what} [{code}]", path.display())
 }
 
 /// `settings` loaded for `run` through the one path (`prepare`), its choices told on stderr.

@@ -1,5 +1,6 @@
 //! `vsr upscale INPUT -o OUTPUT`: a video through a model, every other stream kept.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub struct UpscaleArgs {
     #[arg(long, value_enum, default_value_t = vsr_media::temporal::Temporal::Off)]
     pub temporal: vsr_media::temporal::Temporal,
     /// Only the first N frames
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub frames: Option<u64>,
     /// Largest output frame, WIDTHxHEIGHT
     #[arg(long, default_value = "7680x4320", value_parser = parse_size)]
@@ -61,19 +62,16 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
+    // The paths first: a wrong one is told before minutes of model loading.
+    super::refuse_overwriting_input(&args.input, &args.output)?;
+    // The input's content is part of the work's key: an edited file never reuses old segments.
+    let input_identity = vsr_media::video::segment::file_identity(&args.input)
+        .map_err(|e| super::input_error(&args.input, e))?;
     let settings = vsr_media::settings::Settings {
         temporal_stability: args.temporal,
         ..args.model.settings()
     };
     let enhancer = super::load(&settings, config, &args.run)?;
-    // The input's content is part of the work's key: an edited file never reuses old segments.
-    let input_identity = vsr_media::video::segment::file_identity(&args.input).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e} [{}]",
-            args.input.display(),
-            vsr_media::code::Code::NotFound
-        )
-    })?;
     let job = Job {
         input: &args.input,
         output: &args.output,
@@ -125,7 +123,11 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         }
         announced = true;
         if args.json_progress {
-            println!("{}", serde_json::to_string(p).unwrap_or_default());
+            // A reader that went away (`| head`) stops the job as Ctrl-C would.
+            let line = serde_json::to_string(p).unwrap_or_default();
+            if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
         }
         bar.set_length(p.total_frames);
         bar.set_position(p.current_frame);
@@ -134,7 +136,7 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     let result = pipeline::run(&job, &mut report, &cancel);
     bar.finish();
     let summary = result.map_err(|e| {
-        if work.exists() {
+        if vsr_media::video::segment::has_finished_segments(&work) {
             eprintln!(
                 "finished segments are kept in {}: run the same command again to resume",
                 work.display()
@@ -170,5 +172,8 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         summary.seconds,
         summary.frames as f64 / summary.seconds.max(1e-9)
     );
+    if let Some(warning) = summary.damage_warning() {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }

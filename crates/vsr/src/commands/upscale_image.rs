@@ -11,6 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{RunArgs, SettingsArgs};
+use vsr_media::code::Code;
 use vsr_media::config::Config;
 use vsr_media::enhance::Enhancer;
 use vsr_media::picture::{self, Format};
@@ -79,19 +80,36 @@ pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each input file and where its result goes.
+/// Each input file and where its result goes. Nothing is written when the request cannot be
+/// done as asked: a missing input, an output format we do not write, a result that would
+/// replace its source or another input's result.
 fn plan(args: &UpscaleImageArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    if let Some(missing) = args.inputs.iter().find(|p| !p.exists()) {
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        return Err(super::input_error(missing, e));
+    }
     let single = args.inputs.len() == 1
         && !args.inputs[0].is_dir()
         && Format::of_path(&args.output).is_some();
     if single {
+        super::refuse_overwriting_input(&args.inputs[0], &args.output)?;
         return Ok(vec![(args.inputs[0].clone(), args.output.clone())]);
+    }
+    if let Some(ext) = args.output.extension().filter(|_| !args.output.is_dir()) {
+        if Format::of_path(&args.output).is_none() && args.inputs.len() == 1 {
+            anyhow::bail!(
+                "{}: .{} is not a format written here: .png, .jpg or .webp, or a folder [{}]",
+                args.output.display(),
+                ext.to_string_lossy(),
+                Code::InvalidSettings
+            );
+        }
     }
     let mut files = Vec::new();
     for input in &args.inputs {
         if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| anyhow::anyhow!("{}: {e} [not_found]", input.display()))?
+                .map_err(|e| super::input_error(input, e))?
                 .flatten()
                 .map(|e| e.path())
                 .filter(|p| p.is_file() && Format::of_path(p).is_some())
@@ -103,11 +121,12 @@ fn plan(args: &UpscaleImageArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
         }
     }
     if files.is_empty() {
-        anyhow::bail!("no PNG, JPEG or WebP files in the inputs [missing_video]");
+        anyhow::bail!(
+            "no PNG, JPEG or WebP files in the inputs [{}]",
+            Code::MissingImage
+        );
     }
-    std::fs::create_dir_all(&args.output)
-        .map_err(|e| anyhow::anyhow!("{}: {e} [io_error]", args.output.display()))?;
-    Ok(files
+    let jobs: Vec<(PathBuf, PathBuf)> = files
         .into_iter()
         .map(|input| {
             let mut name = PathBuf::from(input.file_name().unwrap_or_default());
@@ -119,7 +138,23 @@ fn plan(args: &UpscaleImageArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
             let output = args.output.join(name);
             (input, output)
         })
-        .collect())
+        .collect();
+    let mut outputs = std::collections::HashMap::new();
+    for (input, output) in &jobs {
+        super::refuse_overwriting_input(input, output)?;
+        if let Some(other) = outputs.insert(output, input) {
+            anyhow::bail!(
+                "{} and {} would both be written to {}: upscale them into separate folders [{}]",
+                other.display(),
+                input.display(),
+                output.display(),
+                Code::InvalidSettings
+            );
+        }
+    }
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e} [{}]", args.output.display(), Code::IoError))?;
+    Ok(jobs)
 }
 
 /// Upscales one file; the line that tells what was done.

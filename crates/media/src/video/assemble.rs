@@ -10,6 +10,7 @@ use super::encode::mp4_timescale;
 use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
 use super::segment::WorkDir;
 use super::PipelineError;
+use crate::subprocess::SubprocessError;
 
 /// Writes `target` from the work directory's segments and the source's other streams.
 /// `shortest`: the other streams end with the video (a job limited to some frames).
@@ -22,12 +23,7 @@ pub fn assemble(
 ) -> Result<(), PipelineError> {
     let list = concat_list(work)?;
     let source = std::path::absolute(source).map_err(PipelineError::Io)?;
-    let ext = target
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mp4_like = matches!(ext.as_str(), "mp4" | "m4v" | "mov");
+    let mp4_like = is_mp4_like(target);
     let mut cmd = std::process::Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
         // `inpoint 0` and `duration 0` for every file: each is read from its start and none
@@ -40,19 +36,11 @@ pub fn assemble(
         ])
         .args(["-f", "concat", "-safe", "1", "-i"])
         .arg(format!("file:{}", list.display()))
-        .args([
-            "-protocol_whitelist",
-            "file",
-            "-format_whitelist",
-            ALLOWED_CONTAINERS,
-            "-i",
-        ])
-        .arg(format!("file:{}", source.display()))
+        .args(source_input(&source))
         .args(["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?"])
         .args(["-map_metadata", "1", "-map_chapters", "1"])
-        // Audio and video are copied; subtitles are copied, or turned into MP4's text format.
-        .args(["-c:v", "copy", "-c:a", "copy", "-c:s"])
-        .arg(if mp4_like { "mov_text" } else { "copy" })
+        .args(["-c:v", "copy"])
+        .args(other_streams_codecs(target))
         // No input is shifted to start at zero, so a video that starts after its audio keeps
         // its offset.
         .arg("-copyts");
@@ -88,6 +76,84 @@ pub fn assemble(
     })?;
     Ok(())
 }
+
+/// The source as an FFmpeg input: a local file in one of the accepted containers.
+fn source_input(source: &Path) -> [String; 6] {
+    [
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-format_whitelist".into(),
+        ALLOWED_CONTAINERS.into(),
+        "-i".into(),
+        format!("file:{}", source.display()),
+    ]
+}
+
+/// How the source's audio and subtitles are written into `target`'s container: audio
+/// copied; subtitles copied, or turned into MP4's text format.
+fn other_streams_codecs(target: &Path) -> [&'static str; 4] {
+    let subtitles = if is_mp4_like(target) {
+        "mov_text"
+    } else {
+        "copy"
+    };
+    ["-c:a", "copy", "-c:s", subtitles]
+}
+
+/// Whether `target`'s extension names an MP4-family container (MP4's timescale and text
+/// subtitles apply).
+fn is_mp4_like(target: &Path) -> bool {
+    let ext = target.extension().and_then(|e| e.to_str()).unwrap_or("");
+    ["mp4", "m4v", "mov"].contains(&ext.to_ascii_lowercase().as_str())
+}
+
+/// Whether the source's audio and subtitles can go into `output` (its container by
+/// extension) as [`assemble`] writes them, found out before any frame is upscaled: FFmpeg
+/// writes that container's header with those streams and no packet, to `target` (a name
+/// like the output's, removed after). PCM audio in MP4, AAC in WebM, MP4 text subtitles in
+/// Matroska are refused this way.
+pub fn check_other_streams(
+    source: &Path,
+    info: &MediaInfo,
+    output: &Path,
+    target: &Path,
+) -> Result<(), PipelineError> {
+    if info.audio_streams + info.subtitle_streams == 0 {
+        return Ok(());
+    }
+    let source = std::path::absolute(source).map_err(PipelineError::Io)?;
+    let target = std::path::absolute(target).map_err(PipelineError::Io)?;
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
+        .args(source_input(&source))
+        .args(["-map", "0:a?", "-map", "0:s?"])
+        .args(other_streams_codecs(&target))
+        .args(["-t", "0"])
+        .arg(format!("file:{}", target.display()));
+    let result = crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME);
+    let _ = std::fs::remove_file(&target);
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if let SubprocessError::Failed { stderr, .. } = &e {
+        // FFmpeg's first line names the codec and the container, after `[muxer @ 0x...] `.
+        let said = stderr.lines().next().unwrap_or("");
+        let said = said.rsplit_once("] ").map_or(said, |(_, rest)| rest).trim();
+        let ext = output.extension().unwrap_or_default().to_string_lossy();
+        return Err(PipelineError::UnsupportedOutput {
+            path: output.display().to_string(),
+            reason: format!(
+                "the source's audio or subtitles cannot be copied into .{ext} ({said}); choose .mkv or .mp4"
+            ),
+        });
+    }
+    Err(PipelineError::encode(format!(
+        "checking the output's streams: {e}"
+    )))
+}
+
+/// Longest a stream check may take: a header written from a probed file's stream list.
+const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Writes the concat list of the finished, non-empty segments; its path.
 fn concat_list(work: &WorkDir) -> Result<std::path::PathBuf, PipelineError> {

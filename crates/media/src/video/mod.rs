@@ -30,10 +30,11 @@ pub enum PipelineError {
         max_width: u64,
         max_height: u64,
     },
-    /// The output's name asks for a container we do not write, or one that cannot hold
-    /// the codec asked for: told before any frame is upscaled.
-    #[error("{0}")]
-    UnsupportedOutput(String),
+    /// The output's name asks for a container we do not write, or one that cannot hold the
+    /// codec asked for or the source's other streams: told before any frame is upscaled.
+    /// `reason` is ours (no path: API clients see it).
+    #[error("{path}: {reason}")]
+    UnsupportedOutput { path: String, reason: String },
     #[error("cannot start {0}: {1}")]
     Spawn(&'static str, std::io::Error),
     /// `what` is ours; `ffmpeg` the decoder's last lines (may be empty).
@@ -86,6 +87,7 @@ impl PipelineError {
             PipelineError::Decode { what, .. } => format!("decoding failed: {what}"),
             PipelineError::Encode { what, .. } => format!("encoding failed: {what}"),
             PipelineError::Io(e) => format!("file error: {}", e.kind()),
+            PipelineError::UnsupportedOutput { reason, .. } => reason.clone(),
             other => other.to_string(),
         }
     }
@@ -94,7 +96,7 @@ impl PipelineError {
         match self {
             PipelineError::Input(e) => e.code(),
             PipelineError::OutputTooLarge { .. } => Code::OutputTooLarge,
-            PipelineError::UnsupportedOutput(_) => Code::InvalidSettings,
+            PipelineError::UnsupportedOutput { .. } => Code::InvalidSettings,
             PipelineError::Spawn(..) => Code::ToolFailed,
             PipelineError::Decode { .. } => Code::DecodeFailed,
             PipelineError::Model(_) => Code::ModelFailed,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
 
-use super::assemble::assemble;
+use super::assemble::{assemble, check_other_streams};
 use super::decode::{Decoder, Start};
 use super::encode::{Codec, EncodeSettings, Encoder};
 use super::mkv::RawFormat;
@@ -140,17 +140,19 @@ fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError> {
     let ext = output
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let refused = |reason: String| PipelineError::UnsupportedOutput {
+        path: output.display().to_string(),
+        reason,
+    };
     match ext.as_deref() {
         Some("mp4" | "m4v" | "mov" | "mkv") => Ok(()),
         Some("webm") if codec == Codec::Av1 => Ok(()),
-        Some("webm") => Err(PipelineError::UnsupportedOutput(format!(
-            "{}: WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv",
-            output.display()
+        Some("webm") => Err(refused(format!(
+            "WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv"
         ))),
-        _ => Err(PipelineError::UnsupportedOutput(format!(
-            "{}: the output must end in .mp4, .mkv, .mov or .webm",
-            output.display()
-        ))),
+        _ => Err(refused(
+            "the output must end in .mp4, .mkv, .mov or .webm".into(),
+        )),
     }
 }
 
@@ -179,6 +181,12 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Summary, PipelineError> {
     let info = validate(job)?;
+    check_other_streams(
+        job.input,
+        &info,
+        job.output,
+        &temp_path(job.output, "check"),
+    )?;
     let started = Instant::now();
     let work = WorkDir::open(job.output, &job_key(job), job.segmenting.resume, || {
         segment::plan(job.input, &info, job.segmenting.seconds, job.max_frames)
@@ -295,7 +303,12 @@ impl Counts {
             current_frame: done,
             total_frames: total,
             fps,
-            eta_seconds: (total - done) as f64 / fps.max(1e-9),
+            // Unknown (0) until this run has upscaled a frame: a resumed run starts at fps 0.
+            eta_seconds: if fps > 0.0 {
+                (total - done) as f64 / fps
+            } else {
+                0.0
+            },
             progress: 100.0 * done as f64 / total as f64,
             resumed_frames: self.resumed,
             upscaled_frames: self.upscaled,

@@ -109,47 +109,58 @@ fn is_mp4_like(target: &Path) -> bool {
 
 /// Whether the source's audio and subtitles can go into `output` (its container by
 /// extension) as [`assemble`] writes them, found out before any frame is upscaled: FFmpeg
-/// writes that container's header with those streams and no packet, to `target` (a name
-/// like the output's, removed after). PCM audio in MP4, AAC in WebM, MP4 text subtitles in
-/// Matroska are refused this way.
+/// writes that container's header with those streams and no packet, to a file in the system's
+/// temporary folder (removed after; the output's folder may not exist yet). PCM audio in MP4, AAC in WebM, MP4 text subtitles in Matroska are refused
+/// this way. Only the container's refusal fails the job; if the check cannot run at all,
+/// the assembly will tell what is wrong.
 pub fn check_other_streams(
     source: &Path,
     info: &MediaInfo,
     output: &Path,
-    target: &Path,
 ) -> Result<(), PipelineError> {
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if info.audio_streams + info.subtitle_streams == 0 {
         return Ok(());
     }
+    let ext = output.extension().unwrap_or_default().to_string_lossy();
     let source = std::path::absolute(source).map_err(PipelineError::Io)?;
-    let target = std::path::absolute(target).map_err(PipelineError::Io)?;
+    let check = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("vsr-streams-{}-{check}.{ext}", std::process::id());
+    let target = std::path::absolute(std::env::temp_dir().join(name)).map_err(PipelineError::Io)?;
     let mut cmd = std::process::Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
         .args(source_input(&source))
         .args(["-map", "0:a?", "-map", "0:s?"])
-        .args(other_streams_codecs(&target))
+        .args(other_streams_codecs(output))
         .args(["-t", "0"])
         .arg(format!("file:{}", target.display()));
     let result = crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME);
     let _ = std::fs::remove_file(&target);
-    let Err(e) = result else {
-        return Ok(());
-    };
-    if let SubprocessError::Failed { stderr, .. } = &e {
-        // FFmpeg's first line names the codec and the container, after `[muxer @ 0x...] `.
-        let said = stderr.lines().next().unwrap_or("");
-        let said = said.rsplit_once("] ").map_or(said, |(_, rest)| rest).trim();
-        let ext = output.extension().unwrap_or_default().to_string_lossy();
-        return Err(PipelineError::UnsupportedOutput {
-            path: output.display().to_string(),
-            reason: format!(
-                "the source's audio or subtitles cannot be copied into .{ext} ({said}); choose .mkv or .mp4"
-            ),
-        });
+    match result {
+        Ok(_) => Ok(()),
+        Err(SubprocessError::Failed { stderr, .. })
+            if stderr.contains("Could not write header") =>
+        {
+            // FFmpeg's first line names the codec and the container, after `[muxer @ 0x..] `.
+            let said = stderr.lines().next().unwrap_or("");
+            let said = said.rsplit_once("] ").map_or(said, |(_, rest)| rest).trim();
+            let why = if said.is_empty() || said.contains('/') {
+                String::new()
+            } else {
+                format!(" ({said})")
+            };
+            Err(PipelineError::UnsupportedOutput {
+                path: output.display().to_string(),
+                reason: format!(
+                    "the source's audio or subtitles cannot be copied into .{ext}{why}; choose .mkv or .mp4"
+                ),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the output's streams could not be checked");
+            Ok(())
+        }
     }
-    Err(PipelineError::encode(format!(
-        "checking the output's streams: {e}"
-    )))
 }
 
 /// Longest a stream check may take: a header written from a probed file's stream list.

@@ -181,12 +181,7 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Summary, PipelineError> {
     let info = validate(job)?;
-    check_other_streams(
-        job.input,
-        &info,
-        job.output,
-        &temp_path(job.output, "check"),
-    )?;
+    check_other_streams(job.input, &info, job.output)?;
     let started = Instant::now();
     let work = WorkDir::open(job.output, &job_key(job), job.segmenting.resume, || {
         segment::plan(job.input, &info, job.segmenting.seconds, job.max_frames)

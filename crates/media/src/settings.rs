@@ -62,6 +62,8 @@ impl Preset {
 /// Every scale a user may ask for; 8 is two passes (2x, then 4x).
 pub const SCALES: [u32; 4] = [2, 3, 4, 8];
 pub const DEFAULT_SCALE: u32 = 4;
+/// The largest `guideScale` accepted (it has no effect on these models).
+pub const MAX_GUIDE_SCALE: f64 = 100.0;
 /// The share of a Lanczos upscale mixed into the result when details are preserved and the
 /// model has no conservative variant: enough to keep fine texture a GAN would smooth.
 pub const DETAIL_BLEND: f32 = 0.25;
@@ -167,8 +169,13 @@ impl Settings {
         }
         let mut notes = Vec::new();
         if let Some(g) = self.guide_scale {
-            if !g.is_finite() {
-                return Err(bad("guideScale", "must be a finite number".into()));
+            // Diffusion models' guidance scales run from 1 to about 20; anything far outside
+            // is a client's mistake, not a setting to echo back in a note.
+            if !(0.0..=MAX_GUIDE_SCALE).contains(&g) {
+                return Err(bad(
+                    "guideScale",
+                    format!("must be a number from 0 to {MAX_GUIDE_SCALE}"),
+                ));
             }
             notes.push(format!(
                 "guideScale {g} is not applicable: it steers diffusion models, and these models are feed-forward"
@@ -332,6 +339,11 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("guideScale 7.5 is not applicable")));
+        // A value no diffusion model would take is refused, not echoed back.
+        for bad in ["-1e300", "101", "-0.5"] {
+            let e = recipe(&format!(r#"{{"guideScale":{bad}}}"#)).unwrap_err();
+            assert_eq!(e.field, "guideScale", "{bad}");
+        }
     }
 
     #[test]

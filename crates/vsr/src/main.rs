@@ -91,7 +91,11 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The whole cause chain on one line, without a backtrace: this is for users.
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<commands::Interrupted>().is_some() {
+                std::process::ExitCode::from(130)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -145,6 +145,19 @@ impl SettingsArgs {
     }
 }
 
+/// A command stopped by Ctrl-C or SIGTERM: the process exits with 130, as shells report an
+/// interrupted program.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Refuses an output that is the input itself (the same file under any name): the result
 /// would replace its own source.
 pub fn refuse_overwriting_input(

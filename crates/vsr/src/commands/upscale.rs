@@ -142,7 +142,11 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
                 work.display()
             );
         }
-        anyhow::anyhow!("{e} [{}]", e.code())
+        let message = format!("{e} [{}]", e.code());
+        match e {
+            vsr_media::video::PipelineError::Cancelled => super::Interrupted(message).into(),
+            _ => anyhow::anyhow!(message),
+        }
     })?;
     let resumed = if summary.resumed_frames > 0 {
         format!(" ({} resumed)", summary.resumed_frames)

@@ -132,11 +132,38 @@ impl Form {
         Ok(Some(field))
     }
 
+    /// Reads `step` (a reading of this form) within the upload timeout; if it fails, the rest
+    /// of the body is drained before the refusal is answered ([`Form::discard`]), unless the
+    /// client stalled or sent too much.
+    pub async fn read<T>(
+        &mut self,
+        limits: &HttpLimits,
+        step: impl AsyncFnOnce(&mut Form) -> Result<T, Problem>,
+    ) -> Result<T, Problem> {
+        let deadline = limits.upload_timeout();
+        match tokio::time::timeout(deadline, step(self)).await {
+            Err(_) => Err(upload_timeout(deadline)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(refusal)) => Err(self.refuse(refusal, limits).await),
+        }
+    }
+
+    /// `refusal`, once the rest of the body is read past: a client still sending would see a
+    /// reset connection instead of the answer. Not after a stall, a timeout or a body over
+    /// the limit: those are not read further.
+    pub async fn refuse(&mut self, refusal: Problem, limits: &HttpLimits) -> Problem {
+        let unread = [Code::UploadStalled, Code::UploadTimeout, Code::TooLarge];
+        if !unread.contains(&refusal.code) {
+            self.discard(limits).await;
+        }
+        refusal
+    }
+
     /// Reads and drops the rest of a request answered before its body (a replay, a full
     /// queue, a full disk), within the upload's timeouts (the whole-body limit bounds its
     /// size): clients that send the whole body before reading the answer (browsers,
     /// reqwest) would otherwise see a reset connection instead of the answer.
-    pub async fn discard(&mut self, limits: &HttpLimits) {
+    async fn discard(&mut self, limits: &HttpLimits) {
         let idle = self.idle;
         let drain = async {
             while let Ok(Some(mut field)) = self.next_part().await {

@@ -14,7 +14,7 @@ use vsr_media::code::Code;
 use vsr_media::enhance::prepare;
 use vsr_media::picture;
 
-use super::form::{self, too_large, upload_timeout, within, Form, MAX_SETTINGS_BYTES};
+use super::form::{self, too_large, within, Form, MAX_SETTINGS_BYTES};
 use super::upload::{check_settings, client_name, parse_settings};
 use crate::auth::Owner;
 use crate::problem::Problem;
@@ -33,10 +33,10 @@ pub async fn upscale(
         .try_acquire_owned()
         .map_err(|_| Problem::busy("uploads"))?;
     let mut form = Form::of(request, &app.config.http).await?;
-    let deadline = app.config.http.upload_timeout();
-    let (settings_text, image) = tokio::time::timeout(deadline, receive(&app, &mut form))
-        .await
-        .map_err(|_| upload_timeout(deadline))??;
+    let limits = &app.config.http;
+    let (settings_text, image) = form
+        .read(limits, async |form| receive(&app, form).await)
+        .await?;
     let (name, bytes) = image.ok_or_else(|| {
         Problem::bad_field(
             Code::MissingImage,

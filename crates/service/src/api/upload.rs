@@ -60,8 +60,11 @@ pub async fn upload(
         .try_acquire_owned()
         .map_err(|_| Problem::busy("uploads"))?;
     let headers = request.headers().clone();
-    let idempotency_key = idempotency_key(&headers)?;
     let mut form = Form::of(request, &app.config.http).await?;
+    let idempotency_key = match idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(refusal) => return Err(form.refuse(refusal, &app.config.http).await),
+    };
     let max = app.config.max_content_length;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -72,17 +75,11 @@ pub async fn upload(
     let deadline = app.config.http.upload_timeout();
     if let Some(key) = &idempotency_key {
         if let Some(task) = app.store.find_idempotent(owner.fingerprint(), key).await? {
-            // Read whole unless refused midway: then the rest is drained (not if the client
-            // stalled), so that the client sees the answer.
+            // Read whole: a refusal midway is answered once the rest is drained.
             let replay = tokio::time::timeout(deadline, replayed(&mut form)).await;
             return match replay {
                 Err(_) => Err(upload_timeout(deadline)),
-                Ok(Err(e)) => {
-                    if e.code != Code::UploadStalled {
-                        form.discard(&app.config.http).await;
-                    }
-                    Err(e)
-                }
+                Ok(Err(e)) => Err(form.refuse(e, &app.config.http).await),
                 Ok(Ok(replay)) if replay.matches(&task) => {
                     Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
                 }
@@ -97,8 +94,7 @@ pub async fn upload(
         }
     }
     if let Err(full) = check_queue_room(&app).await {
-        form.discard(&app.config.http).await;
-        return Err(full);
+        return Err(form.refuse(full, &app.config.http).await);
     }
     let needed = declared.unwrap_or(max) + app.config.min_free_disk;
     if let Some(free) = free_bytes(&app.config.upload_folder) {
@@ -111,18 +107,19 @@ pub async fn upload(
                     needed >> 20
                 ),
             );
-            form.discard(&app.config.http).await;
-            return Err(full);
+            return Err(form.refuse(full, &app.config.http).await);
         }
     }
 
     let id = TaskId::new();
     // Whatever happens below, a half-written or refused upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
-    let receiving = receive(&app, &id, &mut form, &mut guard);
-    let received = tokio::time::timeout(deadline, receiving)
-        .await
-        .map_err(|_| upload_timeout(deadline))??;
+    let limits = &app.config.http;
+    let received = form
+        .read(limits, async |form| {
+            receive(&app, &id, form, &mut guard).await
+        })
+        .await?;
     let (input_key, input_name) = received.video;
     let input_path = app.files.upload_file(&input_key);
     let draft = received.draft;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::encode::mp4_timescale;
+use super::encode::{mp4_timescale, Codec};
 use super::probe::{MediaInfo, ALLOWED_CONTAINERS};
 use super::segment::WorkDir;
 use super::PipelineError;
@@ -100,6 +100,30 @@ fn other_streams_codecs(target: &Path) -> [&'static str; 4] {
     ["-c:a", "copy", "-c:s", subtitles]
 }
 
+/// The containers written, by the output's extension: MP4 (and its `.m4v`, `.mov` kin) and
+/// Matroska take every codec we encode; WebM only AV1 of them.
+pub fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError> {
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let refused = |reason: String| PipelineError::UnsupportedOutput {
+        path: output.display().to_string(),
+        reason,
+    };
+    if is_mp4_like(output) || ext.as_deref() == Some("mkv") {
+        return Ok(());
+    }
+    match ext.as_deref() {
+        Some("webm") if codec == Codec::Av1 => Ok(()),
+        Some("webm") => Err(refused(format!(
+            "WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv"
+        ))),
+        _ => Err(refused(
+            "the output must end in .mp4, .mkv, .mov or .webm".into(),
+        )),
+    }
+}
+
 /// Whether `target`'s extension names an MP4-family container (MP4's timescale and text
 /// subtitles apply).
 fn is_mp4_like(target: &Path) -> bool {
@@ -109,10 +133,11 @@ fn is_mp4_like(target: &Path) -> bool {
 
 /// Whether the source's audio and subtitles can go into `output` (its container by
 /// extension) as [`assemble`] writes them, found out before any frame is upscaled: FFmpeg
-/// writes that container's header with those streams and no packet, to a file in the system's
-/// temporary folder (removed after; the output's folder may not exist yet). PCM audio in MP4, AAC in WebM, MP4 text subtitles in Matroska are refused
-/// this way. Only the container's refusal fails the job; if the check cannot run at all,
-/// the assembly will tell what is wrong.
+/// writes that container's header with those streams and no packet, to a file in the
+/// system's temporary folder (removed after; the output's folder may not exist yet). PCM
+/// audio in MP4, AAC in WebM, MP4 text subtitles in Matroska are refused this way. Only the
+/// container's refusal fails the job; if the check cannot run at all, the assembly will tell
+/// what is wrong.
 pub fn check_other_streams(
     source: &Path,
     info: &MediaInfo,

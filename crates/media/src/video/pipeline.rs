@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
 
-use super::assemble::{assemble, check_other_streams};
+use super::assemble::{assemble, check_container, check_other_streams};
 use super::decode::{Decoder, Start};
-use super::encode::{Codec, EncodeSettings, Encoder};
+use super::encode::{EncodeSettings, Encoder};
 use super::mkv::RawFormat;
 use super::probe::{probe, Limits, MediaInfo};
 use super::segment::{self, Claim, Segment, WorkDir};
@@ -132,28 +132,6 @@ pub fn validate(job: &Job) -> Result<MediaInfo, PipelineError> {
         });
     }
     Ok(info)
-}
-
-/// The containers written, by the output's extension: MP4 (and its `.m4v`, `.mov` kin) and
-/// Matroska take every codec we encode; WebM only AV1 of them.
-fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError> {
-    let ext = output
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
-    let refused = |reason: String| PipelineError::UnsupportedOutput {
-        path: output.display().to_string(),
-        reason,
-    };
-    match ext.as_deref() {
-        Some("mp4" | "m4v" | "mov" | "mkv") => Ok(()),
-        Some("webm") if codec == Codec::Av1 => Ok(()),
-        Some("webm") => Err(refused(format!(
-            "WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv"
-        ))),
-        _ => Err(refused(
-            "the output must end in .mp4, .mkv, .mov or .webm".into(),
-        )),
-    }
 }
 
 /// What the work of a job depends on, hashed: its input, models, settings, encoder settings,

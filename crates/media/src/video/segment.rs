@@ -460,12 +460,17 @@ pub fn planned_segments(plan: &Path) -> Option<usize> {
     (manifest.version == LAYOUT_VERSION).then_some(manifest.plan.segments.len())
 }
 
+/// How a segment's files are named in a work directory: `seg-NNNNNN.mp4`, then its record
+/// `seg-NNNNNN.json`.
+const SEGMENT_PREFIX: &str = "seg-";
+const RECORD_SUFFIX: &str = ".json";
+
 /// The names of segment `index`'s finished file and record in its work directory, in the
 /// order they are written.
 pub fn segment_files(index: usize) -> [String; 2] {
     [
-        format!("seg-{index:06}.mp4"),
-        format!("seg-{index:06}.json"),
+        format!("{SEGMENT_PREFIX}{index:06}.mp4"),
+        format!("{SEGMENT_PREFIX}{index:06}{RECORD_SUFFIX}"),
     ]
 }
 
@@ -475,12 +480,10 @@ pub fn has_finished_segments(work: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(work) else {
         return false;
     };
-    let [file, record] = segment_files(0);
-    let (prefix, suffix) = (&file[..4], &record[record.len() - 5..]);
     entries.flatten().any(|entry| {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        name.starts_with(prefix) && name.ends_with(suffix)
+        name.starts_with(SEGMENT_PREFIX) && name.ends_with(RECORD_SUFFIX)
     })
 }
 

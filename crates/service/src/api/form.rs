@@ -167,7 +167,9 @@ impl Form {
         let idle = self.idle;
         let drain = async {
             while let Ok(Some(mut field)) = self.next_part().await {
-                while let Ok(Some(_)) = within(idle, field.chunk()).await {}
+                if skip(&mut field, idle).await.is_err() {
+                    break;
+                }
             }
         };
         let _ = tokio::time::timeout(limits.upload_timeout(), drain).await;
@@ -186,6 +188,12 @@ pub async fn within<T>(
             format!("the upload paused for more than {} s", idle.as_secs()),
         )),
     }
+}
+
+/// Reads past a part's content (a part we do not keep; the whole-body limit bounds it).
+pub async fn skip(field: &mut Field<'_>, idle: Duration) -> Result<(), Problem> {
+    while within(idle, field.chunk()).await?.is_some() {}
+    Ok(())
 }
 
 /// A part's content, refused with `too_large` past `cap` bytes instead of being read whole.
@@ -238,7 +246,7 @@ pub async fn flag(field: &mut Field<'_>, idle: Duration) -> Result<bool, Problem
 }
 
 /// The answer to an upload that did not arrive whole within `deadline`.
-pub fn upload_timeout(deadline: Duration) -> Problem {
+fn upload_timeout(deadline: Duration) -> Problem {
     Problem::new(
         Code::UploadTimeout,
         format!("the upload did not arrive within {} s", deadline.as_secs()),

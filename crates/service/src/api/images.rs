@@ -14,7 +14,7 @@ use vsr_media::code::Code;
 use vsr_media::enhance::prepare;
 use vsr_media::picture;
 
-use super::form::{self, too_large, within, Form, MAX_SETTINGS_BYTES};
+use super::form::{self, too_large, Form, MAX_SETTINGS_BYTES};
 use super::upload::{check_settings, client_name, parse_settings};
 use crate::auth::Owner;
 use crate::problem::Problem;
@@ -132,7 +132,7 @@ async fn receive(
                 let bytes = form::bytes(&mut field, idle, cap, || too_large(max)).await?;
                 image = Some((name, bytes));
             }
-            _ => while within(idle, field.chunk()).await?.is_some() {},
+            _ => form::skip(&mut field, idle).await?,
         }
     }
     Ok((settings_text, image))

@@ -20,9 +20,7 @@ use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::Settings;
 use vsr_media::video::probe::VideoError;
 
-use super::form::{
-    self, too_large, upload_timeout, within, Form, FORM_OVERHEAD, MAX_SETTINGS_BYTES,
-};
+use super::form::{self, too_large, within, Form, FORM_OVERHEAD, MAX_SETTINGS_BYTES};
 use super::view::{task_view, TaskView};
 use crate::auth::Owner;
 use crate::problem::Problem;
@@ -72,25 +70,20 @@ pub async fn upload(
     if declared.is_some_and(|n| n > max + FORM_OVERHEAD) {
         return Err(too_large(max));
     }
-    let deadline = app.config.http.upload_timeout();
     if let Some(key) = &idempotency_key {
         if let Some(task) = app.store.find_idempotent(owner.fingerprint(), key).await? {
-            // Read whole: a refusal midway is answered once the rest is drained.
-            let replay = tokio::time::timeout(deadline, replayed(&mut form)).await;
-            return match replay {
-                Err(_) => Err(upload_timeout(deadline)),
-                Ok(Err(e)) => Err(form.refuse(e, &app.config.http).await),
-                Ok(Ok(replay)) if replay.matches(&task) => {
-                    Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))))
-                }
-                Ok(Ok(_)) => Err(Problem::new(
+            // Read whole, to tell a retry from another upload under the same key.
+            let replay = form.read(&app.config.http, replayed).await?;
+            if !replay.matches(&task) {
+                return Err(Problem::new(
                     Code::IdempotencyKeyReused,
                     format!(
                         "this Idempotency-Key was used for task {} with another video or other settings; use a new key for a new upload",
                         task.id
                     ),
-                )),
-            };
+                ));
+            }
+            return Ok((StatusCode::ACCEPTED, Json(task_view(&app, &task))));
         }
     }
     if let Err(full) = check_queue_room(&app).await {
@@ -114,9 +107,8 @@ pub async fn upload(
     let id = TaskId::new();
     // Whatever happens below, a half-written or refused upload does not stay behind.
     let mut guard = RemoveOnDrop(None);
-    let limits = &app.config.http;
     let received = form
-        .read(limits, async |form| {
+        .read(&app.config.http, async |form| {
             receive(&app, &id, form, &mut guard).await
         })
         .await?;
@@ -250,8 +242,8 @@ async fn receive(
                 app.metrics.count_upload(written);
                 video = Some((key, name));
             }
-            // Unknown parts are read past, never kept; the whole-body limit bounds them.
-            _ => while within(idle, field.chunk()).await?.is_some() {},
+            // Unknown parts are read past, never kept.
+            _ => form::skip(&mut field, idle).await?,
         }
     }
     let video = video.ok_or_else(|| {
@@ -325,9 +317,9 @@ async fn replayed(form: &mut Form) -> Result<Replay, Problem> {
             }
             "video" | "file" => {
                 name = Some(client_name(&field, "video.mp4"));
-                while within(idle, field.chunk()).await?.is_some() {}
+                form::skip(&mut field, idle).await?;
             }
-            _ => while within(idle, field.chunk()).await?.is_some() {},
+            _ => form::skip(&mut field, idle).await?,
         }
     }
     Ok(Replay {

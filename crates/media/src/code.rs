@@ -88,6 +88,8 @@ codes! {
     WorkerCrashed = "worker_crashed", 500;
     WorkerPanicked = "worker_panicked", 500;
     Cancelled = "cancelled", 409;
+    // Another run of the command line is writing the same output file.
+    OutputInUse = "output_in_use", 409;
     // The server.
     InternalError = "internal_error", 500;
     ServerBusy = "server_busy", 503;

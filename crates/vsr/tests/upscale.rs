@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     clip_with_tracks, ffmpeg, ffprobe, first_frame_rgb, hevc10_clip, media_dir, odd_clip, ok,
-    rotated_clip, start_times, testsrc_clip, upscale,
+    rotated_clip, start_times, testsrc_clip, upscale, vsr,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -506,6 +506,21 @@ fn interrupt_kills_children_and_removes_temporaries() {
         let first = lines.next().expect("a progress line").unwrap();
         assert!(first.contains("\"currentFrame\":1"), "{first}");
         assert!(ffmpeg_children(dir.path()) >= 1, "FFmpeg should be running");
+        if signal == "INT" {
+            // A second run on the same output, spelt otherwise, is refused at once: it would
+            // share or remove this one's work.
+            let same = dir.path().join(".").join("out.mp4");
+            let second = vsr(&[
+                "upscale",
+                clip.to_str().unwrap(),
+                "-o",
+                same.to_str().unwrap(),
+            ]);
+            let told = String::from_utf8_lossy(&second.stderr);
+            assert_eq!(second.status.code(), Some(1), "{told}");
+            assert!(told.contains("[output_in_use]"), "{told}");
+            assert!(told.contains(&format!("process {}", child.id())), "{told}");
+        }
         let sent = std::time::Instant::now();
         assert!(common::signal(child.id(), &format!("-{signal}")));
         let status = child.wait().unwrap();

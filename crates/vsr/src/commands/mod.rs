@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod devices;
 pub mod models;
+pub mod output_lock;
 pub mod probe;
 pub mod serve;
 pub mod upscale;

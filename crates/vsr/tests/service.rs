@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::{id, terminal, Server};
-use common::testsrc_clip;
+use common::{ffmpeg, ffprobe, testsrc_clip};
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
 
@@ -928,4 +928,62 @@ fn images_are_upscaled_in_their_own_format() {
         "{:?}",
         server.files_in("uploads")
     );
+}
+
+/// A camera's MOV with PCM audio, which MP4 cannot hold: the result is Matroska, with the
+/// audio as it was (an MP4 result would fail after every frame was upscaled, and the service's
+/// users cannot choose the container).
+#[test]
+fn results_keep_what_mp4_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("camera.mov");
+    let video = "testsrc2=size=64x48:rate=10:duration=1";
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            video,
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=1",
+        ]
+        .into_iter()
+        .chain([
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "pcm_s16le",
+            clip.to_str().unwrap(),
+        ])
+        .collect::<Vec<_>>(),
+    );
+    let server = Server::in_process(dir.path(), &[]);
+    let (code, task) = server.upload(&clip, json!({"scale": 2, "quality": "fast"}));
+    assert_eq!(code, 202, "{task}");
+    let done = server.wait_for(&id(&task), 120, terminal);
+    assert_eq!(done["status"], "completed", "{done}");
+    let link = server.url(done["downloadUrl"].as_str().unwrap());
+    let r = server.client.get(link).send().unwrap();
+    let name = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(name.contains("camera_128x96.mkv"), "{name}");
+    let out = dir.path().join("result.mkv");
+    std::fs::write(&out, r.bytes().unwrap()).unwrap();
+    assert_eq!(probe_size(&out), "128,96,10");
+    let audio = ffprobe(
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ],
+        &out,
+    );
+    assert_eq!(audio.trim(), "pcm_s16le");
 }

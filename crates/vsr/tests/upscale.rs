@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    clip_with_tracks, ffmpeg, ffprobe, first_frame_rgb, hevc10_clip, media_dir, odd_clip, ok,
-    rotated_clip, start_times, testsrc_clip, upscale, vsr,
+    clip_with_tracks, ffmpeg, ffmpeg_output, ffprobe, first_frame_rgb, hevc10_clip, media_dir,
+    odd_clip, ok, rotated_clip, start_times, testsrc_clip, upscale, vsr,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -467,6 +467,130 @@ fn settings_choose_models_filters_and_passes() {
         started.elapsed().as_secs() < 20,
         "the limit was checked late"
     );
+    no_partial_files(dir.path());
+}
+
+/// Each stream of the output as `codec|type|picture?|name`: what the cover-art test compares.
+fn stream_list(file: &Path) -> Vec<String> {
+    ffprobe(
+        &[
+            "-show_entries",
+            "stream=codec_type,codec_name:stream_disposition=attached_pic:stream_tags=filename",
+            "-of",
+            "compact=p=0:nk=1",
+        ],
+        file,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// MD5 of a stream's packets, by FFmpeg's stream specifier.
+fn stream_md5(file: &Path, stream: &str) -> String {
+    let map = format!("0:{stream}");
+    let file = file.to_str().unwrap();
+    ffmpeg_output(&["-i", file, "-map", &map, "-c", "copy", "-f", "md5", "-"])
+        .trim()
+        .to_string()
+}
+
+/// The first subtitle stream as SubRip text, without its timing.
+fn subtitle_text(file: &Path) -> String {
+    let file = file.to_str().unwrap();
+    ffmpeg_output(&["-i", file, "-map", "0:s:0", "-f", "srt", "-"])
+        .lines()
+        .filter(|l| !l.contains("-->"))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Cover art, Matroska's attached files (fonts for styled subtitles) and subtitles come
+/// through in the form each container holds: MP4 keeps the cover as a picture stream and its
+/// subtitles as `mov_text`; Matroska attaches the cover as a file (its name kept), keeps the
+/// fonts, and turns MP4's text subtitles into SubRip. The cover's bytes are the source's.
+#[test]
+fn cover_art_fonts_and_subtitles_follow_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let s = |n: &str| p(n).to_str().unwrap().to_string();
+    std::fs::write(p("subs.srt"), "1\n00:00:00,000 --> 00:00:00,500\nhello\n").unwrap();
+    std::fs::write(p("font.ttf"), b"a font's bytes").unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=32x32",
+        "-frames:v",
+        "1",
+        &s("cover.jpg"),
+    ]);
+    // FFmpeg's arguments: the words of `fixed`, with `files` (in `dir`) in its `{}` places.
+    let run = |fixed: &str, files: &[&str]| {
+        let mut files = files.iter();
+        let args: Vec<String> = fixed
+            .split_whitespace()
+            .map(|w| match w {
+                "{}" => s(files.next().unwrap()),
+                w => w.to_string(),
+            })
+            .collect();
+        ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let video = "-f lavfi -i testsrc2=size=64x48:rate=10:duration=1";
+    // Matroska: styled subtitles, their font, a cover attached as a file.
+    run(
+        &format!(
+            "{video} -i {{}} -map 0 -map 1 -c:v libx264 -c:s ass \
+             -attach {{}} -metadata:s:t:0 mimetype=application/x-truetype-font \
+             -attach {{}} -metadata:s:t:1 mimetype=image/jpeg -metadata:s:t:1 filename=front.jpg {{}}"
+        ),
+        &["subs.srt", "font.ttf", "cover.jpg", "styled.mkv"],
+    );
+    // MP4: text subtitles and a cover picture stream.
+    run(
+        &format!(
+            "{video} -i {{}} -i {{}} -map 0 -map 1 -map 2 -c:v:0 libx264 -c:s mov_text \
+             -c:v:1 copy -disposition:v:1 attached_pic {{}}"
+        ),
+        &["subs.srt", "cover.jpg", "covered.mp4"],
+    );
+    let cover = stream_md5(&p("covered.mp4"), "v:1");
+    assert_eq!(stream_md5(&p("styled.mkv"), "v:1"), cover);
+
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "styled.mkv",
+            "styled-2x.mkv",
+            &[
+                "h264|video|0",
+                "ass|subtitle|0",
+                "ttf|attachment|0|font.ttf",
+                "mjpeg|video|1|front.jpg",
+            ],
+        ),
+        (
+            "styled.mkv",
+            "styled-2x.mp4",
+            &["h264|video|0", "mov_text|subtitle|0", "mjpeg|video|1"],
+        ),
+        (
+            "covered.mp4",
+            "covered-2x.mkv",
+            &[
+                "h264|video|0",
+                "subrip|subtitle|0",
+                "mjpeg|video|1|cover.jpg",
+            ],
+        ),
+    ];
+    for (source, result, streams) in cases {
+        ok(&upscale(&p(source), &p(result), &["--scale", "2"]));
+        assert_eq!(stream_list(&p(result)), streams, "{source} -> {result}");
+        assert_eq!(stream_md5(&p(result), "v:1"), cover, "{result}");
+        assert_eq!(subtitle_text(&p(result)), "1|hello|", "{result}");
+        assert_eq!(size(&p(result)), "128,96");
+    }
     no_partial_files(dir.path());
 }
 

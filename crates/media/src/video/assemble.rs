@@ -1,5 +1,6 @@
 //! Assembly: the finished segments joined and muxed with every other stream of the source
-//! (audio, subtitles, chapters, metadata), the rotation set, all by stream copy. The segments
+//! (audio, subtitles, cover art, attached files, chapters, metadata), the rotation set, by
+//! stream copy (text subtitles converted where the container needs it). The segments
 //! are joined by FFmpeg's concat demuxer from a list we write naming only the work
 //! directory's own files (its safe mode refuses any other name), each read from its own
 //! start with no shift, so every frame keeps the timestamp the segment gave it: the source's.
@@ -23,6 +24,10 @@ pub fn assemble(
 ) -> Result<(), PipelineError> {
     let list = concat_list(work)?;
     let source = std::path::absolute(source).map_err(PipelineError::Io)?;
+    let covers = match Container::of(target) {
+        Some(Container::Matroska) => extract_covers(&source, info, work.path())?,
+        _ => Vec::new(),
+    };
     let mp4_like = is_mp4_like(target);
     let mut cmd = std::process::Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
@@ -37,10 +42,10 @@ pub fn assemble(
         .args(["-f", "concat", "-safe", "1", "-i"])
         .arg(format!("file:{}", list.display()))
         .args(source_input(&source))
-        .args(["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?"])
+        .args(["-map", "0:v:0"])
+        .args(other_streams(1, info, target, &covers))
         .args(["-map_metadata", "1", "-map_chapters", "1"])
         .args(["-c:v", "copy"])
-        .args(other_streams_codecs(target))
         // No input is shifted to start at zero, so a video that starts after its audio keeps
         // its offset.
         .arg("-copyts");
@@ -64,6 +69,9 @@ pub fn assemble(
     cmd.arg(format!("file:{}", target.display()));
     let result = crate::subprocess::run(&mut cmd);
     let _ = std::fs::remove_file(&list);
+    for cover in &covers {
+        let _ = std::fs::remove_file(&cover.file);
+    }
     result.map_err(|e| {
         if e.to_string().contains("No space left on device") {
             PipelineError::StorageFull
@@ -89,46 +97,193 @@ fn source_input(source: &Path) -> [String; 6] {
     ]
 }
 
-/// How the source's audio and subtitles are written into `target`'s container: audio
-/// copied; subtitles copied, or turned into MP4's text format.
-fn other_streams_codecs(target: &Path) -> [&'static str; 4] {
-    let subtitles = if is_mp4_like(target) {
-        "mov_text"
-    } else {
-        "copy"
-    };
-    ["-c:a", "copy", "-c:s", subtitles]
+/// The containers an output can be, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    /// MP4 and its `.m4v`, `.mov` kin: MP4's timescale, text subtitles as `mov_text`, cover
+    /// art as a picture stream, no attached files.
+    Mp4,
+    /// Matroska: every codec, subtitles of any kind, attached files (cover art among them).
+    Matroska,
+    /// WebM: AV1 (of the codecs we encode), its audio codecs, WebVTT subtitles, nothing else.
+    WebM,
+}
+
+impl Container {
+    fn of(target: &Path) -> Option<Container> {
+        let ext = target.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "mp4" | "m4v" | "mov" => Some(Container::Mp4),
+            "mkv" => Some(Container::Matroska),
+            "webm" => Some(Container::WebM),
+            _ => None,
+        }
+    }
+
+    /// The subtitle format a source stream of `codec` is written in: text formats turn into
+    /// the one the container takes where it does not take theirs; anything else is copied
+    /// (and a container that cannot hold it refuses the job before it starts).
+    fn subtitle_codec(self, codec: &str) -> &'static str {
+        let text = TEXT_SUBTITLES.contains(&codec);
+        match self {
+            Container::Mp4 if text => "mov_text",
+            Container::Matroska if codec == "mov_text" => "srt",
+            Container::WebM if text && codec != "webvtt" => "webvtt",
+            _ => "copy",
+        }
+    }
+}
+
+/// Subtitle codecs made of text, which FFmpeg converts into one another.
+const TEXT_SUBTITLES: &[&str] = &[
+    "mov_text",
+    "subrip",
+    "srt",
+    "ass",
+    "ssa",
+    "webvtt",
+    "text",
+    "microdvd",
+    "mpl2",
+    "sami",
+    "realtext",
+    "subviewer",
+    "subviewer1",
+    "vplayer",
+    "pjs",
+    "jacosub",
+    "stl",
+];
+
+/// What a cover picture's codec is as a file: its extension and media type. Other codecs are
+/// not kept (MP4 holds only these as cover art).
+fn cover_file_type(codec: &str) -> Option<(&'static str, &'static str)> {
+    match codec {
+        "mjpeg" => Some(("jpg", "image/jpeg")),
+        "png" => Some(("png", "image/png")),
+        "bmp" => Some(("bmp", "image/bmp")),
+        _ => None,
+    }
+}
+
+/// A cover picture taken out of the source, to be attached to a Matroska output.
+struct CoverFile {
+    file: std::path::PathBuf,
+    /// The name it is attached under: the source's, else `cover.EXT`.
+    name: String,
+    mime: &'static str,
+}
+
+/// The source's cover pictures as files in `dir`: Matroska keeps pictures as attached files,
+/// and FFmpeg's Matroska writer would store a picture stream as a second video track.
+fn extract_covers(
+    source: &Path,
+    info: &MediaInfo,
+    dir: &Path,
+) -> Result<Vec<CoverFile>, PipelineError> {
+    let mut covers = Vec::new();
+    for (k, cover) in info.cover_art.iter().enumerate() {
+        let Some((ext, mime)) = cover_file_type(&cover.codec) else {
+            continue;
+        };
+        let file =
+            std::path::absolute(dir.join(format!("cover-{k}.{ext}"))).map_err(PipelineError::Io)?;
+        let mut cmd = std::process::Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
+            .args(source_input(source))
+            .args(["-map", &format!("0:{}", cover.index)])
+            .args(["-c", "copy", "-frames:v", "1", "-f", "image2"])
+            .arg(format!("file:{}", file.display()));
+        crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME).map_err(|e| {
+            PipelineError::Encode {
+                what: "taking out the cover picture".into(),
+                ffmpeg: e.to_string(),
+            }
+        })?;
+        let name = cover
+            .file_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("cover.{ext}"));
+        covers.push(CoverFile { file, name, mime });
+    }
+    Ok(covers)
+}
+
+/// FFmpeg's arguments that carry the source's streams other than the video (input number
+/// `input`) into `target`: audio copied, subtitles copied or converted per stream
+/// ([`Container::subtitle_codec`]), cover art (a picture stream in MP4; in Matroska the
+/// `covers` taken out, as attached files) and Matroska's attached files (fonts for styled
+/// subtitles). What a container cannot hold at all (attached files in MP4, anything but audio
+/// and subtitles in WebM) is left out.
+fn other_streams(
+    input: usize,
+    info: &MediaInfo,
+    target: &Path,
+    covers: &[CoverFile],
+) -> Vec<String> {
+    let container = Container::of(target).unwrap_or(Container::Matroska);
+    let mut args: Vec<String> = vec![
+        "-map".into(),
+        format!("{input}:a?"),
+        "-map".into(),
+        format!("{input}:s?"),
+        "-c:a".into(),
+        "copy".into(),
+    ];
+    for (k, codec) in info.subtitle_codecs.iter().enumerate() {
+        args.extend([format!("-c:s:{k}"), container.subtitle_codec(codec).into()]);
+    }
+    match container {
+        Container::Mp4 => {
+            for cover in &info.cover_art {
+                if cover_file_type(&cover.codec).is_some() {
+                    args.extend(["-map".into(), format!("{input}:{}", cover.index)]);
+                }
+            }
+        }
+        Container::Matroska => {
+            args.extend(["-map".into(), format!("{input}:t?")]);
+            // Attached after the source's own files, which come first among the output's.
+            for (k, cover) in covers.iter().enumerate() {
+                let at = info.attachments + k;
+                args.extend([
+                    "-attach".into(),
+                    cover.file.display().to_string(),
+                    format!("-metadata:s:t:{at}"),
+                    format!("mimetype={}", cover.mime),
+                    format!("-metadata:s:t:{at}"),
+                    format!("filename={}", cover.name),
+                ]);
+            }
+        }
+        Container::WebM => {}
+    }
+    args
 }
 
 /// The containers written, by the output's extension: MP4 (and its `.m4v`, `.mov` kin) and
 /// Matroska take every codec we encode; WebM only AV1 of them.
 pub fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError> {
-    let ext = output
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
     let refused = |reason: String| PipelineError::UnsupportedOutput {
         path: output.display().to_string(),
         reason,
     };
-    if is_mp4_like(output) || ext.as_deref() == Some("mkv") {
-        return Ok(());
-    }
-    match ext.as_deref() {
-        Some("webm") if codec == Codec::Av1 => Ok(()),
-        Some("webm") => Err(refused(format!(
+    match Container::of(output) {
+        Some(Container::Mp4 | Container::Matroska) => Ok(()),
+        Some(Container::WebM) if codec == Codec::Av1 => Ok(()),
+        Some(Container::WebM) => Err(refused(format!(
             "WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv"
         ))),
-        _ => Err(refused(
+        None => Err(refused(
             "the output must end in .mp4, .mkv, .mov or .webm".into(),
         )),
     }
 }
 
-/// Whether `target`'s extension names an MP4-family container (MP4's timescale and text
-/// subtitles apply).
+/// Whether `target`'s extension names an MP4-family container (MP4's timescale applies).
 fn is_mp4_like(target: &Path) -> bool {
-    let ext = target.extension().and_then(|e| e.to_str()).unwrap_or("");
-    ["mp4", "m4v", "mov"].contains(&ext.to_ascii_lowercase().as_str())
+    Container::of(target) == Some(Container::Mp4)
 }
 
 /// Whether the source's audio and subtitles can go into `output` (its container by
@@ -144,7 +299,9 @@ pub fn check_other_streams(
     output: &Path,
 ) -> Result<(), PipelineError> {
     static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if info.audio_streams + info.subtitle_streams == 0 {
+    if info.audio_streams + info.subtitle_codecs.len() + info.cover_art.len() + info.attachments
+        == 0
+    {
         return Ok(());
     }
     let ext = output.extension().unwrap_or_default().to_string_lossy();
@@ -155,9 +312,9 @@ pub fn check_other_streams(
     let mut cmd = std::process::Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
         .args(source_input(&source))
-        .args(["-map", "0:a?", "-map", "0:s?"])
-        .args(other_streams_codecs(output))
-        .args(["-t", "0"])
+        // Cover pictures Matroska attaches are files, which it always takes: not checked.
+        .args(other_streams(0, info, output, &[]))
+        .args(["-c:v", "copy", "-t", "0"])
         .arg(format!("file:{}", target.display()));
     let result = crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME);
     let _ = std::fs::remove_file(&target);

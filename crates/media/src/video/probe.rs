@@ -187,7 +187,25 @@ pub struct MediaInfo {
     pub duration_s: f64,
     pub video: VideoStream,
     pub audio_streams: usize,
-    pub subtitle_streams: usize,
+    /// Each subtitle stream's codec, in the source's order: text ones are converted where the
+    /// output's container needs another text format.
+    pub subtitle_codecs: Vec<String>,
+    /// Still pictures stored with the video (cover art), which are not its frames.
+    pub cover_art: Vec<CoverArt>,
+    /// Attached files (Matroska's fonts for styled subtitles, say).
+    pub attachments: usize,
+}
+
+/// A still picture stored with the video as a stream of one frame: MP4's cover (`covr`) or an
+/// image attached to a Matroska file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverArt {
+    /// The stream's index in the source.
+    pub index: usize,
+    pub codec: String,
+    /// The name it was attached under, where the container keeps one.
+    pub file_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -339,9 +357,7 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
     let v = json
         .streams
         .iter()
-        .find(|s| {
-            s.codec_type == "video" && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
-        })
+        .find(|s| s.codec_type == "video" && !is_attached_picture(s))
         .ok_or_else(|| VideoError::NoVideoStream(path.to_path_buf()))?;
     let codec = v.codec_name.clone().unwrap_or_else(|| "unknown".into());
     if !ALLOWED_CODECS.contains(&codec.as_str()) {
@@ -398,7 +414,23 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
             color_primaries: v.color_primaries.clone(),
         },
         audio_streams: count("audio"),
-        subtitle_streams: count("subtitle"),
+        subtitle_codecs: json
+            .streams
+            .iter()
+            .filter(|s| s.codec_type == "subtitle")
+            .map(|s| s.codec_name.clone().unwrap_or_default())
+            .collect(),
+        cover_art: json
+            .streams
+            .iter()
+            .filter(|s| s.codec_type == "video" && is_attached_picture(s))
+            .map(|s| CoverArt {
+                index: s.index,
+                codec: s.codec_name.clone().unwrap_or_default(),
+                file_name: s.tags.get("filename").cloned(),
+            })
+            .collect(),
+        attachments: count("attachment"),
     })
 }
 
@@ -475,6 +507,11 @@ fn bit_depth(pix_fmt: &str) -> u32 {
 }
 
 /// Rotation from the display matrix (newer FFmpeg) or the `rotate` tag (older files).
+/// Whether a video stream is a still picture stored with the video, not its frames.
+fn is_attached_picture(s: &StreamJson) -> bool {
+    s.disposition.get("attached_pic").copied().unwrap_or(0) != 0
+}
+
 fn rotation(v: &StreamJson) -> i32 {
     let from_matrix = v
         .side_data_list

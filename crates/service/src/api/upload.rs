@@ -18,7 +18,9 @@ use vsr_media::code::Code;
 use vsr_media::config::Config;
 use vsr_media::model_ref::ModelRef;
 use vsr_media::settings::Settings;
+use vsr_media::video::assemble::check_other_streams;
 use vsr_media::video::probe::VideoError;
+use vsr_media::video::PipelineError;
 
 use super::form::{self, too_large, within, Form, FORM_OVERHEAD, MAX_SETTINGS_BYTES};
 use super::view::{task_view, TaskView};
@@ -120,10 +122,19 @@ pub async fn upload(
     let limits = app.config.limits.clone();
     let probe_path = input_path.clone();
     let probe_slot = app.probe_slot().await?;
-    let info = tokio::task::spawn_blocking(move || vsr_media::video::probe(&probe_path, &limits))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(|e| unsupported(e, &input_name))?;
+    let (info, fits_mp4) = tokio::task::spawn_blocking(move || {
+        let info = vsr_media::video::probe(&probe_path, &limits)?;
+        // Whether MP4 holds the source's other streams (PCM audio and picture subtitles it
+        // does not): the result is MP4 where it can be, what every browser plays.
+        let fits_mp4 = !matches!(
+            check_other_streams(&probe_path, &info, Path::new("result.mp4")),
+            Err(PipelineError::UnsupportedOutput { .. })
+        );
+        Ok::<_, VideoError>((info, fits_mp4))
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(|e| unsupported(e, &input_name))?;
     drop(probe_slot);
     let v = &info.video;
     let input = InputFacts {
@@ -135,7 +146,8 @@ pub async fn upload(
     };
     let checked = check_settings(&app, settings, &input).await?;
     check_room_for_result(&app, info.size_bytes, &input, checked.output_size)?;
-    let ext = if input_key.ext() == "mkv" {
+    // Matroska stays Matroska; anything else becomes MP4 unless its streams need Matroska.
+    let ext = if input_key.ext() == "mkv" || !fits_mp4 {
         "mkv"
     } else {
         "mp4"

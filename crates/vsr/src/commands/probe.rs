@@ -36,8 +36,12 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
                 v.fps, v.frames, info.duration_s
             );
             println!(
-                "  {} audio, {} subtitle stream(s), {} bytes",
-                info.audio_streams, info.subtitle_streams, info.size_bytes
+                "  {} audio, {} subtitle stream(s), {} cover picture(s), {} attachment(s), {} bytes",
+                info.audio_streams,
+                info.subtitle_codecs.len(),
+                info.cover_art.len(),
+                info.attachments,
+                info.size_bytes
             );
         }
         Err(e) if args.json => {

@@ -48,6 +48,11 @@ pub fn media_dir() -> PathBuf {
 }
 
 pub fn ffmpeg(args: &[&str]) {
+    ffmpeg_output(args);
+}
+
+/// Runs FFmpeg, which must succeed, and returns what it wrote to stdout.
+pub fn ffmpeg_output(args: &[&str]) -> String {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(args)
@@ -58,6 +63,7 @@ pub fn ffmpeg(args: &[&str]) {
         "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A phone-style rotated clip (rotation as container metadata on an unrotated stream), and the

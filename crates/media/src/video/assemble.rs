@@ -1,9 +1,10 @@
 //! Assembly: the finished segments joined and muxed with every other stream of the source
-//! (audio, subtitles, cover art, attached files, chapters, metadata), the rotation set, by
-//! stream copy (text subtitles converted where the container needs it). The segments
-//! are joined by FFmpeg's concat demuxer from a list we write naming only the work
-//! directory's own files (its safe mode refuses any other name), each read from its own
-//! start with no shift, so every frame keeps the timestamp the segment gave it: the source's.
+//! (audio, subtitles, cover art, attached files, chapters, metadata) by stream copy (text
+//! subtitles converted where the container needs it), the rotation set as metadata (or the
+//! frames turned upright before encoding, [`rotation_in_pixels`]). The segments are joined
+//! by FFmpeg's concat demuxer from a list we write naming only the work directory's own files
+//! (its safe mode refuses any other name), each read from its own start with no shift, so
+//! every frame keeps the timestamp the segment gave it: the source's.
 
 use std::path::Path;
 
@@ -55,7 +56,8 @@ pub fn assemble(
             &mp4_timescale(work.plan.time_base),
         ]);
     }
-    if info.video.rotation != 0 {
+    // Where the container cannot carry it, the frames were turned upright instead.
+    if info.video.rotation != 0 && rotation_in_pixels(target, info) == 0 {
         cmd.args([
             "-metadata:s:v:0",
             &format!("rotate={}", info.video.rotation),
@@ -260,6 +262,17 @@ fn other_streams(
         Container::WebM => {}
     }
     args
+}
+
+/// How far the frames are turned (degrees counterclockwise) before they are encoded: the
+/// source's display rotation where `output`'s container cannot carry it (Matroska and WebM:
+/// FFmpeg 5.1 writes no rotation into them, and a video would show on its side), so that the
+/// result shows upright everywhere; none for MP4, which keeps the rotation as metadata.
+pub fn rotation_in_pixels(output: &Path, info: &MediaInfo) -> i32 {
+    match Container::of(output) {
+        Some(Container::Mp4) => 0,
+        _ => info.video.rotation,
+    }
 }
 
 /// The containers written, by the output's extension: MP4 (and its `.m4v`, `.mov` kin) and

@@ -98,6 +98,17 @@ pub fn color_range(info: &MediaInfo) -> &'static str {
     }
 }
 
+/// FFmpeg's filters (each followed by a comma) that turn a frame by `rotation` degrees
+/// counterclockwise, as FFmpeg itself turns a video with that display rotation upright.
+fn turn_filter(rotation: i32) -> &'static str {
+    match rotation {
+        90 => "transpose=cclock,",
+        180 => "hflip,vflip,",
+        270 => "transpose=clock,",
+        _ => "",
+    }
+}
+
 /// A running FFmpeg encoder.
 pub struct Encoder {
     child: Child,
@@ -108,7 +119,8 @@ pub struct Encoder {
 
 impl Encoder {
     /// Starts writing the segment file `output` from `width x height` frames whose
-    /// timestamps are in `time_base`.
+    /// timestamps are in `time_base`, turned by `rotation` degrees counterclockwise (0, 90,
+    /// 180 or 270; [`super::assemble::rotation_in_pixels`]).
     pub fn spawn(
         info: &MediaInfo,
         output: &Path,
@@ -116,6 +128,7 @@ impl Encoder {
         format: RawFormat,
         time_base: (i64, i64),
         settings: &EncodeSettings,
+        rotation: i32,
     ) -> Result<Self, PipelineError> {
         let high_depth = format == RawFormat::Rgb48;
         // 4:2:0 needs even sizes; odd ones (a 3x upscale of an odd source) keep every pixel in
@@ -138,7 +151,8 @@ impl Encoder {
             .args([
                 "-vf",
                 &format!(
-                    "scale=out_color_matrix={}:out_range={}",
+                    "{}scale=out_color_matrix={}:out_range={}",
+                    turn_filter(rotation),
                     color_matrix(info),
                     color_range(info)
                 ),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
 
-use super::assemble::{assemble, check_container, check_other_streams};
+use super::assemble::{assemble, check_container, check_other_streams, rotation_in_pixels};
 use super::decode::{Decoder, Start};
 use super::encode::{EncodeSettings, Encoder};
 use super::mkv::RawFormat;
@@ -613,7 +613,15 @@ fn encode_segments(
             } => {
                 if enc.is_none() {
                     let file = work.partial_file(segment);
-                    let e = Encoder::spawn(info, &file, out_size, format, time_base, &job.encode)?;
+                    let e = Encoder::spawn(
+                        info,
+                        &file,
+                        out_size,
+                        format,
+                        time_base,
+                        &job.encode,
+                        rotation_in_pixels(job.output, info),
+                    )?;
                     enc = Some((e, segment, 0));
                 }
                 let data = from_tensor(&image, format);

@@ -10,6 +10,21 @@ pub enum ImageError {
     Decode { path: String, reason: String },
     #[error("{path}: {reason}")]
     Encode { path: String, reason: String },
+    /// An animated PNG or WebP: reading it as a picture would keep its first frame only.
+    #[error("{path}: an animated image; only still pictures are upscaled as images")]
+    Animated { path: String },
+}
+
+impl ImageError {
+    /// The stable code for this error.
+    pub fn code(&self) -> crate::code::Code {
+        use crate::code::Code;
+        match self {
+            ImageError::Decode { .. } => Code::UnreadableMedia,
+            ImageError::Encode { .. } => Code::IoError,
+            ImageError::Animated { .. } => Code::UnsupportedMediaType,
+        }
+    }
 }
 
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.

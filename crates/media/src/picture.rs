@@ -120,6 +120,11 @@ pub fn read(path: &Path) -> Result<Picture, ImageError> {
         Some(image::ImageFormat::WebP) => Format::Webp,
         _ => return Err(err("not a PNG, JPEG or WebP image".into())),
     };
+    if is_animated(path, format).map_err(|e| err(e.to_string()))? {
+        return Err(ImageError::Animated {
+            path: path.display().to_string(),
+        });
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -155,6 +160,18 @@ pub fn read(path: &Path) -> Result<Picture, ImageError> {
         icc,
         format,
     })
+}
+
+/// Whether `path` (of `format`) is an animation: an APNG or an animated WebP, whose decoders
+/// would give its first frame as if it were the whole picture.
+fn is_animated(path: &Path, format: Format) -> image::ImageResult<bool> {
+    let file =
+        || -> image::ImageResult<_> { Ok(std::io::BufReader::new(std::fs::File::open(path)?)) };
+    match format {
+        Format::Png => image::codecs::png::PngDecoder::new(file()?)?.is_apng(),
+        Format::Webp => Ok(image::codecs::webp::WebPDecoder::new(file()?)?.has_animation()),
+        Format::Jpeg => Ok(false),
+    }
 }
 
 /// Writes the picture in the format `path`'s extension names: 16 bits per channel in PNG when

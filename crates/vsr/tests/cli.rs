@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, ok, vsr};
+use common::{ffmpeg, fixtures, ok, vsr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -187,6 +187,29 @@ fn bad_requests_fail_cleanly() {
         "{stderr}"
     );
     assert!(!into.exists());
+    // Animations (APNG, animated WebP): refused, not cut to their first frame.
+    for (name, muxing) in [("anim.png", "-f apng"), ("anim.webp", "-c:v libwebp_anim")] {
+        let anim = dir.path().join(name);
+        let args = format!("-f lavfi -i testsrc=size=32x32:rate=5 -frames:v 3 {muxing}");
+        let mut args: Vec<&str> = args.split(' ').collect();
+        args.push(anim.to_str().unwrap());
+        ffmpeg(&args);
+        let result = dir.path().join(format!("big-{name}"));
+        let r = vsr(&[
+            "upscale-image",
+            anim.to_str().unwrap(),
+            "-o",
+            result.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("an animated image"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("failed [unsupported_media_type]"),
+            "{name}: {stderr}"
+        );
+        assert!(!result.exists(), "{name}");
+    }
 }
 
 #[test]

@@ -861,15 +861,14 @@ fn images_are_upscaled_in_their_own_format() {
         "rgba",
         clear.to_str().unwrap(),
     ]);
-    common::ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        source,
-        "-frames:v",
-        "1",
-        photo.to_str().unwrap(),
-    ]);
+    // `frames` of the source into `to`, with `muxing` arguments.
+    let make = |frames: &str, muxing: &[&str], to: &Path| {
+        let mut args = vec!["-f", "lavfi", "-i", source, "-frames:v", frames];
+        args.extend(muxing);
+        args.push(to.to_str().unwrap());
+        common::ffmpeg(&args);
+    };
+    make("1", &[], &photo);
     let post = |bytes: Vec<u8>, name: &str, field: &str| {
         let part = multipart::Part::bytes(bytes).file_name(name.to_string());
         let form = multipart::Form::new()
@@ -919,6 +918,17 @@ fn images_are_upscaled_in_their_own_format() {
     assert_eq!(r.status().as_u16(), 415);
     let body: Value = r.json().unwrap();
     assert_eq!(body["code"], "unreadable_media", "{body}");
+    // An animation is refused as one, not cut to its first frame.
+    let anim = dir.path().join("anim.png");
+    make("3", &["-f", "apng"], &anim);
+    let r = post(std::fs::read(&anim).unwrap(), "anim.png", "image");
+    assert_eq!(r.status().as_u16(), 415);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["code"], "unsupported_media_type", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("animation"),
+        "{body}"
+    );
     let r = post(std::fs::read(&photo).unwrap(), "photo.jpg", "picture");
     assert_eq!(r.status().as_u16(), 400);
     let body: Value = r.json().unwrap();

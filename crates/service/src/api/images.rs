@@ -12,6 +12,7 @@ use axum::Extension;
 use vsr_cuda::DeviceRequest;
 use vsr_media::code::Code;
 use vsr_media::enhance::prepare;
+use vsr_media::image::ImageError;
 use vsr_media::picture;
 
 use super::form::{self, too_large, Form, MAX_SETTINGS_BYTES};
@@ -61,11 +62,14 @@ pub async fn upscale(
         .await
         .map_err(Problem::internal)?
         .map_err(|e| {
-            tracing::info!(error = %e, "an uploaded image is unreadable");
-            Problem::new(
-                Code::UnreadableMedia,
-                format!("{name} is not a PNG, JPEG or WebP image that can be read"),
-            )
+            tracing::info!(error = %e, "an uploaded image is refused");
+            let detail = match e {
+                ImageError::Animated { .. } => {
+                    format!("{name} is an animation; only still pictures are upscaled here")
+                }
+                _ => format!("{name} is not a PNG, JPEG or WebP image that can be read"),
+            };
+            Problem::new(e.code(), detail)
         })?;
     let facts = InputFacts {
         width: source.width() as u32,

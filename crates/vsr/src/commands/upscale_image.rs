@@ -46,13 +46,16 @@ pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let mut failed = 0;
+    // The code the run ends with: the first failure's.
+    let mut first_code = None;
     for (input, output) in &jobs {
         bar.set_message(input.display().to_string());
         match upscale_one(&enhancer, input, output) {
             Ok(line) => bar.suspend(|| eprintln!("{line}")),
-            Err(e) => {
+            Err((message, code)) => {
                 failed += 1;
-                bar.suspend(|| eprintln!("error: {e}"));
+                first_code.get_or_insert(code);
+                bar.suspend(|| eprintln!("error: {message} [{code}]"));
             }
         }
         bar.inc(1);
@@ -71,11 +74,8 @@ pub fn run(config: &Config, args: &UpscaleImageArgs) -> anyhow::Result<()> {
             }
         );
     }
-    if failed > 0 {
-        anyhow::bail!(
-            "{failed} of {} images failed [unreadable_media]",
-            jobs.len()
-        );
+    if let Some(code) = first_code {
+        anyhow::bail!("{failed} of {} images failed [{code}]", jobs.len());
     }
     Ok(())
 }
@@ -157,15 +157,15 @@ fn plan(args: &UpscaleImageArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     Ok(jobs)
 }
 
-/// Upscales one file; the line that tells what was done.
-fn upscale_one(enhancer: &Enhancer, input: &Path, output: &Path) -> anyhow::Result<String> {
-    let source = picture::read(input).map_err(|e| anyhow::anyhow!("{e} [unreadable_media]"))?;
+/// Upscales one file; the line that tells what was done, or what failed and its code.
+fn upscale_one(enhancer: &Enhancer, input: &Path, output: &Path) -> Result<String, (String, Code)> {
+    let source = picture::read(input).map_err(|e| (e.to_string(), e.code()))?;
     let started = Instant::now();
     let color = enhancer
         .process(&source.color)
-        .map_err(|e| anyhow::anyhow!("{}: {e} [model_failed]", input.display()))?;
+        .map_err(|e| (format!("{}: {e}", input.display()), Code::ModelFailed))?;
     let result = source.with_color(color);
-    picture::write(output, &result).map_err(|e| anyhow::anyhow!("{e} [io_error]"))?;
+    picture::write(output, &result).map_err(|e| (e.to_string(), e.code()))?;
     let alpha = match (&source.alpha, Format::of_path(output)) {
         (Some(_), Some(f)) if !f.has_alpha() => " (alpha dropped: the format has none)",
         (Some(_), _) => " (alpha kept)",

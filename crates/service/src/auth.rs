@@ -103,7 +103,9 @@ fn host_allowed(config: &crate::config::ServiceConfig, headers: &HeaderMap) -> b
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return true; // HTTP/1.0 programs; browsers always send it
     };
-    let name = host_name(host);
+    let Some(name) = host_name(host) else {
+        return false; // not a name and port: no browser sends that
+    };
     if !config.allowed_hosts.is_empty() {
         return config
             .allowed_hosts
@@ -113,12 +115,27 @@ fn host_allowed(config: &crate::config::ServiceConfig, headers: &HeaderMap) -> b
     !is_loopback(&config.host) || is_loopback(name)
 }
 
-/// The name in a `Host` value, without its port (`[::1]:5000` -> `::1`).
-fn host_name(host: &str) -> &str {
-    match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    }
+/// The name in a `Host` value, without its port (`[::1]:5000` -> `::1`); `None` unless the
+/// value is a host name or address and an optional numeric port (`localhost:80@evil` is not).
+fn host_name(host: &str) -> Option<&str> {
+    let in_name = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+    let in_address = |b: u8| b.is_ascii_hexdigit() || b":.".contains(&b);
+    let (name, port, valid): (_, _, &dyn Fn(u8) -> bool) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let (address, after) = rest.split_once(']')?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (address, port, &in_address)
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port), &in_name),
+            None => (host, None, &in_name),
+        },
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (port_ok && !name.is_empty() && name.bytes().all(valid)).then_some(name)
 }
 
 fn is_loopback(name: &str) -> bool {
@@ -499,6 +516,16 @@ mod tests {
             assert!(host_allowed(&config, &with_host(ok)), "{ok}");
         }
         assert!(!host_allowed(&config, &with_host("evil.example:5000")));
+        // Not a name and a port: refused, whatever name they start with.
+        for odd in [
+            "localhost:80@evil",
+            "localhost:x",
+            "[::1]x",
+            "local host",
+            "[::1",
+        ] {
+            assert!(!host_allowed(&config, &with_host(odd)), "{odd}");
+        }
         assert!(host_allowed(&config, &HeaderMap::new()));
         config.host = "0.0.0.0".into();
         assert!(host_allowed(&config, &with_host("vsr.example.org")));

@@ -101,6 +101,8 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
 #[derive(Clone, Default)]
 pub struct StderrTail {
     lines: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    /// The thread reading the lines, until [`StderrTail::wait_closed`] joins it.
+    reader: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl StderrTail {
@@ -113,7 +115,7 @@ impl StderrTail {
     ) -> Self {
         let tail = StderrTail::default();
         let lines = tail.lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr)
                 .lines()
@@ -129,7 +131,17 @@ impl StderrTail {
                 }
             }
         });
+        *tail.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
         tail
+    }
+
+    /// Waits until every line is read: call it once the child has exited (its stderr then
+    /// closes), so that what `consume` counts is complete.
+    pub fn wait_closed(&self) {
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
     }
 
     /// The last `n` lines joined with " / ".

@@ -152,12 +152,13 @@ impl Decoder {
         })
     }
 
-    /// How many times FFmpeg reported the source damaged: data missing from the file
+    /// How many times FFmpeg has reported the source damaged: data missing from the file
     /// (truncated) or packets it could not decode. Their frames are missing from the output,
-    /// which FFmpeg does not count as a failure. The count goes on as FFmpeg's log is read,
-    /// after the decoder itself is gone: read it when the job is done.
-    pub fn damage_reports(&self) -> Arc<AtomicU64> {
-        self.damage.clone()
+    /// which FFmpeg does not count as a failure. The count grows as FFmpeg's log is read, a
+    /// little behind the frames; it is complete once [`Decoder::next_frame`] has returned
+    /// the end of the stream.
+    pub fn damage_reports(&self) -> u64 {
+        self.damage.load(Ordering::Relaxed)
     }
 
     /// The stream's time base, known once the first frame has been read.
@@ -197,6 +198,8 @@ impl Decoder {
         if !status.success() {
             return Err(self.failure(&format!("the decoder exited with {status}")));
         }
+        // Every line FFmpeg wrote is counted before the end is reported.
+        self.stderr_tail.wait_closed();
         Ok(())
     }
 

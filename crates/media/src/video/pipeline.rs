@@ -7,9 +7,8 @@
 //! its name only when complete.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -87,8 +86,9 @@ pub struct Summary {
     /// what the stabiliser costs, measured on the real frames.
     pub model_seconds: f64,
     pub stabiliser_seconds: f64,
-    /// How many times FFmpeg reported this run's part of the source damaged (cut short, or
-    /// packets it could not decode): the output then lacks those frames.
+    /// How many times FFmpeg reported the source damaged (cut short, or packets it could not
+    /// decode), over every segment: this run's, an earlier run's and other workers'. The
+    /// output then lacks those frames.
     pub damage_reports: u64,
 }
 
@@ -185,6 +185,7 @@ pub fn run(
     }
     assembled?;
     let segments = work.plan.segments.len();
+    let damage_reports = work.recorded_damage();
     work.remove();
     Ok(Summary {
         frames: counts.upscaled,
@@ -195,7 +196,7 @@ pub fn run(
         segments,
         model_seconds: counts.model.as_secs_f64(),
         stabiliser_seconds: counts.stabiliser.as_secs_f64(),
-        damage_reports: counts.damage(),
+        damage_reports,
     })
 }
 
@@ -259,15 +260,9 @@ struct Counts {
     /// Time in the models and in the stabiliser, on the model thread.
     model: Duration,
     stabiliser: Duration,
-    /// The damage counts of this run's decoders ([`Decoder::damage_reports`]).
-    damage: Vec<Arc<AtomicU64>>,
 }
 
 impl Counts {
-    fn damage(&self) -> u64 {
-        self.damage.iter().map(|d| d.load(Ordering::Relaxed)).sum()
-    }
-
     fn progress(&self) -> Progress {
         let done = self.resumed + self.by_others + self.upscaled;
         let total = self.total.max(done).max(1);
@@ -307,7 +302,6 @@ fn upscale_segments(
         started: Instant::now(),
         model: Duration::ZERO,
         stabiliser: Duration::ZERO,
-        damage: Vec::new(),
     };
     let mut todo = Vec::new();
     for s in &work.plan.segments {
@@ -352,8 +346,13 @@ enum Item {
         pts: i64,
         time_base: (i64, i64),
     },
-    /// The segment's frames have all been sent; its claim goes with it until it is recorded.
-    End { segment: usize, claim: Claim },
+    /// The segment's frames have all been sent, with the damage FFmpeg reported while they
+    /// were decoded; its claim goes with it until it is recorded.
+    End {
+        segment: usize,
+        claim: Claim,
+        damage: u64,
+    },
 }
 
 /// Decodes, upscales and encodes the segments of `todo` that no one else holds, in order;
@@ -380,12 +379,10 @@ fn run_segments(
     // Pixel conversions happen in the decode and encode threads, off the model's path.
     let (frames_tx, frames_rx) = sync_channel::<Item>(QUEUE);
     let (out_tx, out_rx) = sync_channel::<Item>(QUEUE);
-    let mut damage = Vec::new();
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         // `move`: each thread owns its end of the queues, so finishing closes them.
-        let damage = &mut damage;
         let decoder =
-            scope.spawn(move || decode_segments(job, info, work, todo, frames_tx, cancel, damage));
+            scope.spawn(move || decode_segments(job, info, work, todo, frames_tx, cancel));
         let encoder =
             scope.spawn(move || encode_segments(job, info, work, out_size, format, out_rx, cancel));
 
@@ -448,9 +445,7 @@ fn run_segments(
         model_result?;
         encoded?;
         Ok(held)
-    });
-    counts.damage.append(&mut damage);
-    result
+    })
 }
 
 /// The frames' format between the stages: 16 bits a channel for sources above 8 bits.
@@ -471,21 +466,18 @@ fn decode_segments(
     todo: &[Segment],
     tx: SyncSender<Item>,
     cancel: &AtomicBool,
-    damage: &mut Vec<Arc<AtomicU64>>,
 ) -> Result<Vec<usize>, PipelineError> {
     let (w, h) = (info.video.width as usize, info.video.height as usize);
     let format = raw_format(info);
     let prefilter = job.enhancer.prefilter();
-    let mut spawn = |start: Start| {
+    let spawn = |start: Start| {
         // An unindexed plan is one segment cut by a frame count.
         let limit = if work.plan.indexed {
             None
         } else {
             job.max_frames
         };
-        let decoder = Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)?;
-        damage.push(decoder.damage_reports());
-        Ok::<_, PipelineError>(decoder)
+        Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)
     };
     let mut held = Vec::new();
     // The running decoder and the segment it continues into.
@@ -516,6 +508,9 @@ fn decode_segments(
         };
         let mut sent = 0u64;
         let mut ended = false;
+        // The damage reported while this segment is decoded: its decoder's count from here.
+        let mut damage = 0;
+        let mut damage_before = dec.damage_reports();
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PipelineError::Cancelled);
@@ -539,10 +534,12 @@ fn decode_segments(
                     segment = s.index,
                     "seek missed the segment's first frame; decoding from the start"
                 );
+                damage += dec.damage_reports() - damage_before;
                 dec = spawn(Start::Frame {
                     pts: s.start.expect("checked"),
                     seek: None,
                 })?;
+                damage_before = 0;
                 seeked = false;
                 continue;
             }
@@ -569,10 +566,12 @@ fn decode_segments(
                 "frame count differs from the index"
             );
         }
+        damage += dec.damage_reports() - damage_before;
         if tx
             .send(Item::End {
                 segment: s.index,
                 claim,
+                damage,
             })
             .is_err()
         {
@@ -633,7 +632,11 @@ fn encode_segments(
                 }
                 *written += 1;
             }
-            Item::End { segment, claim } => {
+            Item::End {
+                segment,
+                claim,
+                damage,
+            } => {
                 let frames = match enc.take() {
                     Some((e, _, written)) => {
                         if let Err(err) = e.finish() {
@@ -644,7 +647,7 @@ fn encode_segments(
                     }
                     None => 0,
                 };
-                work.record(segment, frames)?;
+                work.record(segment, frames, damage)?;
                 drop(claim);
             }
         }

@@ -218,6 +218,11 @@ pub struct Done {
     pub frames: u64,
     /// The file's size: a file cut short by a crash or a full disk does not match.
     pub bytes: u64,
+    /// How many times FFmpeg reported the source damaged while decoding the segment
+    /// ([`super::decode::Decoder::damage_reports`]): kept with the segment, so that the job's
+    /// warning counts the segments an earlier run or another worker did too.
+    #[serde(default)]
+    pub damage: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -399,13 +404,15 @@ impl WorkDir {
             .map_err(PipelineError::Io)
     }
 
-    /// Makes segment `index`'s partial file its finished file, durably, then records it.
-    pub fn record(&self, index: usize, frames: u64) -> Result<Done, PipelineError> {
+    /// Makes segment `index`'s partial file its finished file, durably, then records it
+    /// with its `frames` and the `damage` reported while it was decoded.
+    pub fn record(&self, index: usize, frames: u64, damage: u64) -> Result<Done, PipelineError> {
         let done = if frames == 0 {
             let _ = std::fs::remove_file(self.partial_file(index));
             Done {
                 frames: 0,
                 bytes: 0,
+                damage,
             }
         } else {
             let partial = self.partial_file(index);
@@ -414,12 +421,27 @@ impl WorkDir {
             let bytes = file.metadata().map_err(PipelineError::Io)?.len();
             std::fs::rename(&partial, self.segment_file(index)).map_err(PipelineError::Io)?;
             sync_dir(&self.path)?;
-            Done { frames, bytes }
+            Done {
+                frames,
+                bytes,
+                damage,
+            }
         };
         let text = serde_json::to_vec(&done).expect("plain data");
         write_durably(&self.record_file(index), &text)?;
         self.known_whole().insert(index);
         Ok(done)
+    }
+
+    /// The damage reports recorded with the finished segments, all together.
+    pub fn recorded_damage(&self) -> u64 {
+        self.plan
+            .segments
+            .iter()
+            .filter_map(|s| std::fs::read(self.record_file(s.index)).ok())
+            .filter_map(|text| serde_json::from_slice::<Done>(&text).ok())
+            .map(|done| done.damage)
+            .sum()
     }
 
     /// Removes the directory and everything in it.
@@ -630,6 +652,37 @@ mod tests {
         let s = cut(&packets, 5, Some(3));
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].end, s[0].frames), (Some(3), 3));
+    }
+
+    /// The damage decoded into each segment is kept in its record and summed over the job,
+    /// whichever run recorded it; a record from before the count existed reads as none.
+    #[test]
+    fn damage_is_kept_with_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("out.mp4");
+        let segment = |index| Segment {
+            index,
+            start: None,
+            end: None,
+            frames: 0,
+        };
+        let plan = || {
+            Ok(Plan {
+                time_base: (1, 25),
+                indexed: true,
+                segments: (0..3).map(segment).collect(),
+            })
+        };
+        let work = WorkDir::open(&output, "0123456789abcdef", true, plan).unwrap();
+        work.record(0, 0, 2).unwrap();
+        work.record(1, 0, 3).unwrap();
+        // Another run's work directory, opened again: its records are read from disk.
+        drop(work);
+        let work = WorkDir::open(&output, "0123456789abcdef", true, plan).unwrap();
+        std::fs::write(work.record_file(2), br#"{"frames":0,"bytes":0}"#).unwrap();
+        assert_eq!(work.done(2).map(|d| d.damage), Some(0));
+        assert_eq!(work.done(1).map(|d| d.damage), Some(3));
+        assert_eq!(work.recorded_damage(), 5);
     }
 
     #[test]

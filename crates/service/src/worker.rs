@@ -353,7 +353,9 @@ async fn run_task(worker: &Worker, task: Task) -> Result<(), ServiceError> {
             if let Some(warning) = &warning {
                 tracing::warn!(%warning, "the source is damaged");
             }
-            let notes = warning.map(|w| task.notes.iter().cloned().chain([w]).collect());
+            let added: Vec<String> = summary.left_out.iter().cloned().chain(warning).collect();
+            let notes =
+                (!added.is_empty()).then(|| task.notes.iter().cloned().chain(added).collect());
             // The upload stays until expiry: the page compares frames of source and result.
             let outcome = Outcome {
                 output_bytes: bytes,

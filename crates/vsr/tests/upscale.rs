@@ -600,8 +600,26 @@ fn cover_art_fonts_and_subtitles_follow_the_container() {
         ),
     ];
     for (source, result, streams) in cases {
-        ok(&upscale(&p(source), &p(result), &["--scale", "2"]));
+        let run = upscale(&p(source), &p(result), &["--scale", "2"]);
+        ok(&run);
         assert_eq!(stream_list(&p(result)), streams, "{source} -> {result}");
+        // What the container does not keep as it was is told: in MP4, the font and the
+        // subtitles' styling.
+        let notes: Vec<String> = String::from_utf8_lossy(&run.stderr)
+            .lines()
+            .filter(|l| l.starts_with("note: ") && !l.contains("device"))
+            .map(str::to_string)
+            .collect();
+        let told = match result {
+            "styled-2x.mp4" => vec![
+                "note: the source's 1 attached file(s) (fonts for its subtitles, say) are not \
+                 kept: .mp4 holds none; .mkv keeps them",
+                "note: styled (ASS) subtitles become MP4 text in .mp4, which keeps no styling; \
+                 .mkv keeps them as they are",
+            ],
+            _ => vec![],
+        };
+        assert_eq!(notes, told, "{source} -> {result}");
         assert_eq!(stream_md5(&p(result), "v:1"), cover, "{result}");
         assert_eq!(subtitle_text(&p(result)), "1|hello|", "{result}");
         assert_eq!(size(&p(result)), "128,96");

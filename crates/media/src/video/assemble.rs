@@ -212,6 +212,55 @@ fn extract_covers(
     Ok(covers)
 }
 
+/// What of the source `target`'s container does not keep as it was, in words for the user:
+/// attached files outside Matroska, cover art in WebM or in a format no container here
+/// takes as a cover, styled subtitles turned into MP4's plain text. The job goes on without
+/// them (what a container cannot hold at all is refused before it starts:
+/// [`check_other_streams`]).
+pub fn left_out(info: &MediaInfo, target: &Path) -> Vec<String> {
+    let container = Container::of(target).unwrap_or(Container::Matroska);
+    let ext = target.extension().unwrap_or_default().to_string_lossy();
+    let mut notes = Vec::new();
+    if info.attachments > 0 && container != Container::Matroska {
+        notes.push(format!(
+            "the source's {} attached file(s) (fonts for its subtitles, say) are not kept: \
+             .{ext} holds none; .mkv keeps them",
+            info.attachments
+        ));
+    }
+    let covers = info.cover_art.len();
+    let kept = match container {
+        Container::WebM => 0,
+        _ => info
+            .cover_art
+            .iter()
+            .filter(|c| cover_file_type(&c.codec).is_some())
+            .count(),
+    };
+    if kept < covers {
+        notes.push(format!(
+            "{} of the source's {covers} cover picture(s) are not kept: .{ext} holds {}",
+            covers - kept,
+            match container {
+                Container::WebM => "none",
+                _ => "JPEG, PNG or BMP covers only",
+            }
+        ));
+    }
+    if container == Container::Mp4
+        && info
+            .subtitle_codecs
+            .iter()
+            .any(|c| c == "ass" || c == "ssa")
+    {
+        notes.push(format!(
+            "styled (ASS) subtitles become MP4 text in .{ext}, which keeps no styling; .mkv \
+             keeps them as they are"
+        ));
+    }
+    notes
+}
+
 /// FFmpeg's arguments that carry the source's streams other than the video (input number
 /// `input`) into `target`: audio copied, subtitles copied or converted per stream
 /// ([`Container::subtitle_codec`]), cover art (a picture stream in MP4; in Matroska the

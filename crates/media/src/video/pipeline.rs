@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vsr_runtime::Tensor;
 
-use super::assemble::{assemble, check_container, check_other_streams, rotation_in_pixels};
+use super::assemble::{
+    assemble, check_container, check_other_streams, left_out, rotation_in_pixels,
+};
 use super::decode::{Decoder, Start};
 use super::encode::{EncodeSettings, Encoder};
 use super::mkv::RawFormat;
@@ -90,6 +92,9 @@ pub struct Summary {
     /// decode), over every segment: this run's, an earlier run's and other workers'. The
     /// output then lacks those frames.
     pub damage_reports: u64,
+    /// What of the source the output's container does not keep as it was
+    /// ([`super::assemble::left_out`]), for the user.
+    pub left_out: Vec<String>,
 }
 
 impl Summary {
@@ -186,6 +191,7 @@ pub fn run(
     assembled?;
     let segments = work.plan.segments.len();
     let damage_reports = work.recorded_damage();
+    let not_kept = left_out(&info, job.output);
     work.remove();
     Ok(Summary {
         frames: counts.upscaled,
@@ -197,6 +203,7 @@ pub fn run(
         model_seconds: counts.model.as_secs_f64(),
         stabiliser_seconds: counts.stabiliser.as_secs_f64(),
         damage_reports,
+        left_out: not_kept,
     })
 }
 

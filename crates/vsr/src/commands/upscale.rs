@@ -178,6 +178,9 @@ pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
         summary.seconds,
         summary.frames as f64 / summary.seconds.max(1e-9)
     );
+    for note in &summary.left_out {
+        eprintln!("note: {note}");
+    }
     if let Some(warning) = summary.damage_warning() {
         eprintln!("warning: {warning}");
     }

@@ -64,8 +64,14 @@ fn parse_size(s: &str) -> Result<(u64, u64), String> {
 pub fn run(config: &Config, args: &UpscaleArgs) -> anyhow::Result<()> {
     // The paths first: a wrong one is told before minutes of model loading.
     super::refuse_overwriting_input(&args.input, &args.output)?;
-    let _output_lock =
-        super::output_lock::lock_output(&config.cache_dir.join("locks"), &args.output)?;
+    let output_lock = super::output_lock::lock_output(&config.cache_dir, &args.output)?;
+    if output_lock.is_none() {
+        eprintln!(
+            "note: no lock file could be made (cache and temporary folders not writable): \
+             a second run writing {} at the same time would not be kept out",
+            args.output.display()
+        );
+    }
     // The input's content is part of the work's key: an edited file never reuses old segments.
     let input_identity = vsr_media::video::segment::file_identity(&args.input)
         .map_err(|e| super::input_error(&args.input, e))?;

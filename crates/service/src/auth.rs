@@ -100,8 +100,11 @@ fn header_key(req: &Request) -> Option<String> {
 /// `ServiceConfig::allowed_hosts`). Without the check, a page whose own name resolves to
 /// 127.0.0.1 (DNS rebinding) would be same-origin with a keyless server on loopback.
 fn host_allowed(config: &crate::config::ServiceConfig, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+    let Some(host) = headers.get(header::HOST) else {
         return true; // HTTP/1.0 programs; browsers always send it
+    };
+    let Ok(host) = host.to_str() else {
+        return false; // bytes no host name has
     };
     let Some(name) = host_name(host) else {
         return false; // not a name and port: no browser sends that
@@ -517,6 +520,10 @@ mod tests {
         }
         assert!(!host_allowed(&config, &with_host("evil.example:5000")));
         // Not a name and a port: refused, whatever name they start with.
+        let mut latin = HeaderMap::new();
+        let value = header::HeaderValue::from_bytes(b"localh\xf6st").unwrap();
+        latin.insert(header::HOST, value);
+        assert!(!host_allowed(&config, &latin));
         for odd in [
             "localhost:80@evil",
             "localhost:x",

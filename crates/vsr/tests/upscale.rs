@@ -520,6 +520,15 @@ fn subtitle_text(file: &Path) -> String {
         .join("|")
 }
 
+/// The `note:` lines a run printed, but the device's.
+fn notes(run: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&run.stderr)
+        .lines()
+        .filter(|l| l.starts_with("note: ") && !l.contains("device"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Cover art, Matroska's attached files (fonts for styled subtitles) and subtitles come
 /// through in the form each container holds: MP4 keeps the cover as a picture stream and its
 /// subtitles as `mov_text`; Matroska attaches the cover as a file (its name kept), keeps the
@@ -573,7 +582,7 @@ fn cover_art_fonts_and_subtitles_follow_the_container() {
     let cover = stream_md5(&p("covered.mp4"), "v:1");
     assert_eq!(stream_md5(&p("styled.mkv"), "v:1"), cover);
 
-    let cases: [(&str, &str, &[&str]); 3] = [
+    let cases: [(&str, &str, &[&str]); 5] = [
         (
             "styled.mkv",
             "styled-2x.mkv",
@@ -598,32 +607,67 @@ fn cover_art_fonts_and_subtitles_follow_the_container() {
                 "mjpeg|video|1|cover.jpg",
             ],
         ),
+        // FFmpeg writes no cover into QuickTime.
+        (
+            "covered.mp4",
+            "covered-2x.mov",
+            &["h264|video|0", "mov_text|subtitle|0"],
+        ),
+        // A `%` in the name is a name, not a pattern of frame numbers.
+        (
+            "covered.mp4",
+            "covered%d.mkv",
+            &[
+                "h264|video|0",
+                "subrip|subtitle|0",
+                "mjpeg|video|1|cover.jpg",
+            ],
+        ),
     ];
     for (source, result, streams) in cases {
         let run = upscale(&p(source), &p(result), &["--scale", "2"]);
         ok(&run);
         assert_eq!(stream_list(&p(result)), streams, "{source} -> {result}");
         // What the container does not keep as it was is told: in MP4, the font and the
-        // subtitles' styling.
-        let notes: Vec<String> = String::from_utf8_lossy(&run.stderr)
-            .lines()
-            .filter(|l| l.starts_with("note: ") && !l.contains("device"))
-            .map(str::to_string)
-            .collect();
+        // subtitles' styling; in QuickTime, the cover.
         let told = match result {
             "styled-2x.mp4" => vec![
                 "note: the source's 1 attached file(s) (fonts for its subtitles, say) are not \
                  kept: .mp4 holds none; .mkv keeps them",
-                "note: styled (ASS) subtitles become MP4 text in .mp4, which keeps no styling; \
-                 .mkv keeps them as they are",
+                "note: styled (ASS) subtitles become plain text in .mp4, which keeps no \
+                 styling; .mkv keeps them as they are",
+            ],
+            "covered-2x.mov" => vec![
+                "note: 1 of the source's 1 cover picture(s) are not kept: .mov holds none; \
+                 .mkv keeps them",
             ],
             _ => vec![],
         };
-        assert_eq!(notes, told, "{source} -> {result}");
-        assert_eq!(stream_md5(&p(result), "v:1"), cover, "{result}");
+        assert_eq!(notes(&run), told, "{source} -> {result}");
+        if streams.iter().any(|s| s.starts_with("mjpeg")) {
+            assert_eq!(stream_md5(&p(result), "v:1"), cover, "{result}");
+        }
         assert_eq!(subtitle_text(&p(result)), "1|hello|", "{result}");
         assert_eq!(size(&p(result)), "128,96");
     }
+    // The first frames only: every one of them, with the audio only (FFmpeg's `-shortest`
+    // would end the video with the one-frame cover or the shorter subtitles).
+    let partial = p("covered-first.mp4");
+    let run = upscale(
+        &p("covered.mp4"),
+        &partial,
+        &["--scale", "2", "--frames", "8"],
+    );
+    ok(&run);
+    assert_eq!(stream_list(&partial), ["h264|video|0"]);
+    assert_eq!(video_pts(&partial, 100).len(), 8);
+    assert_eq!(
+        notes(&run),
+        [
+            "note: an output of the first frames keeps the video and the audio only: the \
+          source's subtitles, cover art and attached files are left out"
+        ]
+    );
     no_partial_files(dir.path());
 }
 

@@ -26,7 +26,7 @@ pub fn assemble(
     let list = concat_list(work)?;
     let source = std::path::absolute(source).map_err(PipelineError::Io)?;
     let covers = match Container::of(target) {
-        Some(Container::Matroska) => extract_covers(&source, info, work.path())?,
+        Some(Container::Matroska) if !shortest => extract_covers(&source, info, work.path())?,
         _ => Vec::new(),
     };
     let mp4_like = is_mp4_like(target);
@@ -44,7 +44,7 @@ pub fn assemble(
         .arg(format!("file:{}", list.display()))
         .args(source_input(&source))
         .args(["-map", "0:v:0"])
-        .args(other_streams(1, info, target, &covers))
+        .args(other_streams(1, info, target, &covers, shortest))
         .args(["-map_metadata", "1", "-map_chapters", "1"])
         .args(["-c:v", "copy"])
         // No input is shifted to start at zero, so a video that starts after its audio keeps
@@ -102,9 +102,11 @@ fn source_input(source: &Path) -> [String; 6] {
 /// The containers an output can be, by its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Container {
-    /// MP4 and its `.m4v`, `.mov` kin: MP4's timescale, text subtitles as `mov_text`, cover
+    /// MP4 (and `.m4v`): MP4's timescale, text subtitles as `mov_text`, JPEG, PNG or BMP cover
     /// art as a picture stream, no attached files.
     Mp4,
+    /// QuickTime: as MP4, but FFmpeg writes no cover art into it.
+    Mov,
     /// Matroska: every codec, subtitles of any kind, attached files (cover art among them).
     Matroska,
     /// WebM: AV1 (of the codecs we encode), its audio codecs, WebVTT subtitles, nothing else.
@@ -115,11 +117,17 @@ impl Container {
     fn of(target: &Path) -> Option<Container> {
         let ext = target.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
-            "mp4" | "m4v" | "mov" => Some(Container::Mp4),
+            "mp4" | "m4v" => Some(Container::Mp4),
+            "mov" => Some(Container::Mov),
             "mkv" => Some(Container::Matroska),
             "webm" => Some(Container::WebM),
             _ => None,
         }
+    }
+
+    /// Whether the container is MP4's kind (its timescale, its text subtitles).
+    fn is_mp4_like(self) -> bool {
+        matches!(self, Container::Mp4 | Container::Mov)
     }
 
     /// The subtitle format a source stream of `codec` is written in: text formats turn into
@@ -128,10 +136,19 @@ impl Container {
     fn subtitle_codec(self, codec: &str) -> &'static str {
         let text = TEXT_SUBTITLES.contains(&codec);
         match self {
-            Container::Mp4 if text => "mov_text",
+            Container::Mp4 | Container::Mov if text => "mov_text",
             Container::Matroska if codec == "mov_text" => "srt",
             Container::WebM if text && codec != "webvtt" => "webvtt",
             _ => "copy",
+        }
+    }
+
+    /// Whether the container keeps a cover picture of `codec`.
+    fn keeps_cover(self, codec: &str) -> bool {
+        match self {
+            Container::Mp4 => cover_file_type(codec).is_some(),
+            Container::Matroska => true,
+            Container::Mov | Container::WebM => false,
         }
     }
 }
@@ -157,8 +174,8 @@ const TEXT_SUBTITLES: &[&str] = &[
     "stl",
 ];
 
-/// What a cover picture's codec is as a file: its extension and media type. Other codecs are
-/// not kept (MP4 holds only these as cover art).
+/// The file type of a cover picture's codec: its extension and media type, for the codecs MP4
+/// takes as covers (a Matroska source names its own).
 fn cover_file_type(codec: &str) -> Option<(&'static str, &'static str)> {
     match codec {
         "mjpeg" => Some(("jpg", "image/jpeg")),
@@ -171,13 +188,14 @@ fn cover_file_type(codec: &str) -> Option<(&'static str, &'static str)> {
 /// A cover picture taken out of the source, to be attached to a Matroska output.
 struct CoverFile {
     file: std::path::PathBuf,
-    /// The name it is attached under: the source's, else `cover.EXT`.
+    /// The name it is attached under: the source's, else `cover.EXT` (`cover-2.EXT`, ...).
     name: String,
-    mime: &'static str,
+    mime: String,
 }
 
-/// The source's cover pictures as files in `dir`: Matroska keeps pictures as attached files,
-/// and FFmpeg's Matroska writer would store a picture stream as a second video track.
+/// The source's cover pictures as files in `dir`, byte for byte: Matroska keeps pictures as
+/// attached files, and FFmpeg's Matroska writer would store a picture stream as a second
+/// video track.
 fn extract_covers(
     source: &Path,
     info: &MediaInfo,
@@ -185,16 +203,41 @@ fn extract_covers(
 ) -> Result<Vec<CoverFile>, PipelineError> {
     let mut covers = Vec::new();
     for (k, cover) in info.cover_art.iter().enumerate() {
-        let Some((ext, mime)) = cover_file_type(&cover.codec) else {
-            continue;
+        let known = cover_file_type(&cover.codec);
+        let named = cover.file_name.as_deref().filter(|n| !n.is_empty());
+        let ext = named
+            .and_then(|n| Path::new(n).extension())
+            .map(|e| e.to_string_lossy().into_owned())
+            .or_else(|| known.map(|(ext, _)| ext.to_string()))
+            .unwrap_or_else(|| "bin".into());
+        let mime = cover
+            .mime
+            .clone()
+            .or_else(|| known.map(|(_, mime)| mime.to_string()))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let name = match (named, k) {
+            (Some(name), _) => name.to_string(),
+            (None, 0) => format!("cover.{ext}"),
+            (None, k) => format!("cover-{}.{ext}", k + 1),
         };
+        // The work directory's name holds the output's, which may hold `%`: `-update 1`
+        // takes the name as it is, not as a pattern of frame numbers.
         let file =
-            std::path::absolute(dir.join(format!("cover-{k}.{ext}"))).map_err(PipelineError::Io)?;
+            std::path::absolute(dir.join(format!("cover-{k}.bin"))).map_err(PipelineError::Io)?;
         let mut cmd = std::process::Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
             .args(source_input(source))
             .args(["-map", &format!("0:{}", cover.index)])
-            .args(["-c", "copy", "-frames:v", "1", "-f", "image2"])
+            .args([
+                "-c",
+                "copy",
+                "-frames:v",
+                "1",
+                "-f",
+                "image2",
+                "-update",
+                "1",
+            ])
             .arg(format!("file:{}", file.display()));
         crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME).map_err(|e| {
             PipelineError::Encode {
@@ -202,25 +245,30 @@ fn extract_covers(
                 ffmpeg: e.to_string(),
             }
         })?;
-        let name = cover
-            .file_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("cover.{ext}"));
         covers.push(CoverFile { file, name, mime });
     }
     Ok(covers)
 }
 
 /// What of the source `target`'s container does not keep as it was, in words for the user:
-/// attached files outside Matroska, cover art in WebM or in a format no container here
-/// takes as a cover, styled subtitles turned into MP4's plain text. The job goes on without
-/// them (what a container cannot hold at all is refused before it starts:
-/// [`check_other_streams`]).
-pub fn left_out(info: &MediaInfo, target: &Path) -> Vec<String> {
+/// attached files outside Matroska, cover art where the container holds none (or none of its
+/// format), styled subtitles turned into plain text; in a `partial` output (`--frames`),
+/// everything but the audio. The job goes on without them (what a container cannot hold at
+/// all is refused before it starts: [`check_other_streams`]).
+pub fn left_out(info: &MediaInfo, target: &Path, partial: bool) -> Vec<String> {
     let container = Container::of(target).unwrap_or(Container::Matroska);
     let ext = target.extension().unwrap_or_default().to_string_lossy();
     let mut notes = Vec::new();
+    if partial {
+        if !info.subtitle_codecs.is_empty() || !info.cover_art.is_empty() || info.attachments > 0 {
+            notes.push(
+                "an output of the first frames keeps the video and the audio only: the \
+                 source's subtitles, cover art and attached files are left out"
+                    .to_string(),
+            );
+        }
+        return notes;
+    }
     if info.attachments > 0 && container != Container::Matroska {
         notes.push(format!(
             "the source's {} attached file(s) (fonts for its subtitles, say) are not kept: \
@@ -229,32 +277,29 @@ pub fn left_out(info: &MediaInfo, target: &Path) -> Vec<String> {
         ));
     }
     let covers = info.cover_art.len();
-    let kept = match container {
-        Container::WebM => 0,
-        _ => info
-            .cover_art
-            .iter()
-            .filter(|c| cover_file_type(&c.codec).is_some())
-            .count(),
-    };
+    let kept = info
+        .cover_art
+        .iter()
+        .filter(|c| container.keeps_cover(&c.codec))
+        .count();
     if kept < covers {
         notes.push(format!(
-            "{} of the source's {covers} cover picture(s) are not kept: .{ext} holds {}",
+            "{} of the source's {covers} cover picture(s) are not kept: .{ext} holds {}; .mkv \
+             keeps them",
             covers - kept,
             match container {
-                Container::WebM => "none",
-                _ => "JPEG, PNG or BMP covers only",
+                Container::Mp4 => "JPEG, PNG or BMP covers only",
+                _ => "none",
             }
         ));
     }
-    if container == Container::Mp4
-        && info
-            .subtitle_codecs
-            .iter()
-            .any(|c| c == "ass" || c == "ssa")
-    {
+    let styled = info
+        .subtitle_codecs
+        .iter()
+        .any(|c| c == "ass" || c == "ssa");
+    if styled && container != Container::Matroska {
         notes.push(format!(
-            "styled (ASS) subtitles become MP4 text in .{ext}, which keeps no styling; .mkv \
+            "styled (ASS) subtitles become plain text in .{ext}, which keeps no styling; .mkv \
              keeps them as they are"
         ));
     }
@@ -266,29 +311,34 @@ pub fn left_out(info: &MediaInfo, target: &Path) -> Vec<String> {
 /// ([`Container::subtitle_codec`]), cover art (a picture stream in MP4; in Matroska the
 /// `covers` taken out, as attached files) and Matroska's attached files (fonts for styled
 /// subtitles). What a container cannot hold at all (attached files in MP4, anything but audio
-/// and subtitles in WebM) is left out.
+/// and subtitles in WebM) is left out. A `partial` output (the first frames) takes the audio
+/// only: FFmpeg's `-shortest`, which ends it with the video, would end it with the shortest
+/// subtitle or the one-frame cover instead.
 fn other_streams(
     input: usize,
     info: &MediaInfo,
     target: &Path,
     covers: &[CoverFile],
+    partial: bool,
 ) -> Vec<String> {
     let container = Container::of(target).unwrap_or(Container::Matroska);
     let mut args: Vec<String> = vec![
         "-map".into(),
         format!("{input}:a?"),
-        "-map".into(),
-        format!("{input}:s?"),
         "-c:a".into(),
         "copy".into(),
     ];
+    if partial {
+        return args;
+    }
+    args.extend(["-map".into(), format!("{input}:s?")]);
     for (k, codec) in info.subtitle_codecs.iter().enumerate() {
         args.extend([format!("-c:s:{k}"), container.subtitle_codec(codec).into()]);
     }
     match container {
         Container::Mp4 => {
             for cover in &info.cover_art {
-                if cover_file_type(&cover.codec).is_some() {
+                if container.keeps_cover(&cover.codec) {
                     args.extend(["-map".into(), format!("{input}:{}", cover.index)]);
                 }
             }
@@ -308,7 +358,7 @@ fn other_streams(
                 ]);
             }
         }
-        Container::WebM => {}
+        Container::Mov | Container::WebM => {}
     }
     args
 }
@@ -319,7 +369,7 @@ fn other_streams(
 /// result shows upright everywhere; none for MP4, which keeps the rotation as metadata.
 pub fn rotation_in_pixels(output: &Path, info: &MediaInfo) -> i32 {
     match Container::of(output) {
-        Some(Container::Mp4) => 0,
+        Some(c) if c.is_mp4_like() => 0,
         _ => info.video.rotation,
     }
 }
@@ -332,7 +382,7 @@ pub fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError>
         reason,
     };
     match Container::of(output) {
-        Some(Container::Mp4 | Container::Matroska) => Ok(()),
+        Some(Container::Mp4 | Container::Mov | Container::Matroska) => Ok(()),
         Some(Container::WebM) if codec == Codec::Av1 => Ok(()),
         Some(Container::WebM) => Err(refused(format!(
             "WebM holds AV1 video, not {codec:?}: use --codec av1, or .mp4 or .mkv"
@@ -345,7 +395,7 @@ pub fn check_container(output: &Path, codec: Codec) -> Result<(), PipelineError>
 
 /// Whether `target`'s extension names an MP4-family container (MP4's timescale applies).
 fn is_mp4_like(target: &Path) -> bool {
-    Container::of(target) == Some(Container::Mp4)
+    Container::of(target).is_some_and(Container::is_mp4_like)
 }
 
 /// Whether the source's audio and subtitles can go into `output` (its container by
@@ -375,7 +425,7 @@ pub fn check_other_streams(
     cmd.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-y"])
         .args(source_input(&source))
         // Cover pictures Matroska attaches are files, which it always takes: not checked.
-        .args(other_streams(0, info, output, &[]))
+        .args(other_streams(0, info, output, &[], false))
         .args(["-c:v", "copy", "-t", "0"])
         .arg(format!("file:{}", target.display()));
     let result = crate::subprocess::run_with_timeout(&mut cmd, CHECK_TIME);
@@ -396,7 +446,11 @@ pub fn check_other_streams(
             Err(PipelineError::UnsupportedOutput {
                 path: output.display().to_string(),
                 reason: format!(
-                    "the source's audio or subtitles cannot be copied into .{ext}{why}; choose .mkv or .mp4"
+                    "the source's audio or subtitles cannot be copied into .{ext}{why}{}",
+                    match Container::of(output) {
+                        Some(Container::Matroska) => "",
+                        _ => "; choose .mkv",
+                    }
                 ),
             })
         }

@@ -191,7 +191,7 @@ pub fn run(
     assembled?;
     let segments = work.plan.segments.len();
     let damage_reports = work.recorded_damage();
-    let not_kept = left_out(&info, job.output);
+    let not_kept = left_out(&info, job.output, job.encode.shortest);
     work.remove();
     Ok(Summary {
         frames: counts.upscaled,
@@ -487,8 +487,9 @@ fn decode_segments(
         Decoder::spawn(job.input, info, format, prefilter.as_deref(), limit, start)
     };
     let mut held = Vec::new();
-    // The running decoder and the segment it continues into.
-    let mut running: Option<(Decoder, usize)> = None;
+    // The running decoder, the segment it continues into and its damage count when the
+    // segment before ended (what is counted from there on is the next segment's).
+    let mut running: Option<(Decoder, usize, u64)> = None;
     // A frame read past the end of the previous segment: the next one's first.
     let mut pending = None;
     for s in todo {
@@ -499,8 +500,11 @@ fn decode_segments(
         if work.done(s.index).is_some() {
             continue; // finished by another worker since the list was made
         }
-        let (mut dec, mut seeked) = match running.take() {
-            Some((dec, next)) if next == s.index => (dec, false),
+        // The damage reported while this segment is decoded is its decoder's count past
+        // `damage_before`; `None` until the first frame of a decoder that reads the file from
+        // its start, whose earlier reports are other segments'.
+        let (mut dec, mut seeked, mut damage_before) = match running.take() {
+            Some((dec, next, count)) if next == s.index => (dec, false, Some(count)),
             _ => {
                 pending = None;
                 let start = match s.start {
@@ -510,14 +514,11 @@ fn decode_segments(
                         seek: Some(segment::seek_seconds(pts, work.plan.time_base)),
                     },
                 };
-                (spawn(start)?, s.start.is_some())
+                (spawn(start)?, s.start.is_some(), Some(0))
             }
         };
         let mut sent = 0u64;
         let mut ended = false;
-        // The damage reported while this segment is decoded: its decoder's count from here.
-        let mut damage = 0;
-        let mut damage_before = dec.damage_reports();
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PipelineError::Cancelled);
@@ -541,18 +542,21 @@ fn decode_segments(
                     segment = s.index,
                     "seek missed the segment's first frame; decoding from the start"
                 );
-                damage += dec.damage_reports() - damage_before;
+                // The new decoder reads the file from its start: its reports before this
+                // segment's first frame are the earlier segments'; the old one's are dropped
+                // with its frames.
                 dec = spawn(Start::Frame {
                     pts: s.start.expect("checked"),
                     seek: None,
                 })?;
-                damage_before = 0;
+                damage_before = None;
                 seeked = false;
                 continue;
             }
             let time_base = dec
                 .time_base()
                 .ok_or_else(|| PipelineError::decode("no time base reported"))?;
+            damage_before.get_or_insert_with(|| dec.damage_reports());
             let image = to_tensor(&frame.data, w, h, format);
             sent += 1;
             let item = Item::Frame {
@@ -573,7 +577,8 @@ fn decode_segments(
                 "frame count differs from the index"
             );
         }
-        damage += dec.damage_reports() - damage_before;
+        let count = dec.damage_reports();
+        let damage = count - damage_before.unwrap_or(count);
         if tx
             .send(Item::End {
                 segment: s.index,
@@ -585,7 +590,7 @@ fn decode_segments(
             return Ok(held);
         }
         if !ended {
-            running = Some((dec, s.index + 1));
+            running = Some((dec, s.index + 1, count));
         }
     }
     Ok(held)

@@ -204,8 +204,10 @@ pub struct CoverArt {
     /// The stream's index in the source.
     pub index: usize,
     pub codec: String,
-    /// The name it was attached under, where the container keeps one.
+    /// The name it was attached under, and its media type, where the container keeps them
+    /// (Matroska does).
     pub file_name: Option<String>,
+    pub mime: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -428,6 +430,7 @@ fn parse(path: &Path, size: u64, json: &ProbeJson) -> Result<MediaInfo, VideoErr
                 index: s.index,
                 codec: s.codec_name.clone().unwrap_or_default(),
                 file_name: s.tags.get("filename").cloned(),
+                mime: s.tags.get("mimetype").cloned(),
             })
             .collect(),
         attachments: count("attachment"),
@@ -506,12 +509,12 @@ fn bit_depth(pix_fmt: &str) -> u32 {
         .map_or(8, |d| d.parse().unwrap_or(8))
 }
 
-/// Rotation from the display matrix (newer FFmpeg) or the `rotate` tag (older files).
 /// Whether a video stream is a still picture stored with the video, not its frames.
 fn is_attached_picture(s: &StreamJson) -> bool {
     s.disposition.get("attached_pic").copied().unwrap_or(0) != 0
 }
 
+/// Rotation from the display matrix (newer FFmpeg) or the `rotate` tag (older files).
 fn rotation(v: &StreamJson) -> i32 {
     let from_matrix = v
         .side_data_list

@@ -25,8 +25,9 @@ use super::PipelineError;
 pub const DEFAULT_SECONDS: f64 = 10.0;
 
 /// What a work directory's files are written with; a directory of another version is not
-/// reused.
-const LAYOUT_VERSION: u32 = 1;
+/// reused. 2: segments of rotated sources bound for Matroska or WebM are turned upright, and
+/// records count the damage decoded.
+const LAYOUT_VERSION: u32 = 2;
 
 /// One piece of a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

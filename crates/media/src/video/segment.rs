@@ -434,13 +434,13 @@ impl WorkDir {
         Ok(done)
     }
 
-    /// The damage reports recorded with the finished segments, all together.
+    /// The damage reports recorded with the finished segments, all together (after the
+    /// assembly, which checked every segment, their records are only read).
     pub fn recorded_damage(&self) -> u64 {
         self.plan
             .segments
             .iter()
-            .filter_map(|s| std::fs::read(self.record_file(s.index)).ok())
-            .filter_map(|text| serde_json::from_slice::<Done>(&text).ok())
+            .filter_map(|s| self.done(s.index))
             .map(|done| done.damage)
             .sum()
     }

@@ -67,36 +67,36 @@ fn identity(output: &Path) -> PathBuf {
     resolved.join(name)
 }
 
-/// Where lock files are made, in order: the cache folder's `locks`, else (a read-only home,
-/// say) a folder of this user's own in the system's temporary folder.
-fn lock_folders(cache_dir: &Path) -> [(PathBuf, bool); 2] {
+/// Where lock files are made, in order, each with the user that must own it: the cache
+/// folder's `locks`, else (a read-only home, say) a folder of this user's own in the system's
+/// temporary folder, which others can write into.
+fn lock_folders(cache_dir: &Path) -> [(PathBuf, Option<u32>); 2] {
     // SAFETY: getuid has no preconditions and cannot fail.
     let user = unsafe { libc::getuid() };
     [
-        (cache_dir.join("locks"), false),
-        (std::env::temp_dir().join(format!("vsr-locks-{user}")), true),
+        (cache_dir.join("locks"), None),
+        (
+            std::env::temp_dir().join(format!("vsr-locks-{user}")),
+            Some(user),
+        ),
     ]
 }
 
-/// Makes `folder` if missing; in a folder others can write to (`shared`), only a folder of
-/// this user's that nobody else can write into is used (made with mode 0700), so another
-/// user can neither plant lock files nor hold this user's.
-fn usable_folder(folder: &Path, shared: bool) -> bool {
+/// Makes `folder` if missing (mode 0700); with an `owner`, only a folder of that user's that
+/// nobody else can write into is used, so another user can neither plant lock files nor hold
+/// this user's.
+fn usable_folder(folder: &Path, owner: Option<u32>) -> bool {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let made = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(folder);
-    if made.is_err() {
-        return false;
+    match (made, owner) {
+        (Err(_), _) => false,
+        (Ok(()), None) => true,
+        (Ok(()), Some(user)) => std::fs::symlink_metadata(folder)
+            .is_ok_and(|m| m.is_dir() && m.uid() == user && m.mode() & 0o022 == 0),
     }
-    if !shared {
-        return true;
-    }
-    // SAFETY: as above.
-    let user = unsafe { libc::getuid() };
-    std::fs::symlink_metadata(folder)
-        .is_ok_and(|m| m.is_dir() && m.uid() == user && m.mode() & 0o022 == 0)
 }
 
 /// Takes `output`'s lock in the first folder of [`lock_folders`] where a lock file can be
@@ -109,8 +109,8 @@ pub fn lock_output(cache_dir: &Path, output: &Path) -> anyhow::Result<Option<Out
         .take(16)
         .map(|b| format!("{b:02x}"))
         .collect();
-    for (folder, shared) in lock_folders(cache_dir) {
-        if !usable_folder(&folder, shared) {
+    for (folder, owner) in lock_folders(cache_dir) {
+        if !usable_folder(&folder, owner) {
             continue;
         }
         let path = folder.join(format!("{name}.lock"));
